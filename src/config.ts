@@ -1,0 +1,57 @@
+import { z } from 'zod';
+
+// One config loader: every address comes from the environment, with local-stack defaults,
+// so the same code runs against MSK, RDS, S3, Temporal Cloud and Snowflake.
+const Env = z.object({
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_UI_URL: z.string().default('http://127.0.0.1:8233'),
+
+  // A payment workflow stays open this long after its final state, absorbing late duplicates.
+  PAYMENT_CLOSE_AFTER_FINAL_MS: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(10 * 60_000),
+
+  KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
+  KAFKA_CLIENT_ID: z.string().default('paylink'),
+  // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.
+  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().positive().default(1),
+  KAFKA_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().default(1),
+  KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().positive().default(6),
+
+  DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink'),
+
+  S3_ENDPOINT: z.string().optional().default('http://127.0.0.1:9000'),
+  S3_REGION: z.string().default('us-east-1'),
+  S3_BUCKET: z.string().default('paylink-raw'),
+  S3_ACCESS_KEY_ID: z.string().default('paylink'),
+  S3_SECRET_ACCESS_KEY: z.string().default('paylink-secret'),
+
+  SNOWFLAKE_ACCOUNT: z.string().default('paylink'),
+  SNOWFLAKE_USERNAME: z.string().default('paylink'),
+  SNOWFLAKE_PASSWORD: z.string().default('paylink'),
+  SNOWFLAKE_DATABASE: z.string().default('PAYLINK'),
+  SNOWFLAKE_SCHEMA: z.string().default('FINANCE'),
+  SNOWFLAKE_WAREHOUSE: z.string().default('PAYLINK_WH'),
+  // Empty in production (the SDK derives the URL from the account); the local server sets it.
+  SNOWFLAKE_ACCESS_URL: z.string().default('http://127.0.0.1:8765'),
+});
+
+export type Config = z.infer<typeof Env>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid environment configuration: ${problems}`);
+  }
+  return parsed.data;
+}
+
+export function kafkaBrokers(config: Config): string[] {
+  return config.KAFKA_BROKERS.split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
+}

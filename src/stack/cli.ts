@@ -1,0 +1,85 @@
+import { loadConfig } from '../config';
+import { createKafka, ensureTopics } from '../streams/kafka';
+import { kafkaService } from './kafka-service';
+import { postgresService } from './postgres-service';
+import { s3Service } from './s3-service';
+import { type LocalService, type ServiceStatus, log } from './service';
+import { snowflakeService } from './snowflake-service';
+import { temporalService } from './temporal-service';
+
+// `npm run stack -- up|down|status`: the five real services, installed and started idempotently.
+
+export const services: LocalService[] = [postgresService, kafkaService, temporalService, s3Service, snowflakeService];
+
+export async function status(): Promise<ServiceStatus[]> {
+  return Promise.all(services.map(async (s) => ({ name: s.name, address: s.address(), answers: await s.answers() })));
+}
+
+export async function up(): Promise<void> {
+  const started = Date.now();
+  const down: LocalService[] = [];
+  for (const s of services) {
+    if (await s.answers()) log(`${s.name}: already answering at ${s.address()}`);
+    else down.push(s);
+  }
+  // Installs are sequential (they share the venv); starts run in parallel.
+  for (const s of down) await s.install();
+  await Promise.all(
+    down.map(async (s) => {
+      const t = Date.now();
+      await s.start();
+      log(`${s.name}: started at ${s.address()} in ${Date.now() - t} ms`);
+    }),
+  );
+  for (const s of services) await s.provision?.();
+  await provisionTopics();
+  log(`stack up in ${Date.now() - started} ms`);
+}
+
+async function provisionTopics(): Promise<void> {
+  const config = loadConfig();
+  const admin = createKafka(config, 'paylink-stack').admin();
+  await admin.connect();
+  try {
+    const created = await ensureTopics(admin, config);
+    if (created.length > 0) log(`kafka: created topics ${created.join(', ')}`);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function downAll(): Promise<void> {
+  for (const s of [...services].reverse()) {
+    await s.stop();
+    log(`${s.name}: stopped`);
+  }
+}
+
+async function main(): Promise<void> {
+  const command = process.argv[2] ?? 'status';
+  if (command === 'up') {
+    await up();
+    printStatus(await status());
+  } else if (command === 'down') {
+    await downAll();
+  } else if (command === 'status') {
+    const rows = await status();
+    printStatus(rows);
+    if (rows.some((r) => !r.answers)) process.exitCode = 1;
+  } else {
+    throw new Error(`unknown stack command "${command}"; use up | down | status`);
+  }
+}
+
+function printStatus(rows: ServiceStatus[]): void {
+  for (const r of rows) {
+    process.stdout.write(`${r.name.padEnd(10)} ${(r.answers ? 'answering' : 'DOWN').padEnd(10)} ${r.address}\n`);
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`stack: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

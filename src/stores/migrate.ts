@@ -1,0 +1,70 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Pool } from 'pg';
+
+// The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
+
+const migrationsDir = join(__dirname, 'migrations');
+const LOCK_ID = 7_240_001;
+
+export interface Migration {
+  version: string;
+  sql: string;
+  checksum: string;
+}
+
+export function listMigrations(dir = migrationsDir): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((file) => {
+      const sql = readFileSync(join(dir, file), 'utf8');
+      return { version: file.replace(/\.sql$/, ''), sql, checksum: createHash('sha256').update(sql).digest('hex') };
+    });
+}
+
+export async function migrate(pool: Pool, migrations = listMigrations()): Promise<string[]> {
+  const client = await pool.connect();
+  const applied: string[] = [];
+  try {
+    await client.query('select pg_advisory_lock($1)', [LOCK_ID]);
+    await client.query(
+      `create table if not exists public.schema_migrations (
+         version text primary key, checksum text not null, applied_at timestamptz not null default now())`,
+    );
+    const done = new Map(
+      (
+        await client.query<{ version: string; checksum: string }>(
+          'select version, checksum from public.schema_migrations',
+        )
+      ).rows.map((r) => [r.version, r.checksum]),
+    );
+    for (const m of migrations) {
+      const previous = done.get(m.version);
+      if (previous !== undefined) {
+        if (previous !== m.checksum) {
+          throw new Error(`migration ${m.version} was edited after it was applied; add a new migration instead`);
+        }
+        continue;
+      }
+      await client.query('begin');
+      try {
+        await client.query(m.sql);
+        await client.query('insert into public.schema_migrations (version, checksum) values ($1, $2)', [
+          m.version,
+          m.checksum,
+        ]);
+        await client.query('commit');
+        applied.push(m.version);
+      } catch (err) {
+        await client.query('rollback');
+        throw new Error(`migration ${m.version} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return applied;
+  } finally {
+    await client.query('select pg_advisory_unlock($1)', [LOCK_ID]).catch(() => undefined);
+    client.release();
+  }
+}

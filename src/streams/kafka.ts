@@ -1,0 +1,70 @@
+import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type Producer, type ITopicConfig } from 'kafkajs';
+import { type Config, kafkaBrokers } from '../config';
+
+// The one Kafka module: kafkajs stays behind it so the client can be swapped (kafkajs#1603).
+
+export const TOPICS = {
+  /** Payment lifecycle facts keyed by paymentId (simulator → router). */
+  paymentEvents: 'paylink.payments.events.v1',
+  /** Authentic but invalid events, with the reason in a header. Never dropped. */
+  quarantine: 'paylink.quarantine.v1',
+} as const;
+
+export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
+
+export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): Kafka {
+  return new Kafka({
+    clientId,
+    brokers: kafkaBrokers(config),
+    logLevel: logLevel.WARN,
+    retry: { initialRetryTime: 200, retries: 8 },
+  });
+}
+
+/**
+ * acks=all + idempotent: a retried send never duplicates inside Kafka. Retries are unbounded so the
+ * idempotence holds; callers that must answer in bounded time (the edge) race the send with a timeout.
+ * The default partitioner is murmur2, as Java clients (Debezium, Kafka Connect) hash keys.
+ */
+export function createProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 5,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5_000 },
+  });
+}
+
+export function createConsumer(kafka: Kafka, groupId: string): Consumer {
+  return kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+}
+
+export function topicSpecs(config: Config): ITopicConfig[] {
+  const common = [
+    { name: 'min.insync.replicas', value: String(config.KAFKA_MIN_INSYNC_REPLICAS) },
+    { name: 'unclean.leader.election.enable', value: 'false' },
+  ];
+  return [
+    {
+      topic: TOPICS.paymentEvents,
+      numPartitions: config.KAFKA_TOPIC_PARTITIONS,
+      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+      configEntries: [...common, { name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }],
+    },
+    {
+      topic: TOPICS.quarantine,
+      numPartitions: 3,
+      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+      configEntries: [...common, { name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }],
+    },
+  ];
+}
+
+/** Creates the project's topics with explicit partitions and configs; existing ones are left as they are. */
+export async function ensureTopics(admin: Admin, config: Config): Promise<string[]> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topicSpecs(config).filter((t) => !existing.has(t.topic));
+  if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+  return missing.map((t) => t.topic);
+}

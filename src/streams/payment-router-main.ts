@@ -1,0 +1,43 @@
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../config';
+import { createLogger, errorMessage } from '../logger';
+import { createConsumer, createKafka, createProducer } from './kafka';
+import { PAYMENT_ROUTER_GROUP, runPaymentRouter } from './payment-router';
+
+const log = createLogger('payment-router');
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const kafka = createKafka(config, 'paylink-payment-router');
+  const consumer = createConsumer(kafka, PAYMENT_ROUTER_GROUP);
+  const producer = createProducer(kafka);
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  try {
+    await Promise.all([consumer.connect(), producer.connect()]);
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+    const crashed = new Promise<never>((_, reject) =>
+      consumer.on(consumer.events.CRASH, (e) => {
+        if (!e.payload.restart) reject(e.payload.error);
+      }),
+    );
+    await runPaymentRouter({ client, consumer, producer, log, closeAfterFinalMs: config.PAYMENT_CLOSE_AFTER_FINAL_MS });
+    await Promise.race([joined, crashed]);
+    log.info('ready', { group: PAYMENT_ROUTER_GROUP });
+    await Promise.race([stopped, crashed]);
+  } finally {
+    await consumer.disconnect();
+    await producer.disconnect();
+    await connection.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  log.error('router failed', { error: errorMessage(err) });
+  process.exit(1);
+});

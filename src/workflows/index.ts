@@ -1,0 +1,2 @@
+// Workflow bundle entry: everything the payment worker registers.
+export { paymentWorkflow } from './payment';

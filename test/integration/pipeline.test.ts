@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { repoRoot } from '../../src/stack/service';
+import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
+import { config, requireServices, uniqueId } from '../support/stack';
+
+// The whole path with real processes: simulator → Kafka → router → Temporal → worker → Postgres.
+describe('pipeline end to end', () => {
+  before(() => requireServices('postgres', 'kafka', 'temporal', 's3', 'snowflake'));
+
+  it('`npm run demo -- --duplicate-rate 1 --json` posts every fact exactly once and matches the simulator', () => {
+    const run = spawnSync(
+      'npm',
+      ['run', '--silent', 'demo', '--', '--payments', '30', '--seed', '5', '--duplicate-rate', '1', '--json'],
+      {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 300_000,
+      },
+    );
+    assert.equal(run.status, 0, `demo failed:\n${run.stderr.slice(-3000)}`);
+    const summary = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
+      payments: number;
+      eventsProduced: number;
+      paymentsSettled: number;
+      ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
+      temporal: { uiUrl: string };
+    };
+    assert.equal(summary.payments, 30);
+    assert.equal(summary.eventsProduced, 240); // 4 facts × 30 payments × 2 deliveries
+    assert.equal(summary.paymentsSettled, 30);
+    assert.equal(summary.ledger.entries, 60);
+    assert.equal(summary.ledger.unbalanced, 0);
+    assert.equal(summary.ledger.duplicatePostings, 0);
+    assert.equal(summary.ledger.matchesSimulator, true);
+    assert.equal(summary.temporal.uiUrl, config.TEMPORAL_UI_URL);
+  });
+
+  describe('router quarantine', () => {
+    let router: PipelineProcess;
+    const kafka = createKafka(config, 'pipeline-test');
+    const producer = createProducer(kafka);
+    const consumer = kafka.consumer({ groupId: uniqueId('quarantine-reader') });
+    before(async () => {
+      router = startPipelineProcess('payment-router-test', 'src/streams/payment-router-main.ts');
+      await router.ready;
+      await Promise.all([producer.connect(), consumer.connect()]);
+    });
+    after(async () => {
+      await router.stop();
+      await Promise.all([producer.disconnect(), consumer.disconnect()]);
+    });
+
+    it('sends an invalid event to the quarantine topic with its reason, never drops it', async () => {
+      const marker = uniqueId('bad');
+      await producer.send({
+        topic: TOPICS.paymentEvents,
+        acks: -1,
+        messages: [{ key: marker, value: JSON.stringify({ version: 1, paymentId: marker, amountMinor: 12.5 }) }],
+      });
+      await consumer.subscribe({ topic: TOPICS.quarantine, fromBeginning: true });
+      const found = await new Promise<{ reason: string; value: string }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('quarantined event not seen within 30 s')), 30_000);
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            if (message.key?.toString() !== marker) return;
+            clearTimeout(timer);
+            resolve({ reason: String(message.headers?.['quarantine-reason']), value: String(message.value) });
+          },
+        });
+      });
+      assert.match(found.reason, /amountMinor: amount must be integer minor units/);
+      assert.match(found.reason, /currency/);
+      assert.match(found.value, new RegExp(marker));
+    });
+  });
+});
