@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker, bundleWorkflowCode } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { summarizeLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
 import { migrate } from '../../src/stores/migrate';
@@ -16,8 +17,7 @@ import { config, requireServices, uniqueId } from '../support/stack';
 describe('PaymentWorkflow on the real Temporal server', () => {
   const pool = createPool(config, 4);
   const taskQueue = uniqueId('payments-test');
-  let nativeConnection: NativeConnection;
-  let connection: Connection;
+  let env: TestWorkflowEnvironment;
   let client: Client;
   let worker: Worker;
   let running: Promise<void>;
@@ -25,12 +25,15 @@ describe('PaymentWorkflow on the real Temporal server', () => {
   before(async () => {
     await requireServices('temporal', 'postgres');
     await migrate(pool);
-    nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-    connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-    client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    // The stack's dev server (same binary, same search attributes), not the SDK's time-skipping fake.
+    env = await TestWorkflowEnvironment.createFromExistingServer({
+      address: config.TEMPORAL_ADDRESS,
+      namespace: config.TEMPORAL_NAMESPACE,
+    });
+    client = env.client;
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows') });
     worker = await createPaymentWorker({
-      connection: nativeConnection,
+      connection: env.nativeConnection,
       namespace: config.TEMPORAL_NAMESPACE,
       pool,
       taskQueue,
@@ -42,8 +45,7 @@ describe('PaymentWorkflow on the real Temporal server', () => {
   after(async () => {
     worker.shutdown();
     await running;
-    await connection.close();
-    await nativeConnection.close();
+    await env.teardown();
     await pool.end();
   });
 
