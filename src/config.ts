@@ -7,12 +7,19 @@ const Env = z.object({
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_UI_URL: z.string().default('http://127.0.0.1:8233'),
 
-  // A payment workflow stays open this long after its final state, absorbing late duplicates.
-  PAYMENT_CLOSE_AFTER_FINAL_MS: z.coerce
+  // A fact may wait this long for its precondition (a refund for its capture) before it is an anomaly.
+  PAYMENT_PRECONDITION_TIMEOUT_MS: z.coerce
     .number()
     .int()
-    .nonnegative()
-    .default(10 * 60_000),
+    .positive()
+    .default(24 * 3600_000),
+  // Mirror every lifecycle step into the PaymentStatus search attribute (costs one action per step).
+  PAYMENT_LIFECYCLE_SEARCH_ATTRIBUTE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+  // SLAs per lifecycle stage, e.g. "CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d" (s, m, h, d).
+  PAYMENT_SLAS: z.string().default('CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d'),
 
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),

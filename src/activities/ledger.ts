@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Pool } from 'pg';
+import type { PaymentEvent } from '../contracts/payment-event';
 import type { JournalLine } from '../ledger/posting-rules';
+import { signalledFacts } from '../stores/payment-inbox';
 
-// Ledger activities: persist one journal entry per posting key, exactly once.
+// Ledger activities: persist one journal entry per posting key, exactly once; keep the payment's
+// audit flags; load what a reopened payment workflow must know.
 
 export interface JournalEntryRequest {
   /** payment/<paymentId>/<fact key>: unique forever in ledger.journal_entries. */
@@ -14,13 +17,33 @@ export interface JournalEntryRequest {
   idempotencyKey: string;
   occurredAt: string;
   lines: JournalLine[];
+  /** Manual entries: who and why. */
+  actor?: string;
+  memo?: string;
 }
 
-export type PostingResult =
-  { ok: true; outcome: 'posted'; entryId: number } | { ok: true; outcome: 'already-posted'; entryId: number };
+export type PostingResult = { ok: true; outcome: 'posted' | 'already-posted'; entryId: number };
+
+export interface PaymentFlag {
+  paymentId: string;
+  /** Unique per payment: recording the same flag twice is a no-op. */
+  flagKey: string;
+  kind: 'anomaly' | 'stuck' | 'resolved' | 'adjustment';
+  stage?: string;
+  reason: string;
+  actor?: string;
+}
+
+export interface PaymentHistory {
+  facts: PaymentEvent[];
+  postedKeys: string[];
+  flagKeys: string[];
+}
 
 export interface LedgerActivities {
   postJournalEntry(request: JournalEntryRequest): Promise<PostingResult>;
+  recordPaymentFlag(flag: PaymentFlag): Promise<void>;
+  loadPaymentHistory(paymentId: string): Promise<PaymentHistory>;
 }
 
 /** Canonical hash of an entry's lines, independent of line order. */
@@ -41,8 +64,8 @@ export function createLedgerActivities(pool: Pool): LedgerActivities {
         await client.query('begin');
         const inserted = await client.query<{ entry_id: number }>(
           `insert into ledger.journal_entries
-             (posting_key, payment_id, merchant_id, fact_type, idempotency_key, lines_hash, occurred_at)
-           values ($1, $2, $3, $4, $5, $6, $7)
+             (posting_key, payment_id, merchant_id, fact_type, idempotency_key, lines_hash, occurred_at, actor, memo)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            on conflict (posting_key) do nothing
            returning entry_id`,
           [
@@ -53,6 +76,8 @@ export function createLedgerActivities(pool: Pool): LedgerActivities {
             request.idempotencyKey,
             hash,
             request.occurredAt,
+            request.actor ?? null,
+            request.memo ?? null,
           ],
         );
         const entryId = inserted.rows[0]?.entry_id;
@@ -89,6 +114,27 @@ export function createLedgerActivities(pool: Pool): LedgerActivities {
       } finally {
         client.release();
       }
+    },
+
+    async recordPaymentFlag(flag) {
+      await pool.query(
+        `insert into ledger.payment_flags (payment_id, flag_key, kind, stage, reason, actor)
+         values ($1, $2, $3, $4, $5, $6) on conflict (payment_id, flag_key) do nothing`,
+        [flag.paymentId, flag.flagKey, flag.kind, flag.stage ?? null, flag.reason, flag.actor ?? null],
+      );
+    },
+
+    async loadPaymentHistory(paymentId) {
+      const [facts, posted, flags] = await Promise.all([
+        signalledFacts(pool, paymentId),
+        pool.query<{ posting_key: string }>('select posting_key from ledger.journal_entries where payment_id = $1', [
+          paymentId,
+        ]),
+        pool.query<{ flag_key: string }>('select flag_key from ledger.payment_flags where payment_id = $1', [
+          paymentId,
+        ]),
+      ]);
+      return { facts, postedKeys: posted.rows.map((r) => r.posting_key), flagKeys: flags.rows.map((r) => r.flag_key) };
     },
   };
 }

@@ -2,35 +2,95 @@ import { z } from 'zod';
 import { CurrencyCode, MinorUnits } from './money';
 
 // A payment lifecycle fact as it travels on Kafka (envelope v1). The idempotency key is derived
-// upstream (../shared/BRIEF.md §5) and carried end to end: Kafka header, workflow dedup, posting key.
-
-export const PaymentFactType = z.enum(['created', 'authorized', 'captured', 'settled']);
-export type PaymentFactType = z.infer<typeof PaymentFactType>;
+// upstream (../shared/BRIEF.md §5) and carried end to end: Kafka header, inbox, workflow dedup.
 
 export const EventSource = z.enum(['gateway', 'webhook', 'cdc', 'partner']);
 export type EventSource = z.infer<typeof EventSource>;
 
+const Id = z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'id: 1–120 of letters, digits, _ . : -');
+
+const Envelope = z.object({
+  version: z.literal(1),
+  idempotencyKey: z.string().min(1).max(300),
+  paymentId: Id,
+  merchantId: z.string().min(1).max(120),
+  region: z.string().min(1).max(40),
+  currency: CurrencyCode,
+  occurredAt: z.iso.datetime({ offset: true }),
+  source: EventSource,
+  sourceSequence: z.number().int().nonnegative(),
+});
+
+export const PaymentCreated = Envelope.extend({ type: z.literal('created'), amountMinor: MinorUnits });
+export const PaymentAuthorized = Envelope.extend({ type: z.literal('authorized'), amountMinor: MinorUnits });
+export const PaymentCaptured = Envelope.extend({
+  type: z.literal('captured'),
+  captureId: Id,
+  amountMinor: MinorUnits.min(1),
+  /** PayLink's fee on this capture, kept from the merchant's payable. */
+  platformFeeMinor: MinorUnits.default(0),
+});
+export const PaymentVoided = Envelope.extend({ type: z.literal('voided') });
+export const PaymentRefunded = Envelope.extend({
+  type: z.literal('refunded'),
+  refundId: Id,
+  amountMinor: MinorUnits.min(1),
+});
+export const PaymentSettled = Envelope.extend({
+  type: z.literal('settled'),
+  settlementId: Id,
+  captureId: Id,
+  /** Gross amount the gateway settles for the capture. */
+  amountMinor: MinorUnits.min(1),
+  /** Gateway fee withheld from the gross amount. */
+  feeMinor: MinorUnits,
+});
+export const ChargebackOpened = Envelope.extend({
+  type: z.literal('chargeback_opened'),
+  chargebackId: Id,
+  amountMinor: MinorUnits.min(1),
+});
+export const ChargebackWon = Envelope.extend({ type: z.literal('chargeback_won'), chargebackId: Id });
+export const ChargebackLost = Envelope.extend({ type: z.literal('chargeback_lost'), chargebackId: Id });
+export const PaymentFailed = Envelope.extend({ type: z.literal('failed'), reason: z.string().min(1).max(500) });
+
 export const PaymentEvent = z
-  .object({
-    version: z.literal(1),
-    idempotencyKey: z.string().min(1).max(300),
-    paymentId: z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'payment id: letters, digits, _ . : -'),
-    merchantId: z.string().min(1).max(120),
-    region: z.string().min(1).max(40),
-    type: PaymentFactType,
-    amountMinor: MinorUnits,
-    currency: CurrencyCode,
-    /** Gateway fee withheld at settlement, same currency. */
-    feeMinor: MinorUnits.optional(),
-    occurredAt: z.iso.datetime({ offset: true }),
-    source: EventSource,
-    sourceSequence: z.number().int().nonnegative(),
+  .discriminatedUnion('type', [
+    PaymentCreated,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentVoided,
+    PaymentRefunded,
+    PaymentSettled,
+    ChargebackOpened,
+    ChargebackWon,
+    ChargebackLost,
+    PaymentFailed,
+  ])
+  .refine((e) => e.type !== 'captured' || e.platformFeeMinor <= e.amountMinor, {
+    message: 'platformFeeMinor exceeds amountMinor',
+    path: ['platformFeeMinor'],
   })
-  .refine((e) => e.feeMinor === undefined || e.feeMinor <= e.amountMinor, {
+  .refine((e) => e.type !== 'settled' || e.feeMinor <= e.amountMinor, {
     message: 'feeMinor exceeds amountMinor',
     path: ['feeMinor'],
   });
 export type PaymentEvent = z.infer<typeof PaymentEvent>;
+export type PaymentFactType = PaymentEvent['type'];
+export type FactOf<T extends PaymentFactType> = Extract<PaymentEvent, { type: T }>;
+
+export const PAYMENT_FACT_TYPES: readonly PaymentFactType[] = [
+  'created',
+  'authorized',
+  'captured',
+  'voided',
+  'refunded',
+  'settled',
+  'chargeback_opened',
+  'chargeback_won',
+  'chargeback_lost',
+  'failed',
+];
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 

@@ -18,9 +18,10 @@ export interface TruthComparison {
 
 export async function summarizeLedger(pool: Pool, paymentIdPrefix: string): Promise<LedgerSummary> {
   const like = `${paymentIdPrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  // Independent of the posting key: one upstream fact (idempotency key) behind two entries is a double posting.
   const counts = await pool.query<{ entries: number; distinct_facts: number }>(
     `select count(*)::int8 as entries, count(distinct (payment_id, idempotency_key))::int8 as distinct_facts
-       from ledger.journal_entries where payment_id like $1`,
+       from ledger.journal_entries where payment_id like $1 and fact_type <> 'manual_adjustment'`,
     [like],
   );
   const unbalanced = await pool.query<{ n: number }>(
@@ -63,10 +64,19 @@ export function expectedTotals(truth: GroundTruth): LedgerSummary['totals'] {
     t.creditMinor += creditMinor;
   };
   for (const [currency, c] of Object.entries(truth.byCurrency)) {
-    add('gateway_clearing', currency, c.capturedMinor, c.settledGrossMinor); // receivable opened, then paid
-    add('merchant_payable', currency, 0, c.capturedMinor); // owed to merchants
-    add('settlement_cash', currency, c.settledGrossMinor - c.gatewayFeesMinor, 0); // cash in, net of fees
+    // What each economic event means for the chart of accounts (docs/ledger.md), restated from the simulator's side.
+    add(
+      'gateway_clearing',
+      currency,
+      c.capturedMinor + c.chargebacksWonMinor,
+      c.settledGrossMinor + c.chargebacksOpenedMinor,
+    );
+    add('merchant_payable', currency, c.refundedMinor + c.chargebacksLostMinor, c.capturedMinor - c.platformFeesMinor);
+    add('platform_fee_revenue', currency, 0, c.platformFeesMinor);
+    add('settlement_cash', currency, c.settledGrossMinor - c.gatewayFeesMinor, 0);
     add('gateway_fee_expense', currency, c.gatewayFeesMinor, 0);
+    add('refunds_payable', currency, 0, c.refundedMinor);
+    add('chargebacks_disputed', currency, c.chargebacksOpenedMinor, c.chargebacksWonMinor + c.chargebacksLostMinor);
   }
   return out;
 }

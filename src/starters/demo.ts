@@ -1,15 +1,21 @@
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import type { Admin } from 'kafkajs';
+import type { Pool } from 'pg';
+import { parseSlas } from '../activities/sla';
 import { loadConfig } from '../config';
 import { compareWithTruth, summarizeLedger } from '../ledger/checks';
 import { createLogger, errorMessage } from '../logger';
+import { countActionsForWorkflows } from '../ops/billable-actions';
 import { simulatePayments } from '../simulator/payments';
+import { publishPaymentEvents } from '../simulator/publish';
 import { up } from '../stack/cli';
 import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { TOPICS, createKafka, createProducer } from '../streams/kafka';
 import { PAYMENT_ROUTER_GROUP } from '../streams/payment-router';
-import { publishPaymentEvents } from '../simulator/publish';
+import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
+import { slaSweepWorkflow } from '../workflows/sla-sweep';
 import { type PipelineProcess, startPipelineProcess } from './processes';
 
 // `npm run demo`: the main job. Stack up, migrate, worker + router, simulate, wait, check, summarize.
@@ -22,6 +28,9 @@ function options() {
       payments: { type: 'string', default: '200' },
       seed: { type: 'string', default: '42' },
       'duplicate-rate': { type: 'string', default: '0' },
+      shuffle: { type: 'boolean', default: false },
+      stuck: { type: 'string', default: '0' },
+      'captured-sla-s': { type: 'string', default: '5' },
       'run-id': { type: 'string' },
       'timeout-s': { type: 'string', default: '600' },
       json: { type: 'boolean', default: false },
@@ -39,6 +48,9 @@ function options() {
     payments: num('payments', values.payments),
     seed,
     duplicateRate: num('duplicate-rate', values['duplicate-rate']),
+    shuffle: values.shuffle ?? false,
+    stuck: num('stuck', values.stuck),
+    capturedSlaMs: num('captured-sla-s', values['captured-sla-s']) * 1000,
     // Unique per run by default so runs on a shared stack never collide; fixed with --run-id.
     runId: values['run-id'] ?? `demo${seed}-${Date.now().toString(36)}`,
     timeoutMs: num('timeout-s', values['timeout-s']) * 1000,
@@ -80,21 +92,30 @@ async function main(): Promise<void> {
     log.info('simulator published', { events: sim.deliveries.length, unique: sim.truth.uniqueEvents });
 
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-    const settledQuery = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-" AND PaymentStatus = "SETTLED"`;
+    const ofRun = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-"`;
+    const count = async (q: string): Promise<number> => (await client.workflow.count(`${ofRun} AND ${q}`)).count;
     const deadline = started + opts.timeoutMs;
-    await waitFor('router to consume every event', deadline, () => routerCaughtUp(admin));
-    await waitFor('every payment to reach SETTLED', deadline, async () => {
-      const { count } = await client.workflow.count(settledQuery);
-      return count >= opts.payments;
-    });
+    await waitFor('the router to consume every event', deadline, () => routerCaughtUp(admin));
     await waitFor('every money-moving fact to be posted', deadline, async () => {
-      const s = await summarizeLedger(pool, `${opts.runId}-`);
-      return s.entries >= sim.truth.moneyMovingFacts;
+      return (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts;
     });
+    await waitFor('every payment without a withheld settlement to close', deadline, async () => {
+      return (await count('ExecutionStatus = "Completed"')) >= opts.payments - opts.stuck;
+    });
+
+    let stuckFound: string[] = [];
+    if (opts.stuck > 0) stuckFound = await flagStuck(client, opts, ofRun, deadline);
 
     const ledger = await summarizeLedger(pool, `${opts.runId}-`);
     const comparison = compareWithTruth(ledger, sim.truth);
-    const settled = (await client.workflow.count(settledQuery)).count;
+    const anomalies = await countAnomalies(pool, `${opts.runId}-`);
+    const completed = await count('ExecutionStatus = "Completed"');
+    const actions = await countActionsForWorkflows(
+      client,
+      sim.events
+        .filter((e, i, all) => all.findIndex((x) => x.paymentId === e.paymentId) === i)
+        .map((e) => paymentWorkflowId(e.paymentId)),
+    );
     const summary = {
       runId: opts.runId,
       seed: opts.seed,
@@ -102,7 +123,12 @@ async function main(): Promise<void> {
       eventsProduced: sim.deliveries.length,
       uniqueEvents: sim.truth.uniqueEvents,
       duplicateRate: opts.duplicateRate,
-      paymentsSettled: settled,
+      shuffle: opts.shuffle,
+      paymentsClosed: completed,
+      stuck: { expected: sim.truth.stuckPaymentIds.length, found: stuckFound.length, paymentIds: stuckFound },
+      anomalies,
+      actionsPerPayment: Math.round((actions.total / Math.max(1, actions.workflows)) * 100) / 100,
+      actionsByKind: actions.byKind,
       ledger: {
         entries: ledger.entries,
         unbalanced: ledger.unbalanced,
@@ -112,7 +138,8 @@ async function main(): Promise<void> {
       },
       temporal: {
         uiUrl: config.TEMPORAL_UI_URL,
-        workflowsUrl: `${config.TEMPORAL_UI_URL}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows?query=${encodeURIComponent(settledQuery)}`,
+        workflowsUrl: `${config.TEMPORAL_UI_URL}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows?query=${encodeURIComponent(ofRun)}`,
+        stuckUrl: `${config.TEMPORAL_UI_URL}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows?query=${encodeURIComponent('PaymentStatus="STUCK"')}`,
       },
       wallTimeMs: Date.now() - started,
     };
@@ -120,7 +147,9 @@ async function main(): Promise<void> {
       ledger.unbalanced === 0 &&
       ledger.duplicatePostings === 0 &&
       comparison.matches &&
-      settled === opts.payments
+      anomalies === 0 &&
+      stuckFound.length === sim.truth.stuckPaymentIds.length &&
+      completed === opts.payments - opts.stuck
     );
     if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else printSummary(summary, failed);
@@ -134,8 +163,41 @@ async function main(): Promise<void> {
   if (failed) process.exitCode = 1;
 }
 
+/** Waits out the CAPTURED SLA, runs one SLA sweep, and waits until the withheld payments show STUCK. */
+async function flagStuck(
+  client: Client,
+  opts: ReturnType<typeof options>,
+  ofRun: string,
+  deadline: number,
+): Promise<string[]> {
+  const slas = { ...parseSlas(loadConfig().PAYMENT_SLAS), CAPTURED: opts.capturedSlaMs };
+  await new Promise((r) => setTimeout(r, opts.capturedSlaMs + 500));
+  await client.workflow.execute(slaSweepWorkflow, {
+    workflowId: `sla-sweep/${opts.runId}`,
+    taskQueue: PAYMENT_TASK_QUEUE,
+    args: [{ slas, limit: 10_000 }],
+  });
+  const query = `${ofRun} AND PaymentStatus = "STUCK"`;
+  await waitFor(
+    'the withheld payments to show STUCK',
+    deadline,
+    async () => (await client.workflow.count(query)).count >= opts.stuck,
+  );
+  const ids: string[] = [];
+  for await (const w of client.workflow.list({ query })) ids.push(w.workflowId.replace(/^payment\//, ''));
+  return ids.sort();
+}
+
+async function countAnomalies(pool: Pool, prefix: string): Promise<number> {
+  const r = await pool.query<{ n: number }>(
+    `select count(*)::int8 as n from ledger.payment_flags where kind = 'anomaly' and payment_id like $1`,
+    [`${prefix}%`],
+  );
+  return r.rows[0]?.n ?? 0;
+}
+
 /** True when the router group's committed offsets reached every partition's end. */
-async function routerCaughtUp(admin: ReturnType<ReturnType<typeof createKafka>['admin']>): Promise<boolean> {
+async function routerCaughtUp(admin: Admin): Promise<boolean> {
   const [ends, committed] = await Promise.all([
     admin.fetchTopicOffsets(TOPICS.paymentEvents),
     admin.fetchOffsets({ groupId: PAYMENT_ROUTER_GROUP, topics: [TOPICS.paymentEvents] }),
@@ -148,20 +210,30 @@ function printSummary(
   s: {
     payments: number;
     eventsProduced: number;
-    paymentsSettled: number;
+    paymentsClosed: number;
+    anomalies: number;
+    actionsPerPayment: number;
+    stuck: { found: number; paymentIds: string[] };
     ledger: Record<string, unknown>;
-    temporal: { uiUrl: string; workflowsUrl: string };
+    temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
   failed: boolean,
 ): void {
   const lines = [
     `PayLink demo ${failed ? 'FAILED' : 'OK'} in ${(s.wallTimeMs / 1000).toFixed(1)} s`,
-    `  payments ${s.payments}, events produced ${s.eventsProduced}, settled ${s.paymentsSettled}`,
+    `  payments ${s.payments}, events produced ${s.eventsProduced}, closed ${s.paymentsClosed}, anomalies ${s.anomalies}`,
+    `  Temporal actions per payment (from histories): ${s.actionsPerPayment}`,
     `  ledger ${JSON.stringify(s.ledger)}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];
+  if (s.stuck.found > 0) {
+    lines.push(`  stuck payments (${s.stuck.found}): ${s.temporal.stuckUrl}`);
+    lines.push(
+      `  resolve one (with \`npm run worker\` running): npm run payment -- resolve ${s.stuck.paymentIds[0]} --reason "written off"`,
+    );
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../config';
+import { createPool } from '../stores/postgres';
 import { createLogger, errorMessage } from '../logger';
 import { createConsumer, createKafka, createProducer } from './kafka';
 import { PAYMENT_ROUTER_GROUP, runPaymentRouter } from './payment-router';
@@ -12,6 +13,7 @@ async function main(): Promise<void> {
   const kafka = createKafka(config, 'paylink-payment-router');
   const consumer = createConsumer(kafka, PAYMENT_ROUTER_GROUP);
   const producer = createProducer(kafka);
+  const pool = createPool(config);
   const stopped = new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);
@@ -26,7 +28,17 @@ async function main(): Promise<void> {
         if (!e.payload.restart) reject(e.payload.error);
       }),
     );
-    await runPaymentRouter({ client, consumer, producer, log, closeAfterFinalMs: config.PAYMENT_CLOSE_AFTER_FINAL_MS });
+    await runPaymentRouter({
+      client,
+      consumer,
+      producer,
+      pool,
+      log,
+      policy: {
+        preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS,
+        lifecycleSearchAttribute: config.PAYMENT_LIFECYCLE_SEARCH_ATTRIBUTE,
+      },
+    });
     await Promise.race([joined, crashed]);
     log.info('ready', { group: PAYMENT_ROUTER_GROUP });
     await Promise.race([stopped, crashed]);
@@ -34,6 +46,7 @@ async function main(): Promise<void> {
     await consumer.disconnect();
     await producer.disconnect();
     await connection.close();
+    await pool.end();
   }
 }
 

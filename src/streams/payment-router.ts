@@ -1,7 +1,9 @@
 import type { Client } from '@temporalio/client';
 import type { Consumer, EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
+import type { Pool } from 'pg';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
+import { admitFacts, markSignalled } from '../stores/payment-inbox';
 import {
   PAYMENT_TASK_QUEUE,
   type PaymentWorkflowInput,
@@ -12,51 +14,93 @@ import {
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
 import { TOPICS } from './kafka';
 
-// payment-router: Kafka payment facts → signalWithStart(PaymentWorkflow). Offsets are committed
-// only after Temporal accepted the signal, so a crash re-delivers; the workflow dedups by key.
+// payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
+// Offsets are committed only after Temporal accepted every signal of the batch, so a crash
+// re-delivers; the inbox drops facts Temporal already has, so duplicates cost no Temporal action.
 
 export const PAYMENT_ROUTER_GROUP = 'payment-router';
+
+export interface RoutingPolicy {
+  preconditionTimeoutMs: number;
+  lifecycleSearchAttribute: boolean;
+  taskQueue?: string;
+}
 
 export interface PaymentRouterOptions {
   client: Client;
   consumer: Consumer;
   producer: Producer;
+  pool: Pool;
   log: Logger;
-  closeAfterFinalMs: number;
+  policy: RoutingPolicy;
   /** Payments signalled concurrently within one batch (facts of one payment stay in order). */
   concurrency?: number;
-}
-
-export interface RouterCounters {
-  signalled: number;
-  quarantined: number;
-  batches: number;
 }
 
 export async function routeFact(
   client: Client,
   fact: PaymentEvent,
-  closeAfterFinalMs: number,
-  taskQueue = PAYMENT_TASK_QUEUE,
+  hasHistory: boolean,
+  policy: RoutingPolicy,
 ): Promise<void> {
   const input: PaymentWorkflowInput = {
     paymentId: fact.paymentId,
     merchantId: fact.merchantId,
     region: fact.region,
-    closeAfterFinalMs,
+    hasHistory,
+    preconditionTimeoutMs: policy.preconditionTimeoutMs,
+    lifecycleSearchAttribute: policy.lifecycleSearchAttribute,
   };
   await client.workflow.signalWithStart(paymentWorkflow, {
     workflowId: paymentWorkflowId(fact.paymentId),
-    taskQueue,
+    taskQueue: policy.taskQueue ?? PAYMENT_TASK_QUEUE,
     args: [input],
     signal: paymentFactSignal,
     signalArgs: [fact],
+    // Set with the start: free. Later changes are upserts, and cost an action each.
     typedSearchAttributes: [
-      { key: PaymentStatusAttr, value: 'RECEIVED' },
+      { key: PaymentStatusAttr, value: 'OPEN' },
       { key: MerchantIdAttr, value: fact.merchantId },
       { key: RegionAttr, value: fact.region },
     ],
   });
+}
+
+/** Admits facts to the inbox and signals the ones Temporal has not accepted yet. */
+export async function routeFacts(
+  client: Client,
+  pool: Pool,
+  facts: PaymentEvent[],
+  policy: RoutingPolicy,
+  concurrency = 32,
+  shouldContinue: () => boolean = () => true,
+): Promise<{ signalled: number; skippedDuplicates: number; complete: boolean }> {
+  const { admissions, paymentsWithHistory } = await admitFacts(pool, facts);
+  const byPayment = new Map<string, PaymentEvent[]>();
+  for (const a of admissions) {
+    if (!a.mustSignal) continue;
+    const list = byPayment.get(a.fact.paymentId) ?? [];
+    list.push(a.fact);
+    byPayment.set(a.fact.paymentId, list);
+  }
+  const groups = [...byPayment.values()];
+  let next = 0;
+  let signalled = 0;
+  const workers = Array.from({ length: Math.min(concurrency, groups.length) }, async () => {
+    while (next < groups.length && shouldContinue()) {
+      const group = groups[next++]!;
+      for (const fact of group) {
+        await routeFact(client, fact, paymentsWithHistory.has(fact.paymentId), policy);
+        signalled += 1;
+      }
+      await markSignalled(
+        pool,
+        group.map((f) => f.idempotencyKey),
+      );
+    }
+  });
+  await Promise.all(workers);
+  return { signalled, skippedDuplicates: admissions.length - signalled, complete: next >= groups.length };
 }
 
 /** Quarantine keeps the original bytes, where they came from and why they were refused. */
@@ -86,11 +130,8 @@ export async function quarantine(
   });
 }
 
-export async function runPaymentRouter(options: PaymentRouterOptions): Promise<RouterCounters> {
-  const { client, consumer, producer, log } = options;
-  const concurrency = options.concurrency ?? 32;
-  const counters: RouterCounters = { signalled: 0, quarantined: 0, batches: 0 };
-
+export async function runPaymentRouter(options: PaymentRouterOptions): Promise<void> {
+  const { client, consumer, producer, pool, log, policy } = options;
   await consumer.subscribe({ topic: TOPICS.paymentEvents, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
@@ -98,36 +139,23 @@ export async function runPaymentRouter(options: PaymentRouterOptions): Promise<R
     partitionsConsumedConcurrently: 3,
     eachBatch: async (payload: EachBatchPayload) => {
       const { batch } = payload;
-      const byPayment = new Map<string, PaymentEvent[]>();
+      const facts: PaymentEvent[] = [];
       for (const message of batch.messages) {
         const parsed = parsePaymentEvent(message.value);
-        if (!parsed.ok) {
-          await quarantine(producer, batch.topic, batch.partition, message, parsed.reason);
-          counters.quarantined += 1;
-          log.warn('quarantined payment event', {
-            partition: batch.partition,
-            offset: message.offset,
-            reason: parsed.reason,
-          });
+        if (parsed.ok) {
+          facts.push(parsed.value);
           continue;
         }
-        const list = byPayment.get(parsed.value.paymentId) ?? [];
-        list.push(parsed.value);
-        byPayment.set(parsed.value.paymentId, list);
+        await quarantine(producer, batch.topic, batch.partition, message, parsed.reason);
+        log.warn('quarantined payment event', {
+          partition: batch.partition,
+          offset: message.offset,
+          reason: parsed.reason,
+        });
       }
-      const groups = [...byPayment.values()];
-      let next = 0;
-      const workers = Array.from({ length: Math.min(concurrency, groups.length) }, async () => {
-        while (next < groups.length && payload.isRunning() && !payload.isStale()) {
-          const facts = groups[next++]!;
-          for (const fact of facts) {
-            await routeFact(client, fact, options.closeAfterFinalMs);
-            counters.signalled += 1;
-          }
-        }
-      });
-      await Promise.all(workers);
-      if (!payload.isRunning() || payload.isStale()) return; // not all signalled: leave offsets for redelivery
+      const running = (): boolean => payload.isRunning() && !payload.isStale();
+      const result = await routeFacts(client, pool, facts, policy, options.concurrency, running);
+      if (!result.complete || !running()) return; // not all signalled: leave offsets for redelivery
       const last = batch.messages[batch.messages.length - 1];
       if (last) {
         payload.resolveOffset(last.offset);
@@ -137,8 +165,6 @@ export async function runPaymentRouter(options: PaymentRouterOptions): Promise<R
         ]);
       }
       await payload.heartbeat();
-      counters.batches += 1;
     },
   });
-  return counters;
 }

@@ -1,6 +1,7 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createLedgerActivities } from '../activities/ledger';
+import { createSlaActivities } from '../activities/sla';
 import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { createPool } from '../stores/postgres';
@@ -25,7 +26,7 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
     ...(deps.workflowBundle
       ? { workflowBundle: deps.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
-    activities: createLedgerActivities(deps.pool),
+    activities: { ...createLedgerActivities(deps.pool), ...createSlaActivities(deps.pool) },
   });
 }
 

@@ -1,2 +1,3 @@
 // Workflow bundle entry: everything the payment worker registers.
 export { paymentWorkflow } from './payment';
+export { slaSweepWorkflow } from './sla-sweep';

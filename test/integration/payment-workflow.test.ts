@@ -7,16 +7,24 @@ import { summarizeLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
 import { migrate } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
-import { routeFact } from '../../src/streams/payment-router';
+import { type RoutingPolicy, routeFact, routeFacts } from '../../src/streams/payment-router';
 import { createPaymentWorker } from '../../src/workers/payment-worker';
-import { type PaymentState, paymentStateQuery, paymentWorkflowId } from '../../src/workflows/payment';
+import {
+  type PaymentState,
+  adjustPaymentUpdate,
+  paymentStateQuery,
+  paymentWorkflowId,
+  resolvePaymentUpdate,
+  slaBreachedSignal,
+} from '../../src/workflows/payment';
 import { PaymentStatusAttr } from '../../src/workflows/search-attributes';
 import { config, requireServices, uniqueId } from '../support/stack';
 
-// Real Temporal dev server, real worker, real Postgres: one payment's facts, each delivered twice.
+// Real Temporal dev server, real worker, real Postgres.
 describe('PaymentWorkflow on the real Temporal server', () => {
   const pool = createPool(config, 4);
   const taskQueue = uniqueId('payments-test');
+  const policy: RoutingPolicy = { preconditionTimeoutMs: 60_000, lifecycleSearchAttribute: false, taskQueue };
   let env: TestWorkflowEnvironment;
   let client: Client;
   let worker: Worker;
@@ -49,44 +57,159 @@ describe('PaymentWorkflow on the real Temporal server', () => {
     await pool.end();
   });
 
-  it('posts each money-moving fact once, derives SETTLED, is searchable, and closes after the grace period', async () => {
-    const runId = uniqueId('wf');
-    const sim = simulatePayments({ payments: 1, seed: 11, duplicateRate: 1, runId });
-    assert.equal(sim.deliveries.length, 8);
-    for (const fact of sim.deliveries) await routeFact(client, fact, 1500, taskQueue);
-
+  it('posts each money-moving fact once (duplicates and reverse order), and closes when settled', async () => {
+    const sim = simulatePayments({
+      payments: 1,
+      seed: 11,
+      duplicateRate: 1,
+      runId: uniqueId('wf'),
+      happyPathOnly: true,
+    });
+    const reversed = [...sim.deliveries].reverse();
+    // Straight to signalWithStart, skipping the inbox: the workflow itself must dedup.
+    for (const fact of reversed) await routeFact(client, fact, false, policy);
     const paymentId = sim.events[0]!.paymentId;
-    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
-    const result = (await handle.result()) as PaymentState;
+    const result = (await client.workflow.getHandle(paymentWorkflowId(paymentId)).result()) as PaymentState;
     assert.equal(result.status, 'SETTLED');
-    assert.equal(result.factsSeen, 4);
+    assert.equal(result.facts.length, 4);
+    assert.ok(result.facts.every((f) => f.state === 'applied'));
     assert.equal(result.duplicatesIgnored, 4);
-    assert.equal(result.postedKeys.length, 2);
-    assert.ok(result.postedKeys.every((k) => k.startsWith(`payment/${paymentId}/`)));
-
-    const description = await handle.describe();
-    assert.equal(description.typedSearchAttributes.get(PaymentStatusAttr), 'SETTLED');
-
+    assert.deepEqual(result.postedKeys.sort(), [
+      `payment/${paymentId}/captured:cap1`,
+      `payment/${paymentId}/settled:set1`,
+    ]);
     const ledger = await summarizeLedger(pool, paymentId);
-    assert.equal(ledger.entries, 2);
-    assert.equal(ledger.unbalanced, 0);
-    assert.equal(ledger.duplicatePostings, 0);
+    assert.deepEqual([ledger.entries, ledger.unbalanced, ledger.duplicatePostings], [2, 0, 0]);
   });
 
-  it('answers the state query while open', async () => {
-    const runId = uniqueId('wfq');
-    const sim = simulatePayments({ payments: 1, seed: 12, duplicateRate: 0, runId });
-    const [created, authorized] = sim.events;
-    await routeFact(client, created!, 60_000, taskQueue);
-    await routeFact(client, authorized!, 60_000, taskQueue);
-    const handle = client.workflow.getHandle(paymentWorkflowId(created!.paymentId));
+  it('a fact arriving after the payment closed reopens it, loads its history, and posts exactly once', async () => {
+    const sim = simulatePayments({
+      payments: 1,
+      seed: 12,
+      duplicateRate: 0,
+      runId: uniqueId('wfr'),
+      happyPathOnly: true,
+    });
+    const paymentId = sim.events[0]!.paymentId;
+    await routeFacts(client, pool, sim.events, policy);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+    await handle.result();
+    const settled = sim.events.find((e) => e.type === 'settled')!;
+    const lateRefund = {
+      ...settled,
+      type: 'refunded' as const,
+      refundId: 'late1',
+      idempotencyKey: `${settled.idempotencyKey}:refund`,
+      sourceSequence: 9,
+    };
+    const { feeMinor: _f, settlementId: _s, captureId: _c, ...refund } = lateRefund;
+    await routeFacts(client, pool, [refund], policy);
+    const reopened = (await client.workflow.getHandle(paymentWorkflowId(paymentId)).result()) as PaymentState;
+    assert.equal(reopened.facts.length, 5, 'the new run knows the earlier facts');
+    assert.deepEqual(
+      reopened.postedKeys.sort(),
+      ['captured:cap1', 'refunded:late1', 'settled:set1'].map((k) => `payment/${paymentId}/${k}`),
+    );
+    const ledger = await summarizeLedger(pool, paymentId);
+    assert.deepEqual([ledger.entries, ledger.duplicatePostings], [3, 0]);
+  });
+
+  it('an impossible fact is an anomaly ops can find, resolve, and adjust for, all audited', async () => {
+    const sim = simulatePayments({
+      payments: 1,
+      seed: 13,
+      duplicateRate: 0,
+      runId: uniqueId('wfa'),
+      happyPathOnly: true,
+    });
+    const paymentId = sim.events[0]!.paymentId;
+    const capture = sim.events.find((e) => e.type === 'captured')!;
+    // A second capture beyond the authorized amount.
+    const overCapture = {
+      ...capture,
+      captureId: 'cap9',
+      idempotencyKey: `${capture.idempotencyKey}:over`,
+      sourceSequence: 8,
+    };
+    await routeFacts(client, pool, [...sim.events, overCapture], policy);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
     let state: PaymentState | undefined;
-    for (let i = 0; i < 50 && state?.status !== 'AUTHORIZED'; i++) {
+    for (let i = 0; i < 100 && state?.attention !== 'ANOMALY'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
       state = await handle.query(paymentStateQuery);
-      if (state.status !== 'AUTHORIZED') await new Promise((r) => setTimeout(r, 100));
     }
-    assert.equal(state?.status, 'AUTHORIZED');
-    assert.equal(state?.postedKeys.length, 0);
-    await handle.terminate('test done');
+    assert.equal(state?.attention, 'ANOMALY');
+    assert.match(state.anomalies[0]!.reason, /exceed the authorized/);
+    assert.equal((await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr), 'ANOMALY');
+
+    await handle.executeUpdate(adjustPaymentUpdate, {
+      args: [
+        {
+          adjustmentId: 'adj1',
+          actor: 'ops@paylink',
+          reason: 'gateway double capture',
+          account: 'gateway_clearing',
+          side: 'debit',
+          amountMinor: 100,
+          currency: capture.currency,
+        },
+      ],
+    });
+    await assert.rejects(
+      handle.executeUpdate(adjustPaymentUpdate, {
+        args: [
+          {
+            adjustmentId: 'adj2',
+            actor: 'ops',
+            reason: 'x',
+            account: 'gateway_clearing',
+            side: 'debit',
+            amountMinor: 1.5,
+            currency: 'EUR',
+          },
+        ],
+      }),
+      (err: Error) => /amountMinor must be a positive integer/.test(String((err.cause as Error | undefined)?.message)),
+    );
+    const resolved = await handle.executeUpdate(resolvePaymentUpdate, {
+      args: [{ actor: 'ops@paylink', reason: 'confirmed with gateway', close: false }],
+    });
+    assert.equal(resolved.attention, 'OPEN');
+    await handle.result();
+    const flags = await pool.query<{ kind: string; actor: string | null }>(
+      'select kind, actor from ledger.payment_flags where payment_id = $1 order by flag_id',
+      [paymentId],
+    );
+    assert.deepEqual(
+      flags.rows.map((r) => r.kind),
+      ['anomaly', 'adjustment', 'resolved'],
+    );
+    const manual = await pool.query<{ actor: string; memo: string }>(
+      `select actor, memo from ledger.journal_entries where payment_id = $1 and fact_type = 'manual_adjustment'`,
+      [paymentId],
+    );
+    assert.deepEqual(manual.rows, [{ actor: 'ops@paylink', memo: 'gateway double capture' }]);
+  });
+
+  it('an SLA breach marks a captured payment STUCK; resolve with close ends it', async () => {
+    const sim = simulatePayments({ payments: 1, seed: 14, duplicateRate: 0, runId: uniqueId('wfs'), stuck: 1 });
+    const paymentId = sim.events[0]!.paymentId;
+    await routeFacts(client, pool, sim.events, policy);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+    await handle.signal(slaBreachedSignal, { stage: 'AUTHORIZED', since: '2026-01-01T00:00:00Z', slaMs: 1000 }); // stale picture: ignored
+    await handle.signal(slaBreachedSignal, { stage: 'CAPTURED', since: '2026-01-01T00:00:00Z', slaMs: 1000 });
+    let state: PaymentState | undefined;
+    for (let i = 0; i < 100 && state?.attention !== 'STUCK'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await handle.query(paymentStateQuery);
+    }
+    assert.equal(state?.status, 'CAPTURED');
+    assert.equal(state.stuck?.stage, 'CAPTURED');
+    const done = await handle.executeUpdate(resolvePaymentUpdate, {
+      args: [{ actor: 'ops', reason: 'written off', close: true }],
+    });
+    assert.equal(done.closedBy, 'ops: written off');
+    const result = (await handle.result()) as PaymentState;
+    assert.equal(result.status, 'CAPTURED');
   });
 });
