@@ -166,12 +166,14 @@ function simulateOne(rnd: Random, options: SimulationOptions, i: number, withhel
     emit('failed', { reason: rnd.pick(['card_declined', 'insufficient_funds', 'do_not_honor']) });
     return events;
   }
-  emit('authorized', { amountMinor: authorizedMinor });
+  const split = !options.happyPathOnly && !withheldSettlement && rnd.chance(0.3);
+  // Some gateways report a sale (authorize + capture at once): no separate authorization fact.
+  const sale = roll >= 0.12 && !split && !options.happyPathOnly && rnd.chance(0.2);
+  if (!sale) emit('authorized', { amountMinor: authorizedMinor });
   if (roll < 0.12) {
     emit('voided', {});
     return events;
   }
-  const split = !options.happyPathOnly && !withheldSettlement && rnd.chance(0.3);
   const firstCapture = split
     ? rnd.int(1, authorizedMinor - 1)
     : rnd.chance(0.8) || options.happyPathOnly

@@ -11,7 +11,7 @@ export interface Anomaly {
   /** Unique per payment: also the audit flag key. */
   key: string;
   factKey?: string;
-  kind: 'impossible' | 'precondition-timeout' | 'conflicting-report';
+  kind: 'impossible' | 'precondition-timeout' | 'conflicting-report' | 'posting-conflict';
   reason: string;
   resolved: boolean;
 }
@@ -162,13 +162,19 @@ type Verdict = { apply: true } | { wait: string } | { impossible: string };
 function check(fact: PaymentEvent, t: Totals): Verdict {
   switch (fact.type) {
     case 'created':
+      return { apply: true };
     case 'authorized':
+      if (t.capturedMinor > fact.amountMinor) {
+        return {
+          impossible: `authorization of ${fact.amountMinor} below the captured ${t.capturedMinor} ${fact.currency}`,
+        };
+      }
       return { apply: true };
     case 'captured':
       if (t.voided || t.failed)
         return { impossible: `capture ${fact.captureId} after the payment was ${t.voided ? 'voided' : 'failed'}` };
-      if (t.authorizedMinor === undefined) return { wait: 'the authorization' };
-      if (t.capturedMinor + fact.amountMinor > t.authorizedMinor) {
+      // No authorization fact is a sale (authorize + capture in one step); a known one caps the captures.
+      if (t.authorizedMinor !== undefined && t.capturedMinor + fact.amountMinor > t.authorizedMinor) {
         return {
           impossible: `captures ${t.capturedMinor + fact.amountMinor} exceed the authorized ${t.authorizedMinor} ${fact.currency}`,
         };
@@ -282,6 +288,11 @@ export function expire(core: PaymentCore, key: string): Anomaly | undefined {
     kind: 'precondition-timeout',
     reason: `${key} waited for ${waitedFor}, which never arrived`,
   });
+}
+
+/** The ledger already holds this posting key with other lines: never a second posting, an alert instead. */
+export function postingConflict(core: PaymentCore, key: string, reason: string): Anomaly | undefined {
+  return addAnomaly(core, { key: `posting-conflict:${key}`, factKey: key, kind: 'posting-conflict', reason });
 }
 
 export function waitingReason(core: PaymentCore, key: string): string | undefined {

@@ -1,4 +1,5 @@
 import {
+  ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
@@ -24,6 +25,7 @@ import {
   expire,
   isQuiescent,
   lifecycleStatus,
+  postingConflict,
   receive,
   waitingReason,
 } from './payment-state';
@@ -193,7 +195,16 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
         });
         stuck = undefined;
       }
-      if (request.close) closedBy = `${request.actor}: ${request.reason}`;
+      if (request.close) {
+        await flag({
+          flagKey: 'closed',
+          kind: 'resolved',
+          stage: lifecycleStatus(core),
+          reason: `closed: ${request.reason}`,
+          actor: request.actor,
+        });
+        closedBy = `${request.actor}: ${request.reason}`;
+      }
       opsChanged = true;
       return state();
     },
@@ -295,6 +306,7 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
     newAnomalies.push(...evaluation.newAnomalies, ...evaluation2.newAnomalies);
     for (const a of newAnomalies) if (flagged.has(`resolved:${a.key}`)) a.resolved = true;
     const work: Promise<unknown>[] = [];
+    const conflicts: Anomaly[] = [];
     for (const p of evaluation.postings) {
       const key = postingKey(input.paymentId, p.factKey);
       if (posted.has(key)) continue;
@@ -309,7 +321,15 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
             occurredAt: p.fact.occurredAt,
             lines: p.lines,
           })
-          .then(() => posted.add(key)),
+          .then(
+            () => posted.add(key),
+            (err: unknown) => {
+              const cause = err instanceof ActivityFailure ? err.cause : err; // local activities may surface it bare
+              if (!(cause instanceof ApplicationFailure && cause.type === 'PostingConflict')) throw err;
+              const a = postingConflict(core, p.factKey, cause.message);
+              if (a) conflicts.push(a);
+            },
+          ),
       );
     }
     for (const a of newAnomalies.filter((x) => !x.resolved)) {
@@ -318,6 +338,10 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
     if (stuck)
       work.push(flag({ flagKey: `stuck:${stuck.stage}`, kind: 'stuck', stage: stuck.stage, reason: stuck.reason }));
     await Promise.all(work);
+    // A posting conflict surfaces as an anomaly (PaymentStatus=ANOMALY), recorded for audit.
+    await Promise.all(
+      conflicts.splice(0).map((a) => flag({ flagKey: a.key, kind: 'anomaly', stage: a.kind, reason: a.reason })),
+    );
     for (const key of core.waiting) if (!before.has(key)) armPreconditionTimer(key);
 
     // 3. The search attribute changes only when ops must look (or on request, each lifecycle step).

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { createLedgerActivities } from '../../src/activities/ledger';
 import { summarizeLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
 import { migrate } from '../../src/stores/migrate';
@@ -189,6 +190,44 @@ describe('PaymentWorkflow on the real Temporal server', () => {
       [paymentId],
     );
     assert.deepEqual(manual.rows, [{ actor: 'ops@paylink', memo: 'gateway double capture' }]);
+  });
+
+  it('a posting key already in the ledger with other lines becomes a posting-conflict anomaly, not a second posting', async () => {
+    const sim = simulatePayments({
+      payments: 1,
+      seed: 15,
+      duplicateRate: 0,
+      runId: uniqueId('wfc'),
+      happyPathOnly: true,
+    });
+    const paymentId = sim.events[0]!.paymentId;
+    const capture = sim.events.find((e) => e.type === 'captured')!;
+    await createLedgerActivities(pool).postJournalEntry({
+      postingKey: `payment/${paymentId}/captured:cap1`,
+      paymentId,
+      merchantId: capture.merchantId,
+      factType: 'captured',
+      idempotencyKey: 'planted-by-test',
+      occurredAt: capture.occurredAt,
+      lines: [
+        { account: 'gateway_clearing', side: 'debit', amountMinor: 1, currency: capture.currency },
+        { account: 'merchant_payable', side: 'credit', amountMinor: 1, currency: capture.currency },
+      ],
+    });
+    await routeFacts(client, pool, sim.events, policy);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+    let state: PaymentState | undefined;
+    for (let i = 0; i < 100 && state?.attention !== 'ANOMALY'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await handle.query(paymentStateQuery);
+    }
+    assert.equal(state?.anomalies[0]?.kind, 'posting-conflict');
+    assert.equal(
+      (await summarizeLedger(pool, paymentId)).entries,
+      2,
+      'the planted capture and the settlement, nothing more',
+    );
+    await handle.terminate('test done');
   });
 
   it('an SLA breach marks a captured payment STUCK; resolve with close ends it', async () => {

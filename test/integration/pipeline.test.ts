@@ -10,31 +10,55 @@ import { config, requireServices, uniqueId } from '../support/stack';
 describe('pipeline end to end', () => {
   before(() => requireServices('postgres', 'kafka', 'temporal', 's3', 'snowflake'));
 
-  it('`npm run demo -- --duplicate-rate 1 --json` posts every fact exactly once and matches the simulator', () => {
+  it('`npm run demo -- --duplicate-rate 1 --shuffle --stuck 2 --json` posts every fact exactly once and flags the stuck', () => {
     const run = spawnSync(
       'npm',
-      ['run', '--silent', 'demo', '--', '--payments', '30', '--seed', '5', '--duplicate-rate', '1', '--json'],
-      {
-        cwd: repoRoot,
-        encoding: 'utf8',
-        timeout: 300_000,
-      },
+      [
+        'run',
+        '--silent',
+        'demo',
+        '--',
+        '--payments',
+        '40',
+        '--seed',
+        '5',
+        '--duplicate-rate',
+        '1',
+        '--shuffle',
+        '--stuck',
+        '2',
+        '--captured-sla-s',
+        '2',
+        '--json',
+      ],
+      { cwd: repoRoot, encoding: 'utf8', timeout: 300_000 },
     );
     assert.equal(run.status, 0, `demo failed:\n${run.stderr.slice(-3000)}`);
     const summary = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
       payments: number;
       eventsProduced: number;
-      paymentsSettled: number;
+      uniqueEvents: number;
+      paymentsClosed: number;
+      anomalies: number;
+      actionsPerPayment: number;
+      stuck: { expected: number; found: number };
       ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
       temporal: { uiUrl: string };
     };
-    assert.equal(summary.payments, 30);
-    assert.equal(summary.eventsProduced, 240); // 4 facts × 30 payments × 2 deliveries
-    assert.equal(summary.paymentsSettled, 30);
-    assert.equal(summary.ledger.entries, 60);
+    assert.equal(summary.payments, 40);
+    assert.equal(summary.eventsProduced, 2 * summary.uniqueEvents);
+    assert.equal(summary.paymentsClosed, 38);
+    assert.deepEqual(summary.stuck, { ...summary.stuck, expected: 2, found: 2 });
+    assert.equal(summary.anomalies, 0);
+    assert.ok(summary.ledger.entries > 80, `only ${summary.ledger.entries} entries`);
     assert.equal(summary.ledger.unbalanced, 0);
     assert.equal(summary.ledger.duplicatePostings, 0);
     assert.equal(summary.ledger.matchesSimulator, true);
+    // Duplicates never reach Temporal (the inbox drops them): the cost stays that of one delivery.
+    assert.ok(
+      summary.actionsPerPayment > 3 && summary.actionsPerPayment < 8,
+      `actions per payment ${summary.actionsPerPayment}`,
+    );
     assert.equal(summary.temporal.uiUrl, config.TEMPORAL_UI_URL);
   });
 
@@ -58,7 +82,19 @@ describe('pipeline end to end', () => {
       await producer.send({
         topic: TOPICS.paymentEvents,
         acks: -1,
-        messages: [{ key: marker, value: JSON.stringify({ version: 1, paymentId: marker, amountMinor: 12.5 }) }],
+        messages: [
+          {
+            key: marker,
+            value: JSON.stringify({
+              version: 1,
+              type: 'captured',
+              paymentId: marker,
+              captureId: 'c1',
+              amountMinor: 12.5,
+              currency: 'eur',
+            }),
+          },
+        ],
       });
       await consumer.subscribe({ topic: TOPICS.quarantine, fromBeginning: true });
       const found = await new Promise<{ reason: string; value: string }>((resolve, reject) => {

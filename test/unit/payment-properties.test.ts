@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { PaymentEvent } from '../../src/contracts/payment-event';
+import { postingKey } from '../../src/ledger/posting-rules';
+import { simulatePayments } from '../../src/simulator/payments';
+import { emptyCore, evaluate, lifecycleStatus, receive } from '../../src/workflows/payment-state';
+
+// Any permutation and duplication of a payment's facts must yield the identical ledger.
+// Seeded (PROPERTY_SEED to reproduce a CI failure); PROPERTY_RUNS raises the case count.
+const seed = Number(process.env.PROPERTY_SEED ?? 20261124);
+const numRuns = Number(process.env.PROPERTY_RUNS ?? 1000);
+
+/** Delivers facts one by one, as the workflow does, and returns the ledger it would write. */
+function ledgerFor(paymentId: string, deliveries: PaymentEvent[]) {
+  const core = emptyCore(paymentId);
+  const entries = new Map<string, string>();
+  let anomalies = 0;
+  for (const fact of deliveries) {
+    receive(core, fact);
+    const { postings, newAnomalies } = evaluate(core);
+    anomalies += newAnomalies.length;
+    for (const p of postings) {
+      const key = postingKey(paymentId, p.factKey);
+      assert.ok(!entries.has(key), `posted ${key} twice`);
+      entries.set(key, JSON.stringify(p.lines));
+    }
+  }
+  return { entries, status: lifecycleStatus(core), anomalies, waiting: core.waiting.length };
+}
+
+/** One simulated payment (any lifecycle) with a delivery order and duplicates chosen by fast-check. */
+const scenario = fc
+  .record({
+    simSeed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    order: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 12, maxLength: 12 }),
+    duplicates: fc.array(fc.nat({ max: 11 }), { maxLength: 6 }),
+    keep: fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+  })
+  .map(({ simSeed, order, duplicates, keep }) => {
+    const { events } = simulatePayments({ payments: 1, seed: simSeed, duplicateRate: 0, runId: 'prop' });
+    const permuted = events
+      .map((e, i) => ({ e, k: order[i % order.length]! + i * 1e-9 }))
+      .sort((a, b) => a.k - b.k)
+      .map((x) => x.e);
+    const withDuplicates = [...permuted, ...duplicates.filter((d) => d < events.length).map((d) => events[d]!)];
+    const subset = events.filter((_, i) => keep[i % keep.length]);
+    return { events, delivered: withDuplicates, subset, subsetShuffled: [...subset].reverse() };
+  });
+
+describe('payment state machine properties (fast-check)', () => {
+  it(`any permutation and duplication of a payment's facts yields the identical ledger (${numRuns} cases)`, () => {
+    fc.assert(
+      fc.property(scenario, ({ events, delivered }) => {
+        const paymentId = events[0]!.paymentId;
+        const inOrder = ledgerFor(paymentId, events);
+        const shuffled = ledgerFor(paymentId, delivered);
+        assert.deepEqual([...shuffled.entries].sort(), [...inOrder.entries].sort());
+        assert.equal(shuffled.status, inOrder.status);
+        assert.equal(shuffled.anomalies, 0);
+        assert.equal(shuffled.waiting, 0, 'every fact of a complete lifecycle applies');
+      }),
+      { seed, numRuns },
+    );
+  });
+
+  it(`with facts missing, the ledger still depends only on the set delivered (${numRuns} cases)`, () => {
+    fc.assert(
+      fc.property(scenario, ({ events, subset, subsetShuffled }) => {
+        const paymentId = events[0]!.paymentId;
+        const a = ledgerFor(paymentId, subset);
+        const b = ledgerFor(paymentId, subsetShuffled);
+        assert.deepEqual([...b.entries].sort(), [...a.entries].sort());
+        assert.equal(a.waiting, b.waiting);
+      }),
+      { seed: seed + 1, numRuns },
+    );
+  });
+
+  it('every posting balances per currency in integer minor units', () => {
+    fc.assert(
+      fc.property(scenario, ({ events }) => {
+        const core = emptyCore(events[0]!.paymentId);
+        for (const e of events) receive(core, e);
+        for (const p of evaluate(core).postings) {
+          let sum = 0;
+          for (const l of p.lines) {
+            assert.ok(Number.isSafeInteger(l.amountMinor) && l.amountMinor > 0);
+            sum += l.side === 'debit' ? l.amountMinor : -l.amountMinor;
+          }
+          assert.equal(sum, 0, `${p.factKey} unbalanced`);
+        }
+      }),
+      { seed: seed + 2, numRuns },
+    );
+  });
+});
