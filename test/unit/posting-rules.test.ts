@@ -32,7 +32,7 @@ describe('posting rules', () => {
     const s = sim.events.find((e) => e.type === 'settled');
     assert.ok(s && s.type === 'settled');
     for (const type of ['created', 'authorized', 'voided'] as const) {
-      assert.deepEqual(linesFor({ ...s, type, amountMinor: 1 } as Parameters<typeof linesFor>[0]), []);
+      assert.deepEqual(linesFor({ ...s, type, amountMinor: 1 }), []);
     }
     const noFee = linesFor({ ...s, feeMinor: 0 });
     assert.equal(noFee.length, 2);
