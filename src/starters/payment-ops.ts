@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, ScheduleNotFoundError, WorkflowNotFoundError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { parseSlas } from '../activities/sla';
 import { type Config, loadConfig } from '../config';
@@ -19,6 +19,8 @@ import { slaSweepWorkflow } from '../workflows/sla-sweep';
 // `npm run payment -- <command>`: what ops do to payments. Every change goes through the payment's
 // own workflow (an update), which records it as an audited fact in the ledger database.
 
+const SLA_SWEEP_SCHEDULE = 'payment-sla-sweep';
+
 const USAGE = `usage: npm run payment -- <command>
   stuck [--anomalies]                         list payments flagged STUCK (or ANOMALY)
   show <paymentId>                            the payment's full state
@@ -26,7 +28,8 @@ const USAGE = `usage: npm run payment -- <command>
                                               clear STUCK/ANOMALY with a reason; --close ends the payment
   adjust <paymentId> --account ACC --side debit|credit --amount MINOR --currency CCY --reason R [--id ID] [--actor A]
                                               post a manual adjustment against suspense
-  sweep                                       run the SLA sweep now (PAYMENT_SLAS)`;
+  sweep                                       run the SLA sweep now (PAYMENT_SLAS)
+  schedule-sweep [--every 5m]                 create or update the Temporal Schedule that runs the sweep`;
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
       amount: { type: 'string' },
       currency: { type: 'string' },
       id: { type: 'string' },
+      every: { type: 'string', default: '5m' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -124,6 +128,30 @@ async function main(): Promise<void> {
             args: [{ slas: parseSlas(config.PAYMENT_SLAS), limit: 10_000 }],
           }),
         );
+        break;
+      }
+      case 'schedule-sweep': {
+        const every = values.every ?? '5m';
+        if (!/^\d+[smh]$/.test(every)) throw new Error(`--every must look like 30s, 5m or 1h, got "${every}"`);
+        const action = {
+          type: 'startWorkflow' as const,
+          workflowType: slaSweepWorkflow,
+          taskQueue: PAYMENT_TASK_QUEUE,
+          args: [{ slas: parseSlas(config.PAYMENT_SLAS), limit: 10_000 }] as const,
+        };
+        const handle = client.schedule.getHandle(SLA_SWEEP_SCHEDULE);
+        try {
+          await handle.update((previous) => ({ ...previous, spec: { intervals: [{ every: every as `${number}m` }] }, action }));
+        } catch (err) {
+          if (!(err instanceof ScheduleNotFoundError)) throw err;
+          await client.schedule.create({
+            scheduleId: SLA_SWEEP_SCHEDULE,
+            spec: { intervals: [{ every: every as `${number}m` }] },
+            action: { ...action, args: [...action.args] },
+            policies: { overlap: 'SKIP' }, // a slow sweep is never doubled
+          });
+        }
+        print({ scheduleId: SLA_SWEEP_SCHEDULE, every, slas: config.PAYMENT_SLAS });
         break;
       }
       default:
