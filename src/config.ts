@@ -21,6 +21,10 @@ const Env = z.object({
   // SLAs per lifecycle stage, e.g. "CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d" (s, m, h, d).
   PAYMENT_SLAS: z.string().default('CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d'),
 
+  // Crash-test fault injection only (0 = off): hold each posting after commit / each signal after acceptance.
+  PAYLINK_FAULT_POST_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
+  PAYLINK_FAULT_SIGNAL_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
+
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.

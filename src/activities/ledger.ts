@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { Pool } from 'pg';
 import type { PaymentEvent } from '../contracts/payment-event';
 import type { JournalLine } from '../ledger/posting-rules';
-import { signalledFacts } from '../stores/payment-inbox';
+import { paymentFacts } from '../stores/payment-inbox';
 
 // Ledger activities: persist one journal entry per posting key, exactly once; keep the payment's
 // audit flags; load what a reopened payment workflow must know.
@@ -126,7 +126,7 @@ export function createLedgerActivities(pool: Pool): LedgerActivities {
 
     async loadPaymentHistory(paymentId) {
       const [facts, posted, flags] = await Promise.all([
-        signalledFacts(pool, paymentId),
+        paymentFacts(pool, paymentId),
         pool.query<{ posting_key: string }>('select posting_key from ledger.journal_entries where payment_id = $1', [
           paymentId,
         ]),

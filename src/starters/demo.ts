@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import type { Admin } from 'kafkajs';
 import type { Pool } from 'pg';
 import { parseSlas } from '../activities/sla';
 import { loadConfig } from '../config';
@@ -12,7 +11,7 @@ import { publishPaymentEvents } from '../simulator/publish';
 import { up } from '../stack/cli';
 import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
-import { TOPICS, createKafka, createProducer } from '../streams/kafka';
+import { TOPICS, consumerGroupLag, createKafka, createProducer } from '../streams/kafka';
 import { PAYMENT_ROUTER_GROUP } from '../streams/payment-router';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
@@ -95,7 +94,11 @@ async function main(): Promise<void> {
     const ofRun = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-"`;
     const count = async (q: string): Promise<number> => (await client.workflow.count(`${ofRun} AND ${q}`)).count;
     const deadline = started + opts.timeoutMs;
-    await waitFor('the router to consume every event', deadline, () => routerCaughtUp(admin));
+    await waitFor(
+      'the router to consume every event',
+      deadline,
+      async () => (await consumerGroupLag(admin, PAYMENT_ROUTER_GROUP, TOPICS.paymentEvents)) === 0,
+    );
     await waitFor('every money-moving fact to be posted', deadline, async () => {
       return (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts;
     });
@@ -194,16 +197,6 @@ async function countAnomalies(pool: Pool, prefix: string): Promise<number> {
     [`${prefix}%`],
   );
   return r.rows[0]?.n ?? 0;
-}
-
-/** True when the router group's committed offsets reached every partition's end. */
-async function routerCaughtUp(admin: Admin): Promise<boolean> {
-  const [ends, committed] = await Promise.all([
-    admin.fetchTopicOffsets(TOPICS.paymentEvents),
-    admin.fetchOffsets({ groupId: PAYMENT_ROUTER_GROUP, topics: [TOPICS.paymentEvents] }),
-  ]);
-  const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
-  return ends.every((e) => BigInt(e.high) === 0n || (done.get(e.partition) ?? -1n) >= BigInt(e.high));
 }
 
 function printSummary(

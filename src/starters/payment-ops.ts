@@ -141,7 +141,11 @@ async function main(): Promise<void> {
         };
         const handle = client.schedule.getHandle(SLA_SWEEP_SCHEDULE);
         try {
-          await handle.update((previous) => ({ ...previous, spec: { intervals: [{ every: every as `${number}m` }] }, action }));
+          await handle.update((previous) => ({
+            ...previous,
+            spec: { intervals: [{ every: every as `${number}m` }] },
+            action,
+          }));
         } catch (err) {
           if (!(err instanceof ScheduleNotFoundError)) throw err;
           await client.schedule.create({

@@ -12,7 +12,7 @@ export interface InboxAdmission {
 
 /**
  * Records facts (idempotent by idempotency key) and tells which still need a signal, plus which
- * payments were signalled before (a new workflow run for them must load their history).
+ * payments had facts before this batch (a new workflow run for them must load their history).
  */
 export async function admitFacts(
   pool: Pool,
@@ -21,7 +21,7 @@ export async function admitFacts(
   if (facts.length === 0) return { admissions: [], paymentsWithHistory: new Set() };
   const paymentIds = [...new Set(facts.map((f) => f.paymentId))];
   const previously = await pool.query<{ payment_id: string }>(
-    'select distinct payment_id from payments.facts where payment_id = any($1) and signalled_at is not null',
+    'select distinct payment_id from payments.facts where payment_id = any($1)',
     [paymentIds],
   );
   await pool.query(
@@ -59,10 +59,13 @@ export async function markSignalled(pool: Pool, idempotencyKeys: string[]): Prom
   );
 }
 
-/** Facts of one payment that reached Temporal before (what a reopened workflow run must know). */
-export async function signalledFacts(pool: Pool, paymentId: string): Promise<PaymentEvent[]> {
+/**
+ * Every accepted fact of one payment (what a reopened workflow run must know). Facts not signalled
+ * yet are included: they were accepted, and their signal, when it comes, is deduplicated.
+ */
+export async function paymentFacts(pool: Pool, paymentId: string): Promise<PaymentEvent[]> {
   const rows = await pool.query<{ body: unknown }>(
-    'select body from payments.facts where payment_id = $1 and signalled_at is not null order by received_at, idempotency_key',
+    'select body from payments.facts where payment_id = $1 order by received_at, idempotency_key',
     [paymentId],
   );
   return rows.rows.map((r) => PaymentEvent.parse(r.body));

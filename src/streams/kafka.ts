@@ -61,6 +61,22 @@ export function topicSpecs(config: Config): ITopicConfig[] {
   ];
 }
 
+/** Messages the group has not committed yet across a topic's partitions (0 = caught up). */
+export async function consumerGroupLag(admin: Admin, groupId: string, topic: string): Promise<number> {
+  const [ends, committed] = await Promise.all([
+    admin.fetchTopicOffsets(topic),
+    admin.fetchOffsets({ groupId, topics: [topic] }),
+  ]);
+  const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+  let lag = 0n;
+  for (const e of ends) {
+    const high = BigInt(e.high);
+    const at = done.get(e.partition) ?? -1n;
+    if (high > 0n && at < high) lag += high - (at < 0n ? 0n : at);
+  }
+  return Number(lag);
+}
+
 /** Creates the project's topics with explicit partitions and configs; existing ones are left as they are. */
 export async function ensureTopics(admin: Admin, config: Config): Promise<string[]> {
   const existing = new Set(await admin.listTopics());

@@ -1,4 +1,5 @@
-import { Client, Connection } from '@temporalio/client';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { loadConfig } from '../config';
 import { createPool } from '../stores/postgres';
 import { createLogger, errorMessage } from '../logger';
@@ -21,7 +22,20 @@ async function main(): Promise<void> {
   });
   try {
     await Promise.all([consumer.connect(), producer.connect()]);
-    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    // Crash-test fault injection, off unless set: ms to hold each signalWithStart after Temporal accepted it.
+    const faultSignalDelayMs = config.PAYLINK_FAULT_SIGNAL_DELAY_MS;
+    const delayed: WorkflowClientInterceptor = {
+      async signalWithStart(input, next) {
+        const runId = await next(input);
+        await sleep(faultSignalDelayMs); // accepted by Temporal, not yet marked signalled in the inbox
+        return runId;
+      },
+    };
+    const client = new Client({
+      connection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      interceptors: { workflow: faultSignalDelayMs > 0 ? [delayed] : [] },
+    });
     const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
     const crashed = new Promise<never>((_, reject) =>
       consumer.on(consumer.events.CRASH, (e) => {
@@ -40,7 +54,7 @@ async function main(): Promise<void> {
       },
     });
     await Promise.race([joined, crashed]);
-    log.info('ready', { group: PAYMENT_ROUTER_GROUP });
+    log.info('ready', { group: PAYMENT_ROUTER_GROUP, ...(faultSignalDelayMs > 0 && { faultSignalDelayMs }) });
     await Promise.race([stopped, crashed]);
   } finally {
     await consumer.disconnect();

@@ -89,8 +89,11 @@ export async function routeFacts(
   const workers = Array.from({ length: Math.min(concurrency, groups.length) }, async () => {
     while (next < groups.length && shouldContinue()) {
       const group = groups[next++]!;
+      // After its first signal a payment has history: if its run closes mid-batch, the next run loads it.
+      let hasHistory = paymentsWithHistory.has(group[0]!.paymentId);
       for (const fact of group) {
-        await routeFact(client, fact, paymentsWithHistory.has(fact.paymentId), policy);
+        await routeFact(client, fact, hasHistory, policy);
+        hasHistory = true;
         signalled += 1;
       }
       await markSignalled(

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
 import { createLedgerActivities } from '../activities/ledger';
@@ -16,9 +17,21 @@ export interface PaymentWorkerDeps {
   taskQueue?: string;
   /** A prebuilt bundle (production) or, by default, bundle src/workflows at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Crash tests only (0 = off): hold each posting this long after its transaction committed. */
+  faultPostDelayMs?: number;
 }
 
 export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Worker> {
+  const ledger = createLedgerActivities(deps.pool);
+  const delayMs = deps.faultPostDelayMs ?? 0;
+  if (delayMs > 0) {
+    const post = ledger.postJournalEntry.bind(ledger);
+    ledger.postJournalEntry = async (request) => {
+      const result = await post(request);
+      await sleep(delayMs); // committed, not yet reported to Temporal: where a kill -9 hurts most
+      return result;
+    };
+  }
   return Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
@@ -26,7 +39,7 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
     ...(deps.workflowBundle
       ? { workflowBundle: deps.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
-    activities: { ...createLedgerActivities(deps.pool), ...createSlaActivities(deps.pool) },
+    activities: { ...ledger, ...createSlaActivities(deps.pool) },
   });
 }
 
@@ -35,9 +48,15 @@ async function main(): Promise<void> {
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const pool = createPool(config);
   try {
-    const worker = await createPaymentWorker({ connection, namespace: config.TEMPORAL_NAMESPACE, pool });
+    const faultPostDelayMs = config.PAYLINK_FAULT_POST_DELAY_MS;
+    const worker = await createPaymentWorker({
+      connection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      pool,
+      faultPostDelayMs,
+    });
     // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.
-    log.info('ready', { taskQueue: PAYMENT_TASK_QUEUE });
+    log.info('ready', { taskQueue: PAYMENT_TASK_QUEUE, ...(faultPostDelayMs > 0 && { faultPostDelayMs }) });
     await worker.run();
   } finally {
     await pool.end();
