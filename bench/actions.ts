@@ -26,7 +26,11 @@ interface Variant {
 }
 
 const VARIANTS: Variant[] = [
-  { name: '3 events, PaymentStatus only for STUCK/ANOMALY (default)', lifecycleSearchAttribute: false, duplicate: false },
+  {
+    name: '3 events, PaymentStatus only for STUCK/ANOMALY (default)',
+    lifecycleSearchAttribute: false,
+    duplicate: false,
+  },
   { name: '3 events, each delivered twice', lifecycleSearchAttribute: false, duplicate: true },
   { name: '3 events, PaymentStatus mirrors every lifecycle step', lifecycleSearchAttribute: true, duplicate: false },
 ];
@@ -45,7 +49,10 @@ async function main(): Promise<void> {
     namespace: config.TEMPORAL_NAMESPACE,
     pool,
     taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger }),
+    workflowBundle: await bundleWorkflowCode({
+      workflowsPath: require.resolve('../src/workflows'),
+      logger: quietLogger,
+    }),
   });
   const rows: { variant: string; payments: number; actionsPerPayment: number; byKind: Record<string, number> }[] = [];
   try {
@@ -55,7 +62,11 @@ async function main(): Promise<void> {
         const sim = simulatePayments({ payments: PAYMENTS, seed: 7, duplicateRate: 0, runId, happyPathOnly: true });
         // The 3-event lifecycle: a sale reported as created, captured, settled (no separate authorization).
         const threeEvents = sim.events.filter((e) => e.type !== 'authorized');
-        const policy: RoutingPolicy = { preconditionTimeoutMs: 60_000, lifecycleSearchAttribute: variant.lifecycleSearchAttribute, taskQueue };
+        const policy: RoutingPolicy = {
+          preconditionTimeoutMs: 60_000,
+          lifecycleSearchAttribute: variant.lifecycleSearchAttribute,
+          taskQueue,
+        };
         for (const type of ['created', 'captured', 'settled'] as const) {
           const round: PaymentEvent[] = threeEvents.filter((e) => e.type === type);
           await routeFacts(client, pool, variant.duplicate ? [...round, ...round] : round, policy);
@@ -66,7 +77,12 @@ async function main(): Promise<void> {
         const ids = [...new Set(threeEvents.map((e) => paymentWorkflowId(e.paymentId)))];
         for (const id of ids) await client.workflow.getHandle(id).result();
         const counted = await countActionsForWorkflows(client, ids);
-        rows.push({ variant: variant.name, payments: ids.length, actionsPerPayment: counted.total / ids.length, byKind: counted.byKind });
+        rows.push({
+          variant: variant.name,
+          payments: ids.length,
+          actionsPerPayment: counted.total / ids.length,
+          byKind: counted.byKind,
+        });
       }
     });
   } finally {
@@ -82,7 +98,9 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ bench: 'temporal-actions-per-payment', target: 5, rows: report })}\n`);
     return;
   }
-  process.stdout.write(`Temporal billable actions per payment (from histories, ${PAYMENTS} payments per variant; target ≤ 5)\n`);
+  process.stdout.write(
+    `Temporal billable actions per payment (from histories, ${PAYMENTS} payments per variant; target ≤ 5)\n`,
+  );
   for (const r of report) {
     process.stdout.write(
       `  ${r.actionsPerPayment.toFixed(2).padStart(5)}  ${r.variant}\n         ${JSON.stringify(r.byKind)}\n` +
