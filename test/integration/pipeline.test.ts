@@ -8,6 +8,7 @@ import { config, requireServices, uniqueId } from '../support/stack';
 
 // The whole path with real processes: simulator → Kafka → router → Temporal → worker → Postgres.
 describe('pipeline end to end', () => {
+  let stuckFromDemo: string[] = [];
   before(() => requireServices('postgres', 'kafka', 'temporal', 's3', 'snowflake'));
 
   it('`npm run demo -- --duplicate-rate 1 --shuffle --stuck 2 --json` posts every fact exactly once and flags the stuck', () => {
@@ -41,7 +42,7 @@ describe('pipeline end to end', () => {
       paymentsClosed: number;
       anomalies: number;
       actionsPerPayment: number;
-      stuck: { expected: number; found: number };
+      stuck: { expected: number; found: number; paymentIds: string[] };
       ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
       temporal: { uiUrl: string };
     };
@@ -60,6 +61,38 @@ describe('pipeline end to end', () => {
       `actions per payment ${summary.actionsPerPayment}`,
     );
     assert.equal(summary.temporal.uiUrl, config.TEMPORAL_UI_URL);
+    stuckFromDemo = summary.stuck.paymentIds;
+  });
+
+  it('ops resolve a stuck payment from the demo with the starter script, and it leaves the STUCK list', async () => {
+    assert.equal(stuckFromDemo.length, 2, 'the demo test above left two stuck payments');
+    const worker = startPipelineProcess('payment-worker-ops-test', 'src/workers/payment-worker.ts');
+    try {
+      await worker.ready;
+      const ops = (...args: string[]): string => {
+        const r = spawnSync('npm', ['run', '--silent', 'payment', '--', ...args, '--json'], {
+          cwd: repoRoot,
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(r.status, 0, `payment ${args.join(' ')} failed:\n${r.stderr}`);
+        return r.stdout;
+      };
+      const [id] = stuckFromDemo;
+      const stuckBefore = (JSON.parse(ops('stuck')) as { paymentId: string }[]).map((r) => r.paymentId);
+      assert.ok(stuckBefore.includes(id!), `${id} is not listed as STUCK`);
+      const resolved = JSON.parse(
+        ops('resolve', id!, '--reason', 'settlement lost; written off', '--actor', 'ci-ops', '--close'),
+      ) as {
+        closedBy: string;
+      };
+      assert.equal(resolved.closedBy, 'ci-ops: settlement lost; written off');
+      const stuckAfter = (JSON.parse(ops('stuck')) as { paymentId: string }[]).map((r) => r.paymentId);
+      assert.ok(!stuckAfter.includes(id!), `${id} is still listed as STUCK`);
+      assert.ok(stuckAfter.includes(stuckFromDemo[1]!), 'the other stuck payment is untouched');
+    } finally {
+      await worker.stop();
+    }
   });
 
   describe('router quarantine', () => {
