@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { createLedgerActivities } from '../../src/activities/ledger';
@@ -20,6 +20,16 @@ import {
 } from '../../src/workflows/payment';
 import { PaymentStatusAttr } from '../../src/workflows/search-attributes';
 import { config, requireServices, uniqueId } from '../support/stack';
+
+/** Polls the state query until the payment asks for ops' attention (10 s at most). */
+async function attentionBecomes(handle: WorkflowHandle, attention: PaymentState['attention']): Promise<PaymentState> {
+  let state = await handle.query(paymentStateQuery);
+  for (let i = 0; i < 100 && state.attention !== attention; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    state = await handle.query(paymentStateQuery);
+  }
+  return state;
+}
 
 // Real Temporal dev server, real worker, real Postgres.
 describe('PaymentWorkflow on the real Temporal server', () => {
@@ -134,12 +144,8 @@ describe('PaymentWorkflow on the real Temporal server', () => {
     };
     await routeFacts(client, pool, [...sim.events, overCapture], policy);
     const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
-    let state: PaymentState | undefined;
-    for (let i = 0; i < 100 && state?.attention !== 'ANOMALY'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      state = await handle.query(paymentStateQuery);
-    }
-    assert.equal(state?.attention, 'ANOMALY');
+    const state = await attentionBecomes(handle, 'ANOMALY');
+    assert.equal(state.attention, 'ANOMALY');
     assert.match(state.anomalies[0]!.reason, /exceed the authorized/);
     assert.equal((await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr), 'ANOMALY');
 
@@ -216,12 +222,8 @@ describe('PaymentWorkflow on the real Temporal server', () => {
     });
     await routeFacts(client, pool, sim.events, policy);
     const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
-    let state: PaymentState | undefined;
-    for (let i = 0; i < 100 && state?.attention !== 'ANOMALY'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      state = await handle.query(paymentStateQuery);
-    }
-    assert.equal(state?.anomalies[0]?.kind, 'posting-conflict');
+    const state = await attentionBecomes(handle, 'ANOMALY');
+    assert.equal(state.anomalies[0]?.kind, 'posting-conflict');
     assert.equal(
       (await summarizeLedger(pool, paymentId)).entries,
       2,
@@ -237,12 +239,8 @@ describe('PaymentWorkflow on the real Temporal server', () => {
     const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
     await handle.signal(slaBreachedSignal, { stage: 'AUTHORIZED', since: '2026-01-01T00:00:00Z', slaMs: 1000 }); // stale picture: ignored
     await handle.signal(slaBreachedSignal, { stage: 'CAPTURED', since: '2026-01-01T00:00:00Z', slaMs: 1000 });
-    let state: PaymentState | undefined;
-    for (let i = 0; i < 100 && state?.attention !== 'STUCK'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      state = await handle.query(paymentStateQuery);
-    }
-    assert.equal(state?.status, 'CAPTURED');
+    const state = await attentionBecomes(handle, 'STUCK');
+    assert.equal(state.status, 'CAPTURED');
     assert.equal(state.stuck?.stage, 'CAPTURED');
     const done = await handle.executeUpdate(resolvePaymentUpdate, {
       args: [{ actor: 'ops', reason: 'written off', close: true }],
