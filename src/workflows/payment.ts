@@ -51,6 +51,8 @@ export interface PaymentWorkflowInput {
   preconditionTimeoutMs: number;
   /** Also mirror the lifecycle status into PaymentStatus (one extra action per change). */
   lifecycleSearchAttribute: boolean;
+  /** Continue-as-new past this many history events (default 2,000; far below Temporal's 51,200 limit). */
+  historyEventsBeforeContinue?: number;
   /** Continue-as-new carries the state. */
   carried?: { core: PaymentCore; stuck?: StuckMark; attribute: string };
 }
@@ -358,7 +360,10 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
       return state();
     }
     const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > HISTORY_EVENTS_BEFORE_CONTINUE) {
+    if (
+      info.continueAsNewSuggested ||
+      info.historyLength > (input.historyEventsBeforeContinue ?? HISTORY_EVENTS_BEFORE_CONTINUE)
+    ) {
       await condition(() => inbox.length === 0); // nothing received may be left behind
       return continueAsNew<typeof paymentWorkflow>({ ...input, carried: { core, stuck, attribute } });
     }

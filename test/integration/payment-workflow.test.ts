@@ -13,7 +13,9 @@ import { createPaymentWorker } from '../../src/workers/payment-worker';
 import {
   type PaymentState,
   adjustPaymentUpdate,
+  paymentFactSignal,
   paymentStateQuery,
+  paymentWorkflow,
   paymentWorkflowId,
   resolvePaymentUpdate,
   slaBreachedSignal,
@@ -32,7 +34,7 @@ async function attentionBecomes(handle: WorkflowHandle, attention: PaymentState[
 }
 
 // Real Temporal dev server, real worker, real Postgres.
-describe('PaymentWorkflow on the real Temporal server', () => {
+describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, () => {
   const pool = createPool(config, 4);
   const taskQueue = uniqueId('payments-test');
   const policy: RoutingPolicy = { preconditionTimeoutMs: 60_000, lifecycleSearchAttribute: false, taskQueue };
@@ -230,6 +232,61 @@ describe('PaymentWorkflow on the real Temporal server', () => {
       'the planted capture and the settlement, nothing more',
     );
     await handle.terminate('test done');
+  });
+
+  it('continues as new past its history budget, carrying the state: every refund still posts once', async () => {
+    const sim = simulatePayments({
+      payments: 1,
+      seed: 16,
+      duplicateRate: 0,
+      runId: uniqueId('wfcan'),
+      happyPathOnly: true,
+    });
+    const paymentId = sim.events[0]!.paymentId;
+    const settled = sim.events.find((e) => e.type === 'settled')!;
+    // Thirty 1-unit refunds: a long-lived payment with many facts (the shape that needs continue-as-new).
+    const refunds = Array.from({ length: 30 }, (_, i) => {
+      const { settlementId: _s, captureId: _c, feeMinor: _f, ...envelope } = settled;
+      return {
+        ...envelope,
+        type: 'refunded' as const,
+        refundId: `r${i}`,
+        amountMinor: 1,
+        idempotencyKey: `${settled.idempotencyKey}:r${i}`,
+        sourceSequence: 10 + i,
+      };
+    });
+    // Refunds first: they wait for the capture, so the run stays open and must carry them across runs.
+    const [created, ...rest] = sim.events;
+    for (const fact of [created!, ...refunds, ...rest]) {
+      await client.workflow.signalWithStart(paymentWorkflow, {
+        workflowId: paymentWorkflowId(paymentId),
+        taskQueue,
+        args: [
+          {
+            paymentId,
+            merchantId: fact.merchantId,
+            region: fact.region,
+            hasHistory: false,
+            preconditionTimeoutMs: 60_000,
+            lifecycleSearchAttribute: false,
+            historyEventsBeforeContinue: 25,
+          },
+        ],
+        signal: paymentFactSignal,
+        signalArgs: [fact],
+      });
+    }
+    const result = (await client.workflow.getHandle(paymentWorkflowId(paymentId)).result()) as PaymentState;
+    assert.equal(result.facts.length, 34);
+    assert.ok(result.facts.every((f) => f.state === 'applied'));
+    const statuses: string[] = [];
+    for await (const run of client.workflow.list({ query: `WorkflowId = "${paymentWorkflowId(paymentId)}"` })) {
+      statuses.push(run.status.name);
+    }
+    assert.ok(statuses.includes('CONTINUED_AS_NEW'), `expected continue-as-new, saw ${statuses.join(', ')}`);
+    const ledger = await summarizeLedger(pool, paymentId);
+    assert.deepEqual([ledger.entries, ledger.duplicatePostings, ledger.unbalanced], [32, 0, 0]);
   });
 
   it('an SLA breach marks a captured payment STUCK; resolve with close ends it', async () => {
