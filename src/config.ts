@@ -33,6 +33,12 @@ const Env = z.object({
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().positive().default(6),
 
   DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink'),
+  // The token vault: its own role and schema; the ledger role cannot read it.
+  VAULT_DATABASE_URL: z.string().default('postgres://paylink_vault:paylink_vault@127.0.0.1:5433/paylink'),
+  // Versioned keys "version:base64(32 bytes)", comma-separated; the highest version is active.
+  // Local defaults are public dev keys: production sets both from a secrets manager.
+  VAULT_ENCRYPTION_KEYS: z.string().default('1:cGF5bGluay1kZXYtdmF1bHQta2V5LTMyLWJ5dGVzISE='),
+  TOKENIZATION_KEYS: z.string().default('1:cGF5bGluay1kZXYtdG9rZW4ta2V5LTMyLWJ5dGVzISE='),
 
   S3_ENDPOINT: z.string().optional().default('http://127.0.0.1:9000'),
   S3_REGION: z.string().default('us-east-1'),
@@ -59,6 +65,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment configuration: ${problems}`);
   }
   return parsed.data;
+}
+
+/** Parses "1:<base64>,2:<base64>" into keys by version; names the bad part on error. */
+export function versionedKeys(name: string, spec: string): { keys: Map<number, Buffer>; active: number } {
+  const keys = new Map<number, Buffer>();
+  for (const part of spec
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const m = /^(\d+):([A-Za-z0-9+/=]+)$/.exec(part);
+    const key = m ? Buffer.from(m[2]!, 'base64') : undefined;
+    if (!m || !key || key.length !== 32)
+      throw new Error(`${name}: expected "version:base64 of 32 bytes", got "${part.slice(0, 12)}…"`);
+    keys.set(Number(m[1]), key);
+  }
+  if (keys.size === 0) throw new Error(`${name} has no keys`);
+  return { keys, active: Math.max(...keys.keys()) };
 }
 
 export function kafkaBrokers(config: Config): string[] {

@@ -170,5 +170,23 @@ export const postgresService: LocalService = {
     } finally {
       await client.end();
     }
+    // The token vault's role owns its schema; the ledger role gets no access to it.
+    const vault = new URL(loadConfig().VAULT_DATABASE_URL);
+    const vaultUser = decodeURIComponent(vault.username);
+    await superuserQuery(
+      `do $$ begin
+         if not exists (select from pg_roles where rolname = ${literal(vaultUser)}) then
+           create role ${ident(vaultUser)} login password ${literal(decodeURIComponent(vault.password))};
+         end if;
+       end $$`,
+    );
+    const db = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: t.database });
+    await db.connect();
+    try {
+      await db.query(`create schema if not exists vault authorization ${ident(vaultUser)}`);
+      await db.query(`revoke all on schema vault from public`);
+    } finally {
+      await db.end();
+    }
   },
 };

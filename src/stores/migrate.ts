@@ -6,6 +6,7 @@ import type { Pool } from 'pg';
 // The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
 
 const migrationsDir = join(__dirname, 'migrations');
+export const vaultMigrationsDir = join(__dirname, 'vault-migrations');
 const LOCK_ID = 7_240_001;
 
 export interface Migration {
@@ -24,21 +25,24 @@ export function listMigrations(dir = migrationsDir): Migration[] {
     });
 }
 
-export async function migrate(pool: Pool, migrations = listMigrations()): Promise<string[]> {
+/** Applies migrations; `table` tracks them (the vault keeps its own, in its own schema). */
+export async function migrate(
+  pool: Pool,
+  migrations = listMigrations(),
+  table = 'public.schema_migrations',
+): Promise<string[]> {
   const client = await pool.connect();
   const applied: string[] = [];
   try {
     await client.query('select pg_advisory_lock($1)', [LOCK_ID]);
     await client.query(
-      `create table if not exists public.schema_migrations (
+      `create table if not exists ${table} (
          version text primary key, checksum text not null, applied_at timestamptz not null default now())`,
     );
     const done = new Map(
-      (
-        await client.query<{ version: string; checksum: string }>(
-          'select version, checksum from public.schema_migrations',
-        )
-      ).rows.map((r) => [r.version, r.checksum]),
+      (await client.query<{ version: string; checksum: string }>(`select version, checksum from ${table}`)).rows.map(
+        (r) => [r.version, r.checksum],
+      ),
     );
     for (const m of migrations) {
       const previous = done.get(m.version);
@@ -51,10 +55,7 @@ export async function migrate(pool: Pool, migrations = listMigrations()): Promis
       await client.query('begin');
       try {
         await client.query(m.sql);
-        await client.query('insert into public.schema_migrations (version, checksum) values ($1, $2)', [
-          m.version,
-          m.checksum,
-        ]);
+        await client.query(`insert into ${table} (version, checksum) values ($1, $2)`, [m.version, m.checksum]);
         await client.query('commit');
         applied.push(m.version);
       } catch (err) {

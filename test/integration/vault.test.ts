@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createPool } from '../../src/stores/postgres';
+import { type Vault, openVault } from '../../src/stores/vault';
+import { config, requireServices, uniqueId } from '../support/stack';
+
+describe('token vault in Postgres', () => {
+  let vault: Vault;
+  const ledgerRole = createPool(config, 2);
+  const vaultRole = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 2);
+
+  before(async () => {
+    await requireServices('postgres');
+    vault = await openVault(config);
+  });
+  after(async () => {
+    await vault.close();
+    await ledgerRole.end();
+    await vaultRole.end();
+  });
+
+  it('stores originals encrypted, returns them only through an audited detokenize', async () => {
+    const token = `tok_pan_1_${uniqueId('t')}`;
+    const original = '4242424242424242';
+    assert.equal(await vault.store([{ token, kind: 'pan', original }]), 1);
+    assert.equal(await vault.store([{ token, kind: 'pan', original }]), 0, 'storing a token twice is a no-op');
+    const raw = await vaultRole.query<{ ciphertext: Buffer }>('select ciphertext from vault.tokens where token = $1', [
+      token,
+    ]);
+    assert.ok(!raw.rows[0]!.ciphertext.toString('latin1').includes(original), 'the original is not stored in clear');
+    assert.equal(await vault.detokenize(token, { actor: 'risk@paylink', purpose: 'chargeback evidence' }), original);
+    assert.equal(await vault.detokenize(`${token}x`, { actor: 'risk@paylink', purpose: 'typo' }), undefined);
+    const audit = await vaultRole.query<{ actor: string; purpose: string; found: boolean }>(
+      'select actor, purpose, found from vault.detokenization_audit where token like $1 order by audit_id',
+      [`${token}%`],
+    );
+    assert.deepEqual(audit.rows, [
+      { actor: 'risk@paylink', purpose: 'chargeback evidence', found: true },
+      { actor: 'risk@paylink', purpose: 'typo', found: false },
+    ]);
+    await assert.rejects(vault.detokenize(token, { actor: ' ', purpose: 'x' }), /actor and a purpose/);
+  });
+
+  it('the ledger role cannot read the vault, and the audit trail is append-only', async () => {
+    await assert.rejects(ledgerRole.query('select count(*) from vault.tokens'), /permission denied/);
+    await assert.rejects(vaultRole.query('delete from vault.detokenization_audit'), /append-only/);
+  });
+});
