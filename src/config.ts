@@ -70,14 +70,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** Parses "1:<base64>,2:<base64>" into keys by version; names the bad part on error. */
 export function versionedKeys(name: string, spec: string): { keys: Map<number, Buffer>; active: number } {
   const keys = new Map<number, Buffer>();
-  for (const part of spec
+  const parts = spec
     .split(',')
     .map((p) => p.trim())
-    .filter(Boolean)) {
+    .filter(Boolean);
+  for (const [i, part] of parts.entries()) {
     const m = /^(\d+):([A-Za-z0-9+/=]+)$/.exec(part);
     const key = m ? Buffer.from(m[2]!, 'base64') : undefined;
-    if (!m || !key || key.length !== 32)
-      throw new Error(`${name}: expected "version:base64 of 32 bytes", got "${part.slice(0, 12)}…"`);
+    if (!m || !key || key.length !== 32) {
+      throw new Error(`${name}: expected "version:base64 of 32 bytes" at entry ${i + 1} (the value is not shown)`);
+    }
     keys.set(Number(m[1]), key);
   }
   if (keys.size === 0) throw new Error(`${name} has no keys`);
