@@ -1,0 +1,250 @@
+// Finds raw card numbers, emails, IBANs and phone numbers in text. The tokenizer replaces exactly
+// what locatePii finds, and the scanner is the check that nothing raw got past the edge.
+
+export type PiiKind = 'pan' | 'email' | 'iban' | 'phone';
+
+/** Where one piece of PII sits in a text, and its canonical form (the tokenizer's HMAC input). */
+export interface PiiSpan {
+  kind: PiiKind;
+  start: number;
+  end: number;
+  normalized: string;
+}
+
+/** A finding safe to log: its position and a masked sample, never the raw value. */
+export interface PiiFinding {
+  kind: PiiKind;
+  offset: number;
+  length: number;
+  sample: string;
+}
+
+export const TOKEN_KINDS = ['pan', 'email', 'phone', 'iban', 'name', 'address'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+/** `tok_<kind>_<key version>_<32 hex>`: the shape of every token the tokenizer emits. */
+export const TOKEN_PATTERN = new RegExp(`^tok_(${TOKEN_KINDS.join('|')})_([1-9][0-9]{0,8})_([0-9a-f]{32})$`);
+const TOKEN_IN_TEXT = new RegExp(`tok_(?:${TOKEN_KINDS.join('|')})_[1-9][0-9]{0,8}_[0-9a-f]{32}`, 'g');
+
+export function isToken(value: string): boolean {
+  return TOKEN_PATTERN.test(value);
+}
+
+/** Luhn (mod 10) check over a string of digits. */
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  for (let i = digits.length - 1, double = false; i >= 0; i--, double = !double) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return digits.length > 0 && sum % 10 === 0;
+}
+
+/** ISO 13616 mod-97 check over a compact, upper-case IBAN. */
+export function ibanValid(compact: string): boolean {
+  const expected = IBAN_LENGTHS[compact.slice(0, 2)];
+  if (expected === undefined || compact.length !== expected || !/^[A-Z]{2}[0-9]{2}[A-Z0-9]+$/.test(compact)) {
+    return false;
+  }
+  const rearranged = compact.slice(4) + compact.slice(0, 4);
+  let remainder = 0;
+  for (const ch of rearranged) {
+    const code = ch.charCodeAt(0);
+    const value = code >= 65 ? String(code - 55) : ch;
+    for (const d of value) remainder = (remainder * 10 + (d.charCodeAt(0) - 48)) % 97;
+  }
+  return remainder === 1;
+}
+
+/** A card number: 12–19 digits, Luhn-valid, leading digit 2–9 (0/1 are not card-brand ranges). */
+export function panCandidateValid(digits: string): boolean {
+  return /^[2-9][0-9]{11,18}$/.test(digits) && luhnValid(digits);
+}
+
+// IBAN lengths by country (SWIFT IBAN registry); a fixed length keeps neighbouring words out of the match.
+// prettier-ignore
+const IBAN_LENGTHS: Readonly<Record<string, number>> = {
+  AD: 24, AE: 23, AL: 28, AT: 20, AZ: 28, BA: 20, BE: 16, BG: 22, BH: 22, BI: 27, BR: 29, BY: 28,
+  CH: 21, CR: 22, CY: 28, CZ: 24, DE: 22, DJ: 27, DK: 18, DO: 28, EE: 20, EG: 29, ES: 24, FI: 18,
+  FK: 18, FO: 18, FR: 27, GB: 22, GE: 22, GI: 23, GL: 18, GR: 27, GT: 28, HR: 21, HU: 28, IE: 22,
+  IL: 23, IQ: 23, IS: 26, IT: 27, JO: 30, KW: 30, KZ: 20, LB: 28, LC: 32, LI: 21, LT: 20, LU: 20,
+  LV: 21, LY: 25, MC: 27, MD: 24, ME: 22, MK: 19, MN: 20, MR: 27, MT: 31, MU: 30, NI: 28, NL: 18,
+  NO: 15, OM: 23, PK: 24, PL: 28, PS: 29, PT: 25, QA: 29, RO: 24, RS: 22, RU: 33, SA: 24, SC: 31,
+  SD: 18, SE: 24, SI: 19, SK: 24, SM: 27, SO: 23, ST: 25, SV: 28, TL: 23, TN: 24, TR: 26, UA: 29,
+  VA: 22, VG: 24, XK: 20, YE: 30,
+};
+
+const isDigit = (ch: string | undefined): boolean => ch !== undefined && ch >= '0' && ch <= '9';
+// Word characters as in regex \b: a number glued to one is part of an identifier ("pay_4242…", "INV4242…").
+const isWordChar = (ch: string | undefined): boolean => ch !== undefined && /[A-Za-z0-9_]/.test(ch);
+
+// A letter right after a backslash is a JSON escape (\n, \t…), so it does not glue a number to a word.
+function wordCharBefore(text: string, i: number): boolean {
+  const prev = text[i - 1];
+  if (!isWordChar(prev)) return false;
+  return !(text[i - 2] === '\\' && prev !== undefined && 'nrtbf'.includes(prev));
+}
+
+function findEmails(text: string): PiiSpan[] {
+  const spans: PiiSpan[] = [];
+  const re = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
+  for (const m of text.matchAll(re)) {
+    const tld = m[0].slice(m[0].lastIndexOf('.') + 1);
+    if (!/^[A-Za-z]{2,24}$/.test(tld)) continue;
+    spans.push({ kind: 'email', start: m.index, end: m.index + m[0].length, normalized: m[0].toLowerCase() });
+  }
+  return spans;
+}
+
+// Country code, check digits, then exactly the country's length of [A-Z0-9], single spaces allowed.
+// Upper case only in free text (lower-case letter+digit runs are mostly ids); iban fields take any case.
+function findIbans(text: string): PiiSpan[] {
+  const spans: PiiSpan[] = [];
+  for (const m of text.matchAll(/(?<![A-Za-z0-9_])[A-Z]{2}[0-9]{2}/g)) {
+    const length = IBAN_LENGTHS[m[0].slice(0, 2)];
+    if (length === undefined) continue;
+    let compact = m[0];
+    let i = m.index + 4;
+    while (compact.length < length && i < text.length) {
+      const ch = text[i]!;
+      if (/[A-Z0-9]/.test(ch)) compact += ch;
+      else if (!(ch === ' ' && /[A-Z0-9]/.test(text[i + 1] ?? ''))) break;
+      i++;
+    }
+    if (compact.length === length && !isWordChar(text[i]) && ibanValid(compact)) {
+      spans.push({ kind: 'iban', start: m.index, end: i, normalized: compact });
+    }
+  }
+  return spans;
+}
+
+// "+" then digit groups split by one of " .-" or a "(…)" group, up to the E.164 maximum of 15 digits.
+function findPhones(text: string): PiiSpan[] {
+  const spans: PiiSpan[] = [];
+  for (let plus = text.indexOf('+'); plus !== -1; plus = text.indexOf('+', plus + 1)) {
+    if (!/[1-9]/.test(text[plus + 1] ?? '') || wordCharBefore(text, plus) || text[plus - 1] === '+') continue;
+    let digits = '';
+    let end = -1;
+    let i = plus + 1;
+    for (;;) {
+      let j = i;
+      if (digits.length > 0 && ' .-'.includes(text[j] ?? 'x')) j++;
+      const paren = text[j] === '(' && digits.length > 0;
+      if (paren) j++;
+      let k = j;
+      while (isDigit(text[k])) k++;
+      if (k === j || (paren && text[k] !== ')')) break;
+      if (digits.length + (k - j) > 15) break;
+      digits += text.slice(j, k);
+      end = paren ? k + 1 : k;
+      i = end;
+    }
+    if (digits.length >= 8 && !isWordChar(text[end])) {
+      spans.push({ kind: 'phone', start: plus, end, normalized: `+${digits}` });
+    }
+  }
+  return spans;
+}
+
+// Maximal runs of digit groups split by one space or dash; inside a run, the first and longest
+// consecutive groups that form a card number win (so "4242 4242 4242 4242 12/26" still finds the PAN).
+// Digits right after "+" are a phone number unless they are longer than E.164's 15 digits.
+function findPans(text: string): PiiSpan[] {
+  const spans: PiiSpan[] = [];
+  let i = 0;
+  while (i < text.length) {
+    if (!isDigit(text[i]) || isDigit(text[i - 1]) || wordCharBefore(text, i)) {
+      i++;
+      continue;
+    }
+    const groups: { start: number; end: number }[] = [];
+    let j = i;
+    for (;;) {
+      const start = j;
+      while (isDigit(text[j])) j++;
+      groups.push({ start, end: j });
+      if ((text[j] === ' ' || text[j] === '-') && isDigit(text[j + 1])) j++;
+      else break;
+    }
+    const runEnd = groups[groups.length - 1]!.end;
+    const glued = isWordChar(text[runEnd]);
+    const afterPlus = text[i - 1] === '+';
+    let a = 0;
+    while (a < groups.length) {
+      let found = -1;
+      let digits = '';
+      for (let b = a; b < groups.length; b++) {
+        digits += text.slice(groups[b]!.start, groups[b]!.end);
+        if (digits.length > 19) break;
+        const atRunEnd = b === groups.length - 1;
+        const phoneLike = a === 0 && afterPlus && digits.length <= 15;
+        if (!(atRunEnd && glued) && !phoneLike && panCandidateValid(digits)) found = b;
+      }
+      if (found === -1) {
+        a++;
+        continue;
+      }
+      const start = groups[a]!.start;
+      const end = groups[found]!.end;
+      spans.push({ kind: 'pan', start, end, normalized: text.slice(start, end).replace(/[^0-9]/g, '') });
+      a = found + 1;
+    }
+    i = runEnd;
+  }
+  return spans;
+}
+
+/** Every PII span in `text`, left to right, never overlapping each other or a token. */
+export function locatePii(text: string): PiiSpan[] {
+  // Each detector sees the text with earlier claims blanked out, so a greedy phone number can
+  // never swallow the first group of a card number and leave the rest of it in clear.
+  const chars = [...text.matchAll(TOKEN_IN_TEXT)].reduce((acc, m) => blank(acc, m.index, m.index + m[0].length), text);
+  const found: PiiSpan[] = [];
+  let masked = chars;
+  for (const detect of [findEmails, findIbans, findPans, findPhones]) {
+    for (const span of detect(masked)) {
+      found.push(span);
+      masked = blank(masked, span.start, span.end);
+    }
+  }
+  return found.sort((x, y) => x.start - y.start);
+}
+
+// Blanked text is U+0000: neither a word character nor a separator any detector accepts.
+const blank = (text: string, start: number, end: number): string =>
+  text.slice(0, start) + '\u0000'.repeat(end - start) + text.slice(end);
+
+/** A masked sample: enough to recognise the kind in a report, never enough to recover the value. */
+export function maskPii(kind: PiiKind, normalized: string): string {
+  switch (kind) {
+    case 'pan':
+      return `${'*'.repeat(normalized.length - 4)}${normalized.slice(-4)}`;
+    case 'email': {
+      const at = normalized.indexOf('@');
+      const domain = normalized.slice(at + 1);
+      const tld = domain.slice(domain.lastIndexOf('.'));
+      return `${normalized[0] ?? ''}***@${domain[0] ?? ''}***${tld}`;
+    }
+    case 'iban':
+      return `${normalized.slice(0, 2)}${'*'.repeat(normalized.length - 6)}${normalized.slice(-4)}`;
+    case 'phone':
+      return `+${'*'.repeat(normalized.length - 3)}${normalized.slice(-2)}`;
+  }
+}
+
+/** Raw PAN/PII in `text`, as masked findings with their offsets. */
+export function scanForPii(text: string): PiiFinding[] {
+  return locatePii(text).map((s) => ({
+    kind: s.kind,
+    offset: s.start,
+    length: s.end - s.start,
+    sample: maskPii(s.kind, s.normalized),
+  }));
+}
+
+/** Scans the JSON text of `value` (offsets are into that text); undefined scans as nothing. */
+export function scanValue(value: unknown): PiiFinding[] {
+  const text = JSON.stringify(value) as string | undefined;
+  return text === undefined ? [] : scanForPii(text);
+}

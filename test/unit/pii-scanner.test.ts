@@ -1,0 +1,263 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ibanValid, luhnValid, scanForPii, scanValue, type PiiFinding } from '../../src/ingest/pii-scanner';
+import { createTokenizer } from '../../src/ingest/tokenize';
+import { seededRandom, type Random } from '../../src/simulator/random';
+
+const VISA = '4242424242424242';
+const MASTERCARD = '5555555555554444';
+const AMEX = '378282246310005';
+const IBAN_DE = 'DE89370400440532013000';
+const IBAN_GB = 'GB82WEST12345698765432';
+
+const kinds = (findings: PiiFinding[]): string[] => findings.map((f) => f.kind);
+
+function assertMasked(findings: PiiFinding[], text: string): void {
+  for (const f of findings) {
+    const raw = text.slice(f.offset, f.offset + f.length);
+    const digitsOrChars = raw.replace(/[\s-]/g, '');
+    assert.ok(!f.sample.includes(digitsOrChars), `sample ${f.sample} reveals ${raw}`);
+    assert.ok(f.sample.includes('*'), `sample ${f.sample} is masked`);
+  }
+}
+
+describe('scanForPii', () => {
+  it('finds card numbers (pattern + Luhn), with offsets and only the last four in the sample', () => {
+    const text = `a ${VISA} b 5555-5555-5555-4444 c 3782 822463 10005 d`;
+    const findings = scanForPii(text);
+    assert.deepEqual(findings, [
+      { kind: 'pan', offset: 2, length: 16, sample: '************4242' },
+      { kind: 'pan', offset: 21, length: 19, sample: '************4444' },
+      { kind: 'pan', offset: 43, length: 17, sample: '***********0005' },
+    ]);
+    assertMasked(findings, text);
+  });
+
+  it('does not flag Luhn failures, epoch milliseconds, or digits glued to letters', () => {
+    const text = 'id 4242424242424241 at 1717236000004 ref INV4242424242424242 order 42424242424242424242424';
+    assert.deepEqual(scanForPii(text), []);
+  });
+
+  it('finds a PAN followed by more digits, e.g. an expiry written with spaces', () => {
+    assert.deepEqual(kinds(scanForPii(`4242 4242 4242 4242 12 26`)), ['pan']);
+  });
+
+  it('finds emails and masks local part and domain', () => {
+    const text = 'contact: Jane.Doe+billing@Example.co.uk, not@localhost';
+    const findings = scanForPii(text);
+    assert.deepEqual(findings, [{ kind: 'email', offset: 9, length: 30, sample: 'j***@e***.uk' }]);
+    assertMasked(findings, text);
+  });
+
+  it('finds IBANs that pass mod-97, compact or grouped, and ignores ones that fail', () => {
+    const text = `to ${IBAN_DE} or GB82 WEST 1234 5698 7654 32; not DE89370400440532013001 or XX89370400440532013000`;
+    const findings = scanForPii(text);
+    assert.deepEqual(findings, [
+      { kind: 'iban', offset: 3, length: 22, sample: 'DE****************3000' },
+      { kind: 'iban', offset: 29, length: 27, sample: 'GB****************5432' },
+    ]);
+    assertMasked(findings, text);
+  });
+
+  it('finds E.164 phone numbers, spaced or compact, and not bare digit strings', () => {
+    const text = 'call +4915112345678 or +1 (415) 555-2671, not 015112345678 or +12 or x+123';
+    const findings = scanForPii(text);
+    assert.deepEqual(kinds(findings), ['phone', 'phone']);
+    assert.deepEqual(
+      findings.map((f) => f.sample),
+      ['+***********78', '+*********71'],
+    );
+    assertMasked(findings, text);
+  });
+
+  it('does not let a phone number swallow the first group of a card number that follows it', () => {
+    const text = 'note +53 015 6831 6011 9339 4251 5897 12/26';
+    const spans = scanForPii(text).map((f) => [f.kind, text.slice(f.offset, f.offset + f.length)]);
+    assert.deepEqual(spans, [
+      ['phone', '+53 015 6831'],
+      ['pan', '6011 9339 4251 5897'],
+    ]);
+    assert.deepEqual(kinds(scanForPii('+4242424242424242')), ['pan'], 'too long for E.164, so a card number');
+  });
+
+  it('never flags tokens, even when their hex looks like a card number', () => {
+    const lookalike = `tok_pan_1_${VISA}${'0'.repeat(16)}`;
+    const tokens = [
+      lookalike,
+      'tok_email_3_0123456789abcdef0123456789abcdef',
+      'tok_iban_12_0123456789abcdef0123456789abcdef',
+    ];
+    assert.deepEqual(scanForPii(tokens.join(' ')), []);
+    assert.deepEqual(scanForPii(`paid with ${lookalike}, exp 12/26`), []);
+  });
+
+  it('checks Luhn and mod-97 the way the published test values expect', () => {
+    for (const pan of [VISA, MASTERCARD, AMEX]) assert.ok(luhnValid(pan), pan);
+    assert.ok(!luhnValid('4242424242424241'));
+    for (const iban of [IBAN_DE, IBAN_GB]) assert.ok(ibanValid(iban), iban);
+    assert.ok(!ibanValid('DE89370400440532013001'));
+    assert.ok(!ibanValid('DE8937040044053201300'), 'wrong length for DE');
+  });
+});
+
+describe('scanValue', () => {
+  it('scans the JSON text of a value, with offsets into that text', () => {
+    const value = { card: { number: VISA }, contact: ['jane@example.com'], note: `line1\n${MASTERCARD}` };
+    const text = JSON.stringify(value);
+    const findings = scanValue(value);
+    assert.deepEqual(kinds(findings), ['pan', 'email', 'pan']);
+    assert.equal(text.slice(findings[0]!.offset, findings[0]!.offset + 16), VISA);
+    assert.deepEqual(scanValue(undefined), []);
+    assert.deepEqual(scanValue({ amountMinor: 1250, currency: 'EUR' }), []);
+  });
+});
+
+// Generators for the property loop: valid PII of each kind, plus the non-PII that sits beside it.
+
+function luhnComplete(prefix: string, length: number, rnd: Random): string {
+  let body = prefix;
+  while (body.length < length - 1) body += String(rnd.int(0, 9));
+  for (let check = 0; check <= 9; check++) if (luhnValid(body + String(check))) return body + String(check);
+  throw new Error('unreachable: one check digit always fits');
+}
+
+function randomPan(rnd: Random): string {
+  const [prefix, length] = rnd.pick<[string, number]>([
+    ['4', 16],
+    ['4', 19],
+    ['51', 16],
+    ['55', 16],
+    ['2221', 16],
+    ['34', 15],
+    ['37', 15],
+    ['6011', 16],
+    ['62', 19],
+    ['3528', 16],
+    ['36', 14],
+  ]);
+  return luhnComplete(prefix, length, rnd);
+}
+
+function randomIban(rnd: Random): string {
+  const [country, bban] = rnd.pick<[string, () => string]>([
+    ['DE', () => digits(rnd, 18)],
+    ['GB', () => letters(rnd, 4) + digits(rnd, 14)],
+    ['NL', () => letters(rnd, 4) + digits(rnd, 10)],
+    ['FR', () => digits(rnd, 23)],
+  ]);
+  const b = bban();
+  const numeric = [...`${b}${country}00`].map((ch) => (/[A-Z]/.test(ch) ? String(ch.charCodeAt(0) - 55) : ch)).join('');
+  let remainder = 0;
+  for (const d of numeric) remainder = (remainder * 10 + Number(d)) % 97;
+  return `${country}${String(98 - remainder).padStart(2, '0')}${b}`;
+}
+
+const digits = (rnd: Random, n: number): string => Array.from({ length: n }, () => String(rnd.int(0, 9))).join('');
+const letters = (rnd: Random, n: number): string =>
+  Array.from({ length: n }, () => String.fromCharCode(65 + rnd.int(0, 25))).join('');
+const word = (rnd: Random): string =>
+  rnd.pick(['paid', 'card', 'refund', 'order', 'via', 'customer', 'note', 'ok', 'EUR', '12/26', '#42', 'ref:']);
+
+function grouped(value: string, rnd: Random): string {
+  const sep = rnd.pick(['', ' ', '-']);
+  return sep === '' ? value : (value.match(/.{1,4}/g) ?? []).join(sep);
+}
+
+// What was planted: its canonical form and, for pattern-detectable kinds, how it was written.
+interface Planted {
+  payload: Record<string, unknown>;
+  planted: { canonical: string; written?: string }[];
+}
+
+function randomPayload(rnd: Random): Planted {
+  const planted: Planted['planted'] = [];
+  const plant = (canonical: string, written: string): string => {
+    planted.push({ canonical, written });
+    return written;
+  };
+  const pii = (): string => {
+    const kind = rnd.int(0, 3);
+    if (kind === 0) {
+      const pan = randomPan(rnd);
+      return plant(pan, grouped(pan, rnd));
+    }
+    if (kind === 1) {
+      const domain = rnd.pick(['example.com', 'mail.example.org', 'Example.DE']);
+      const email = `${letters(rnd, rnd.int(3, 8)).toLowerCase()}.${digits(rnd, 2)}@${domain}`;
+      return plant(email.toLowerCase(), email);
+    }
+    if (kind === 2) {
+      const phone = `+${rnd.int(1, 9)}${digits(rnd, rnd.int(8, 12))}`;
+      return plant(phone, rnd.chance(0.5) ? phone : `${phone.slice(0, 3)} ${phone.slice(3, 6)} ${phone.slice(6)}`);
+    }
+    const iban = randomIban(rnd);
+    return plant(iban, rnd.chance(0.5) ? iban : (iban.match(/.{1,4}/g) ?? []).join(' '));
+  };
+  // Values are kept apart by punctuation: digit groups of two values split by a lone space are
+  // ambiguous even to a reader ("+72 244 71154 6294 1148 …").
+  const sentence = (): string =>
+    Array.from({ length: rnd.int(1, 5) }, () => (rnd.chance(0.4) ? pii() : word(rnd))).join(
+      rnd.pick([', ', '; ', ' / ']),
+    );
+  const holder = `${letters(rnd, 6)} ${letters(rnd, 8)}`;
+  planted.push({ canonical: holder });
+  const pan = randomPan(rnd);
+
+  const payload: Record<string, unknown> = {
+    version: 1,
+    idempotencyKey: `gateway:gw-${rnd.int(1, 9)}:tx-${digits(rnd, 10)}:captured:${rnd.int(0, 5)}`,
+    paymentId: `pay_${digits(rnd, 16)}`,
+    amountMinor: rnd.int(1, 10_000_000),
+    currency: rnd.pick(['EUR', 'USD', 'GBP']),
+    occurredAt: new Date(1_700_000_000_000 + rnd.int(0, 1e9)).toISOString(),
+    card: { number: plant(pan, grouped(pan, rnd)), holderName: holder, expiry: '12/26' },
+    notes: Array.from({ length: rnd.int(0, 4) }, sentence),
+    shopper: { email: pii(), contact: { text: sentence() }, billingAddress: { street: sentence(), city: 'Berlin' } },
+    history: Array.from({ length: rnd.int(0, 3) }, () => ({ at: rnd.int(1, 1e9), what: sentence() })),
+  };
+  return { payload, planted };
+}
+
+function occurrences(text: string, needle: string): number[] {
+  const found: number[] = [];
+  for (let i = text.indexOf(needle); i !== -1; i = text.indexOf(needle, i + 1)) found.push(i);
+  return found;
+}
+
+describe('scanner and tokenizer together (seeded property loop)', () => {
+  const tokenizer = createTokenizer({ keys: { 7: Buffer.alloc(32, 0x5a) }, activeVersion: 7 });
+
+  it('finds every planted PAN, email, phone and IBAN in raw payloads, and none once tokenized', () => {
+    const rnd = seededRandom(20240601);
+    for (let run = 0; run < 400; run++) {
+      const { payload, planted } = randomPayload(rnd);
+      const rawJson = JSON.stringify(payload);
+      const before = scanValue(payload);
+      for (const { written } of planted) {
+        if (written === undefined) continue;
+        const end = (at: number): number => at + written.length;
+        for (const at of occurrences(rawJson, written)) {
+          const covered = before.some((f) => f.offset <= at && end(at) <= f.offset + f.length);
+          assert.ok(covered, `run ${run}: scanner missed ${written} at ${at} in ${rawJson}`);
+        }
+      }
+
+      const { payload: out, vault } = tokenizer.tokenize(payload);
+      const outJson = JSON.stringify(out).toLowerCase();
+      assert.deepEqual(scanValue(out), [], `run ${run}: tokenized payload still has PII: ${outJson}`);
+      for (const { canonical, written } of planted) {
+        for (const value of [canonical, written ?? canonical]) {
+          assert.ok(!outJson.includes(value.toLowerCase()), `run ${run}: ${value} survived in ${outJson}`);
+        }
+        // A spaced number may absorb a neighbouring digit group, and a PII field keeps its value's
+        // spacing, so the vault original is compared without separators and may be longer.
+        const compact = (text: string): string => text.toLowerCase().replace(/[\s\-()]/g, '');
+        const inVault = vault.some((v) => compact(v.original).includes(compact(canonical)));
+        assert.ok(inVault, `run ${run}: ${canonical} not in the vault`);
+      }
+      for (const key of ['idempotencyKey', 'paymentId', 'amountMinor', 'currency', 'occurredAt']) {
+        assert.equal((out as Record<string, unknown>)[key], payload[key], `run ${run}: ${key} changed`);
+      }
+    }
+  });
+});
