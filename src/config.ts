@@ -25,6 +25,39 @@ const Env = z.object({
   PAYLINK_FAULT_POST_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
   PAYLINK_FAULT_SIGNAL_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
 
+  // Webhook receiver (the edge): port, body limit, how long to wait for Kafka before spooling.
+  WEBHOOK_PORT: z.coerce.number().int().min(0).max(65535).default(8088),
+  WEBHOOK_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024),
+  WEBHOOK_KAFKA_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+  WEBHOOK_SPOOL_DIR: z.string().default(''),
+  WEBHOOK_SPOOL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024 * 1024),
+  // Partners as JSON: [{ id, scheme: "stripe"|"adyen", region, secrets: [...] }]; two secrets = rotation.
+  // Local defaults are the simulator's partners; production sets real secrets from a secrets manager.
+  WEBHOOK_PARTNERS: z.string().default(
+    JSON.stringify([
+      {
+        id: 'acme-pay',
+        scheme: 'stripe',
+        region: 'eu-west',
+        secrets: ['whsec_dev_acme_current', 'whsec_dev_acme_previous'],
+      },
+      {
+        id: 'adyen-us',
+        scheme: 'adyen',
+        region: 'us-east',
+        secrets: ['44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056'],
+      },
+    ]),
+  ),
+
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.

@@ -8,6 +8,8 @@ export const TOPICS = {
   paymentEvents: 'paylink.payments.events.v1',
   /** Authentic but invalid events, with the reason in a header. Never dropped. */
   quarantine: 'paylink.quarantine.v1',
+  /** Partner webhooks as received (tokenized), keyed by payment: the archive's and replay's source. */
+  rawWebhooks: 'paylink.raw.webhooks.v1',
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
@@ -48,6 +50,12 @@ export function topicSpecs(config: Config): ITopicConfig[] {
   return [
     {
       topic: TOPICS.paymentEvents,
+      numPartitions: config.KAFKA_TOPIC_PARTITIONS,
+      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+      configEntries: [...common, { name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }],
+    },
+    {
+      topic: TOPICS.rawWebhooks,
       numPartitions: config.KAFKA_TOPIC_PARTITIONS,
       replicationFactor: config.KAFKA_REPLICATION_FACTOR,
       configEntries: [...common, { name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }],

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { CurrencyCode, MinorUnits } from './money';
+import { PaymentEvent, type ParseResult } from './payment-event';
+
+// Partner webhook payloads (per signature scheme) and their mapping onto payment facts (v1).
+// Unknown fields are allowed through (partners add fields); missing or mistyped required ones are
+// reasons for quarantine, named by path.
+
+/** Stripe-style event: { id, type: "payment.<fact>", created, data: { object } }. */
+export const StripeStyleEvent = z.object({
+  id: z.string().min(1).max(200),
+  type: z.string().regex(/^payment\.[a-z_]+$/, 'type: payment.<fact type>'),
+  created: z.number().int().positive(),
+  data: z.object({ object: z.record(z.string(), z.unknown()) }),
+});
+export type StripeStyleEvent = z.infer<typeof StripeStyleEvent>;
+
+/** Adyen-style standard notification: { live, notificationItems: [{ NotificationRequestItem }] }. */
+export const AdyenNotificationRequestItem = z.object({
+  pspReference: z.string().min(1),
+  originalReference: z.string().optional(),
+  merchantAccountCode: z.string().min(1),
+  merchantReference: z.string().min(1),
+  amount: z.object({ value: MinorUnits, currency: CurrencyCode }),
+  eventCode: z.string().min(1),
+  eventDate: z.iso.datetime({ offset: true }),
+  success: z.enum(['true', 'false']),
+  reason: z.string().optional(),
+  additionalData: z.record(z.string(), z.unknown()).optional(),
+});
+export type AdyenNotificationRequestItem = z.infer<typeof AdyenNotificationRequestItem>;
+
+export const AdyenNotification = z.object({
+  live: z.enum(['true', 'false']).optional(),
+  notificationItems: z.array(z.object({ NotificationRequestItem: z.record(z.string(), z.unknown()) })).min(1),
+});
+export type AdyenNotification = z.infer<typeof AdyenNotification>;
+
+function issues(error: z.ZodError, prefix: string): string {
+  return error.issues.map((i) => `${[prefix, ...i.path].filter(Boolean).join('.')}: ${i.message}`).join('; ');
+}
+
+/** Stripe-style event → payment fact; the fact's own fields come from data.object. */
+export function stripeStyleToFact(partnerId: string, region: string, raw: unknown): ParseResult<PaymentEvent> {
+  const event = StripeStyleEvent.safeParse(raw);
+  if (!event.success) return { ok: false, reason: issues(event.error, '') };
+  const { id, type, created, data } = event.data;
+  const candidate = {
+    region,
+    ...data.object,
+    version: 1,
+    type: type.slice('payment.'.length),
+    idempotencyKey: `webhook:${partnerId}:${id}`,
+    occurredAt: new Date(created * 1000).toISOString(),
+    source: 'webhook',
+    sourceSequence: created,
+  };
+  const fact = PaymentEvent.safeParse(candidate);
+  return fact.success ? { ok: true, value: fact.data } : { ok: false, reason: issues(fact.error, 'data.object') };
+}
+
+const ADYEN_EVENT_TYPES: Record<string, PaymentEvent['type'] | undefined> = {
+  AUTHORISATION: 'authorized',
+  CAPTURE: 'captured',
+  CANCELLATION: 'voided',
+  REFUND: 'refunded',
+  CHARGEBACK: 'chargeback_opened',
+  CHARGEBACK_REVERSED: 'chargeback_won',
+  SECOND_CHARGEBACK: 'chargeback_lost',
+};
+
+/** One Adyen-style item → payment fact. The payment is the merchant reference; ids are PSP references. */
+export function adyenItemToFact(partnerId: string, region: string, rawItem: unknown): ParseResult<PaymentEvent> {
+  const parsed = AdyenNotificationRequestItem.safeParse(rawItem);
+  if (!parsed.success) return { ok: false, reason: issues(parsed.error, 'NotificationRequestItem') };
+  const item = parsed.data;
+  const mapped = ADYEN_EVENT_TYPES[item.eventCode];
+  if (!mapped) return { ok: false, reason: `NotificationRequestItem.eventCode: unsupported "${item.eventCode}"` };
+  const type = mapped === 'authorized' && item.success === 'false' ? 'failed' : mapped;
+  const ref = item.pspReference;
+  const candidate = {
+    version: 1,
+    type,
+    idempotencyKey: `webhook:${partnerId}:${ref}:${item.eventCode}:${item.success}`,
+    paymentId: item.merchantReference,
+    merchantId: item.merchantAccountCode,
+    region,
+    currency: item.amount.currency,
+    occurredAt: item.eventDate,
+    source: 'webhook',
+    sourceSequence: Date.parse(item.eventDate),
+    amountMinor: item.amount.value,
+    ...(type === 'captured' ? { captureId: ref, platformFeeMinor: 0 } : {}),
+    ...(type === 'refunded' ? { refundId: ref } : {}),
+    ...(type.startsWith('chargeback') ? { chargebackId: item.originalReference ?? ref } : {}),
+    ...(type === 'failed' ? { reason: item.reason ?? 'refused' } : {}),
+  };
+  const fact = PaymentEvent.safeParse(candidate);
+  return fact.success
+    ? { ok: true, value: fact.data }
+    : { ok: false, reason: issues(fact.error, 'NotificationRequestItem') };
+}

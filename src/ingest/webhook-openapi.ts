@@ -1,0 +1,48 @@
+// OpenAPI 3.1 description of the webhook receiver, served at GET /openapi.json.
+const error = { type: 'object', properties: { error: { type: 'string' } }, required: ['error'] } as const;
+const json = (schema: object) => ({ 'application/json': { schema } });
+
+export const WEBHOOK_OPENAPI = {
+  openapi: '3.1.0',
+  info: {
+    title: 'PayLink webhook receiver',
+    version: '1',
+    description:
+      'Partner webhooks enter PayLink here. A 2xx means the event is durable (acknowledged by Kafka with acks=all, or fsynced to the local spool while Kafka is unreachable). Card numbers and PII are tokenized before the event leaves the edge.',
+  },
+  paths: {
+    '/webhooks/{partnerId}': {
+      post: {
+        summary: 'Receive one partner webhook',
+        parameters: [{ name: 'partnerId', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: true,
+          description:
+            'Stripe-style partners: {id, type: "payment.<fact>", created, data: {object}} signed in the Stripe-Signature header (t=<unix>,v1=<hex HMAC-SHA256 of "t.body">). Adyen-style partners: {notificationItems: [{NotificationRequestItem}]} with additionalData.hmacSignature per item.',
+          content: json({ type: 'object' }),
+        },
+        responses: {
+          '200': { description: 'Accepted and acknowledged by Kafka', content: json({ type: 'object' }) },
+          '202': {
+            description: 'Accepted and durable: spooled (Kafka unreachable) or quarantined (authentic but invalid)',
+            content: json({ type: 'object' }),
+          },
+          '400': { description: 'Malformed JSON or not the partner scheme’s envelope', content: json(error) },
+          '401': { description: 'Unsigned, forged, stale, future-dated or replayed', content: json(error) },
+          '404': { description: 'Unknown partner', content: json(error) },
+          '413': { description: 'Body over the size limit', content: json(error) },
+          '503': { description: 'Spool full while Kafka is unreachable: retry later', content: json(error) },
+        },
+      },
+    },
+    '/healthz': {
+      get: { summary: 'Process is up', responses: { '200': { description: 'ok', content: json({ type: 'object' }) } } },
+    },
+    '/readyz': {
+      get: {
+        summary: 'Ready, or "degraded: spooling" while Kafka is unreachable',
+        responses: { '200': { description: 'ready or degraded', content: json({ type: 'object' }) } },
+      },
+    },
+  },
+} as const;

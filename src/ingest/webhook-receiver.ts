@@ -1,0 +1,306 @@
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Message, Producer } from 'kafkajs';
+import { z } from 'zod';
+import { AdyenNotification, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
+import type { PaymentEvent } from '../contracts/payment-event';
+import type { Logger } from '../logger';
+import type { Vault } from '../stores/vault';
+import { TOPICS } from '../streams/kafka';
+import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } from './signatures';
+import type { Spool, SpoolRecord } from './spool';
+import type { Tokenizer } from './tokenize';
+import { WEBHOOK_OPENAPI } from './webhook-openapi';
+
+// The webhook receiver: verify → tokenize → envelope → Kafka, or an fsync'd spool when Kafka is
+// unreachable (availability for ingest). It answers 2xx only once the event is durable.
+
+export const PartnerConfig = z.object({
+  id: z.string().regex(/^[a-z0-9-]{1,60}$/),
+  scheme: z.enum(['stripe', 'adyen']),
+  region: z.string().min(1),
+  secrets: z.array(z.string().min(8)).min(1).max(2),
+});
+export type PartnerConfig = z.infer<typeof PartnerConfig>;
+
+export function parsePartners(json: string): PartnerConfig[] {
+  const parsed = z.array(PartnerConfig).safeParse(JSON.parse(json));
+  if (!parsed.success)
+    throw new Error(
+      `WEBHOOK_PARTNERS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data;
+}
+
+export interface WebhookReceiverDeps {
+  partners: PartnerConfig[];
+  producer: Producer;
+  spool: Spool;
+  tokenizer: Tokenizer;
+  vault: Vault;
+  log: Logger;
+  maxBodyBytes: number;
+  kafkaTimeoutMs: number;
+}
+
+export interface WebhookReceiver {
+  server: Server;
+  counters: { accepted: number; spooled: number; quarantined: number; rejected: number };
+  /** Sends what the spool holds while Kafka answers; returns records drained. */
+  drainSpool(): Promise<number>;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const REPLAY_WINDOW_MS = 10 * 60_000;
+
+export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceiver {
+  const partners = new Map(deps.partners.map((p) => [p.id, p]));
+  const counters = { accepted: 0, spooled: 0, quarantined: 0, rejected: 0 };
+  // A Stripe-style signature is only valid once: partners re-sign every retry with a new timestamp.
+  const seenSignatures = new Map<string, number>();
+  let kafkaHealthy = true;
+
+  const sendToKafka = async (messages: SpoolRecord[]): Promise<void> => {
+    const byTopic = new Map<string, Message[]>();
+    for (const m of messages) {
+      const list = byTopic.get(m.topic) ?? [];
+      list.push({ key: m.key, value: m.value, headers: m.headers });
+      byTopic.set(m.topic, list);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Kafka did not acknowledge within ${deps.kafkaTimeoutMs} ms`)),
+        deps.kafkaTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([
+        deps.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+        }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** Durable = acknowledged by Kafka (acks=all) or fsynced to the spool. Full spool = 503. */
+  const makeDurable = async (messages: SpoolRecord[]): Promise<'kafka' | 'spool'> => {
+    if (kafkaHealthy && deps.spool.size().records === 0) {
+      try {
+        await sendToKafka(messages);
+        return 'kafka';
+      } catch (err) {
+        kafkaHealthy = false;
+        deps.log.warn('kafka unreachable, spooling', { error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    for (const m of messages) {
+      const appended = await deps.spool.append(m);
+      if (!appended.ok) throw new HttpError(503, 'spool full: Kafka has been unreachable too long; retry later');
+    }
+    return 'spool';
+  };
+
+  const envelope = (
+    partner: PartnerConfig,
+    topic: string,
+    key: string | null,
+    value: unknown,
+    headers: Record<string, string>,
+  ): SpoolRecord => ({
+    topic,
+    key,
+    value: Buffer.from(JSON.stringify(value)),
+    headers: {
+      source: 'webhook',
+      partner: partner.id,
+      region: partner.region,
+      'received-at': new Date().toISOString(),
+      ...headers,
+    },
+  });
+
+  const handleWebhook = async (req: IncomingMessage, partnerId: string): Promise<{ status: number; body: unknown }> => {
+    const partner = partners.get(partnerId);
+    if (!partner) throw new HttpError(404, `unknown partner "${partnerId}"`);
+    const raw = await readBody(req, deps.maxBodyBytes);
+
+    let json: unknown;
+    const parseJson = (): unknown => {
+      try {
+        return JSON.parse(raw.toString('utf8'));
+      } catch (err) {
+        throw new HttpError(400, `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    const facts: { fact?: PaymentEvent; reason?: string; rawItem: unknown; eventId: string }[] = [];
+    if (partner.scheme === 'stripe') {
+      const header = req.headers[STRIPE_SIGNATURE_HEADER.toLowerCase()];
+      const check = verifyStripeSignature(raw, Array.isArray(header) ? header[0] : header, {
+        secrets: partner.secrets,
+      });
+      if (!check.ok) throw new HttpError(401, `${check.reason}: ${check.detail}`);
+      const replayKey = `${partner.id}|${String(header)}`;
+      if (seenSignatures.has(replayKey))
+        throw new HttpError(401, `replayed: this ${STRIPE_SIGNATURE_HEADER} was already accepted`);
+      json = parseJson();
+      rememberSignature(seenSignatures, replayKey);
+      const mapped = stripeStyleToFact(partner.id, partner.region, json);
+      const eventId = typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id : 'unknown';
+      facts.push(
+        mapped.ok ? { fact: mapped.value, rawItem: json, eventId } : { reason: mapped.reason, rawItem: json, eventId },
+      );
+    } else {
+      json = parseJson();
+      const notification = AdyenNotification.safeParse(json);
+      if (!notification.success) {
+        throw new HttpError(
+          400,
+          `not an Adyen-style notification: ${notification.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+        );
+      }
+      for (const [i, wrapper] of notification.data.notificationItems.entries()) {
+        const item = wrapper.NotificationRequestItem;
+        const check = verifyAdyenSignature(item, partner.secrets);
+        if (!check.ok) throw new HttpError(401, `notificationItems.${i}: ${check.reason}: ${check.detail}`);
+        const mapped = adyenItemToFact(partner.id, partner.region, item);
+        const eventId = `${String(item.pspReference)}:${String(item.eventCode)}`;
+        facts.push(
+          mapped.ok
+            ? { fact: mapped.value, rawItem: item, eventId }
+            : { reason: mapped.reason, rawItem: item, eventId },
+        );
+      }
+    }
+
+    // Tokenize before anything leaves the edge; originals go only to the vault.
+    const messages: SpoolRecord[] = [];
+    const vaultEntries = [];
+    for (const f of facts) {
+      const rawTokenized = deps.tokenizer.tokenize(f.rawItem);
+      vaultEntries.push(...rawTokenized.vault);
+      const key = f.fact?.paymentId ?? paymentIdOf(f.rawItem); // quarantined events stay findable by payment
+      const idem = f.fact?.idempotencyKey ?? `webhook:${partner.id}:${f.eventId}`;
+      messages.push(envelope(partner, TOPICS.rawWebhooks, key, rawTokenized.payload, { 'idempotency-key': idem }));
+      if (f.fact) {
+        const factTokenized = deps.tokenizer.tokenize(f.fact);
+        vaultEntries.push(...factTokenized.vault);
+        messages.push(envelope(partner, TOPICS.paymentEvents, key, factTokenized.payload, { 'idempotency-key': idem }));
+      } else {
+        messages.push(
+          envelope(partner, TOPICS.quarantine, key, rawTokenized.payload, {
+            'idempotency-key': idem,
+            'quarantine-reason': f.reason ?? 'invalid',
+          }),
+        );
+      }
+    }
+    await deps.vault.store(vaultEntries);
+    const where = await makeDurable(messages);
+    const quarantined = facts.filter((f) => !f.fact).length;
+    counters.quarantined += quarantined;
+    if (where === 'spool') counters.spooled += facts.length;
+    else counters.accepted += facts.length;
+    // Authentic but invalid: accepted (the partner cannot fix it by retrying) and quarantined.
+    return {
+      status: quarantined > 0 || where === 'spool' ? 202 : 200,
+      body: { accepted: facts.length, quarantined, durable: where },
+    };
+  };
+
+  const server = createServer((req, res) => {
+    void route(req, res);
+  });
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://edge');
+    try {
+      if (req.method === 'GET' && url.pathname === '/healthz') return reply(res, 200, { status: 'ok' });
+      if (req.method === 'GET' && url.pathname === '/readyz') {
+        const spooled = deps.spool.size().records;
+        return reply(res, 200, { status: spooled > 0 || !kafkaHealthy ? 'degraded: spooling' : 'ready', spooled });
+      }
+      if (req.method === 'GET' && url.pathname === '/openapi.json') return reply(res, 200, WEBHOOK_OPENAPI);
+      const m = /^\/webhooks\/([^/]+)$/.exec(url.pathname);
+      if (m && req.method === 'POST') {
+        const result = await handleWebhook(req, decodeURIComponent(m[1]!));
+        return reply(res, result.status, result.body);
+      }
+      throw new HttpError(404, `no route ${req.method ?? ''} ${url.pathname}`);
+    } catch (err) {
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof Error ? err.message : String(err);
+      counters.rejected += 1;
+      if (status >= 500) deps.log.error('webhook failed', { status, error: message });
+      else deps.log.info('webhook rejected', { status, reason: message, path: url.pathname });
+      req.resume(); // drain any unread body so the connection can be reused
+      return reply(res, status, { error: message });
+    }
+  };
+
+  return {
+    server,
+    counters,
+    async drainSpool() {
+      if (deps.spool.size().records === 0) {
+        kafkaHealthy = true;
+        return 0;
+      }
+      try {
+        const n = await deps.spool.drain((records) => sendToKafka(records));
+        kafkaHealthy = deps.spool.size().records === 0;
+        if (n > 0) deps.log.info('spool drained to kafka', { records: n, left: deps.spool.size().records });
+        return n;
+      } catch {
+        return 0; // Kafka still unreachable: keep spooling
+      }
+    },
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Best-effort payment id of an event that failed its contract (Stripe-style or Adyen-style). */
+function paymentIdOf(raw: unknown): string | null {
+  const r = raw as { data?: { object?: { paymentId?: unknown } }; merchantReference?: unknown } | null;
+  const id = r?.data?.object?.paymentId ?? r?.merchantReference;
+  return typeof id === 'string' ? id : null;
+}
+
+function rememberSignature(seen: Map<string, number>, key: string): void {
+  const now = Date.now();
+  seen.set(key, now);
+  if (seen.size > 100_000) for (const [k, at] of seen) if (now - at > REPLAY_WINDOW_MS) seen.delete(k);
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new HttpError(413, `body of ${declared} bytes exceeds the ${limit}-byte limit`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, `body exceeds the ${limit}-byte limit`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,268 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Kafka, logLevel } from 'kafkajs';
+import { versionedKeys } from '../../src/config';
+import { scanValue } from '../../src/ingest/pii-scanner';
+import { signAdyen, signStripe } from '../../src/ingest/signatures';
+import { type Spool, openSpool } from '../../src/ingest/spool';
+import { createTokenizer } from '../../src/ingest/tokenize';
+import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
+import { createLogger } from '../../src/logger';
+import { type Vault, openVault } from '../../src/stores/vault';
+import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { startPipelineProcess } from '../../src/starters/processes';
+import { config, requireServices, uniqueId } from '../support/stack';
+
+const partners = parsePartners(config.WEBHOOK_PARTNERS);
+const acme = partners.find((p) => p.scheme === 'stripe')!;
+const adyen = partners.find((p) => p.scheme === 'adyen')!;
+const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+
+function stripeEvent(paymentId: string, extra: Record<string, unknown> = {}) {
+  return {
+    id: uniqueId('evt'),
+    type: 'payment.captured',
+    created: Math.floor(Date.now() / 1000),
+    data: {
+      object: {
+        paymentId,
+        merchantId: 'm-1',
+        currency: 'EUR',
+        captureId: 'cap1',
+        amountMinor: 1999,
+        platformFeeMinor: 20,
+        customer: { email: 'Jane.Doe@example.com', name: 'Jane Doe', card: '4242 4242 4242 4242' },
+        ...extra,
+      },
+    },
+  };
+}
+
+/** Reads a topic from the start with a fresh group until `want` messages keyed by `key` arrived. */
+async function readKeyed(
+  topic: string,
+  key: string,
+  want: number,
+  timeoutMs = 30_000,
+): Promise<{ value: string; headers: Record<string, string> }[]> {
+  const kafka = new Kafka({ brokers: config.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: uniqueId('webhook-test') });
+  const found: { value: string; headers: Record<string, string> }[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`only ${found.length}/${want} messages for ${key} on ${topic} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          if (message.key?.toString() !== key) return;
+          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+          found.push({ value: String(message.value), headers });
+          if (found.length >= want) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return found;
+}
+
+describe('webhook receiver (the edge)', () => {
+  let spoolDir: string;
+  let spool: Spool;
+  let vault: Vault;
+  let receiver: WebhookReceiver;
+  let base: string;
+  const producer = createProducer(createKafka(config, 'webhook-test'));
+
+  before(async () => {
+    await requireServices('kafka', 'postgres');
+    spoolDir = mkdtempSync(join(tmpdir(), 'paylink-spool-'));
+    spool = await openSpool({ dir: spoolDir, maxBytes: 8 * 1024 * 1024 });
+    vault = await openVault(config);
+    await producer.connect();
+    receiver = createWebhookReceiver({
+      partners,
+      producer,
+      spool,
+      tokenizer,
+      vault,
+      log: createLogger('test-edge'),
+      maxBodyBytes: 64 * 1024,
+      kafkaTimeoutMs: 5000,
+    });
+    await new Promise<void>((r) => receiver.server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(receiver.server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    await receiver.close();
+    await spool.close();
+    await vault.close();
+    await producer.disconnect();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+
+  const postStripe = (body: string, signature?: string, partner = acme.id): Promise<Response> =>
+    fetch(`${base}/webhooks/${partner}`, {
+      method: 'POST',
+      body,
+      headers: signature ? { 'Stripe-Signature': signature } : {},
+    });
+
+  it('accepts a signed event, tokenizes PAN and PII before Kafka, and keeps originals only in the vault', async () => {
+    const paymentId = uniqueId('wh');
+    const body = JSON.stringify(stripeEvent(paymentId));
+    const res = await postStripe(body, signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)));
+    assert.equal(res.status, 200, await res.clone().text());
+    const [fact] = await readKeyed(TOPICS.paymentEvents, paymentId, 1);
+    const [raw] = await readKeyed(TOPICS.rawWebhooks, paymentId, 1);
+    assert.equal((JSON.parse(fact!.value) as { type: string; amountMinor: number }).amountMinor, 1999);
+    assert.match(fact!.headers['idempotency-key']!, /^webhook:acme-pay:evt-/);
+    assert.deepEqual(scanValue(JSON.parse(raw!.value)), [], 'no raw PAN/PII on Kafka');
+    const card = (JSON.parse(raw!.value) as { data: { object: { customer: { card: string; cardLast4: string } } } })
+      .data.object.customer;
+    assert.match(card.card, /^tok_pan_/);
+    assert.equal(card.cardLast4, '4242');
+    assert.equal(await vault.detokenize(card.card, { actor: 'test', purpose: 'verify vault' }), '4242424242424242');
+  });
+
+  it('accepts the previous secret during rotation', async () => {
+    const body = JSON.stringify(stripeEvent(uniqueId('wh')));
+    const res = await postStripe(body, signStripe(body, acme.secrets[1]!, Math.floor(Date.now() / 1000)));
+    assert.equal(res.status, 200);
+  });
+
+  it('rejects forged, unsigned, stale, future-dated and replayed requests with 401 and a reason', async () => {
+    const body = JSON.stringify(stripeEvent(uniqueId('wh')));
+    const now = Math.floor(Date.now() / 1000);
+    const cases: [string, string | undefined, RegExp][] = [
+      ['forged', signStripe(body, 'whsec_attacker_secret', now), /mismatch/],
+      ['unsigned', undefined, /missing-signature/],
+      ['stale', signStripe(body, acme.secrets[0]!, now - 3600), /stale-timestamp/],
+      ['future', signStripe(body, acme.secrets[0]!, now + 3600), /future-timestamp/],
+    ];
+    for (const [name, sig, reason] of cases) {
+      const res = await postStripe(body, sig);
+      assert.equal(res.status, 401, name);
+      assert.match(((await res.json()) as { error: string }).error, reason, name);
+    }
+    const sig = signStripe(body, acme.secrets[0]!, now);
+    assert.equal((await postStripe(body, sig)).status, 200);
+    const replay = await postStripe(body, sig);
+    assert.equal(replay.status, 401);
+    assert.match(((await replay.json()) as { error: string }).error, /replayed/);
+  });
+
+  it('answers 400 to malformed JSON, 413 to an oversized body, 404 to an unknown partner', async () => {
+    const bad = '{"id": "evt_1", ';
+    const res400 = await postStripe(bad, signStripe(bad, acme.secrets[0]!, Math.floor(Date.now() / 1000)));
+    assert.equal(res400.status, 400);
+    assert.match(((await res400.json()) as { error: string }).error, /malformed JSON/);
+    const big = JSON.stringify({ pad: 'x'.repeat(70 * 1024) });
+    assert.equal((await postStripe(big, signStripe(big, acme.secrets[0]!, Math.floor(Date.now() / 1000)))).status, 413);
+    const res404 = await postStripe('{}', 't=1,v1=00', 'nobody');
+    assert.equal(res404.status, 404);
+    assert.match(((await res404.json()) as { error: string }).error, /unknown partner "nobody"/);
+  });
+
+  it('accepts an authentic but schema-invalid event and quarantines it with the reason', async () => {
+    const paymentId = uniqueId('wh');
+    const body = JSON.stringify(stripeEvent(paymentId, { amountMinor: 19.99 }));
+    const res = await postStripe(body, signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)));
+    assert.equal(res.status, 202);
+    assert.deepEqual(await res.json(), { accepted: 1, quarantined: 1, durable: 'kafka' });
+    const [q] = await readKeyed(TOPICS.quarantine, paymentId, 1);
+    assert.match(q!.headers['quarantine-reason']!, /data\.object\.amountMinor: amount must be integer minor units/);
+  });
+
+  it('verifies Adyen-style notifications per item (HMAC key rotation aside) and rejects a tampered one', async () => {
+    const paymentId = uniqueId('wha');
+    const item = {
+      pspReference: uniqueId('psp'),
+      merchantAccountCode: 'm-2',
+      merchantReference: paymentId,
+      amount: { value: 5000, currency: 'USD' },
+      eventCode: 'CAPTURE',
+      eventDate: new Date().toISOString(),
+      success: 'true',
+      additionalData: {} as Record<string, unknown>,
+    };
+    item.additionalData.hmacSignature = signAdyen(item, adyen.secrets[0]!);
+    const ok = await fetch(`${base}/webhooks/${adyen.id}`, {
+      method: 'POST',
+      body: JSON.stringify({ live: 'false', notificationItems: [{ NotificationRequestItem: item }] }),
+    });
+    assert.equal(ok.status, 200, await ok.clone().text());
+    const [fact] = await readKeyed(TOPICS.paymentEvents, paymentId, 1);
+    assert.equal((JSON.parse(fact!.value) as { type: string }).type, 'captured');
+    const tampered = { ...item, amount: { value: 9_999_999, currency: 'USD' } };
+    const bad = await fetch(`${base}/webhooks/${adyen.id}`, {
+      method: 'POST',
+      body: JSON.stringify({ notificationItems: [{ NotificationRequestItem: tampered }] }),
+    });
+    assert.equal(bad.status, 401);
+  });
+
+  it('serves its OpenAPI document and health endpoints', async () => {
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    assert.ok('/webhooks/{partnerId}' in doc.paths);
+    assert.deepEqual(await (await fetch(`${base}/readyz`)).json(), { status: 'ready', spooled: 0 });
+  });
+
+  it('with Kafka unreachable it spools (fsync) and answers 202; after kill -9 and a restart with Kafka back, nothing is lost', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paylink-spool-kill-'));
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const env = { WEBHOOK_PORT: String(port), WEBHOOK_SPOOL_DIR: dir, WEBHOOK_KAFKA_TIMEOUT_MS: '500' };
+    const down = startPipelineProcess('webhook-receiver-kafka-down', 'src/ingest/webhook-receiver-main.ts', {
+      ...env,
+      KAFKA_BROKERS: '127.0.0.1:1',
+    });
+    const paymentId = uniqueId('whk');
+    try {
+      await down.ready;
+      for (let i = 0; i < 5; i++) {
+        const body = JSON.stringify(stripeEvent(paymentId, { captureId: `cap${i}` }));
+        const res = await fetch(`http://127.0.0.1:${port}/webhooks/${acme.id}`, {
+          method: 'POST',
+          body,
+          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+        });
+        assert.equal(res.status, 202, await res.clone().text());
+        assert.equal(((await res.json()) as { durable: string }).durable, 'spool');
+      }
+      assert.match(
+        ((await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string }).status,
+        /degraded: spooling/,
+      );
+    } finally {
+      await down.kill9();
+    }
+    const back = startPipelineProcess('webhook-receiver-kafka-back', 'src/ingest/webhook-receiver-main.ts', env);
+    try {
+      await back.ready;
+      const facts = await readKeyed(TOPICS.paymentEvents, paymentId, 5, 60_000);
+      assert.deepEqual(facts.map((f) => (JSON.parse(f.value) as { captureId: string }).captureId).sort(), [
+        'cap0',
+        'cap1',
+        'cap2',
+        'cap3',
+        'cap4',
+      ]);
+    } finally {
+      await back.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
