@@ -4,9 +4,10 @@ import { z } from 'zod';
 import { AdyenNotification, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
 import type { PaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
-import type { Vault } from '../stores/vault';
+import type { Vault, VaultEntry } from '../stores/vault';
 import { TOPICS } from '../streams/kafka';
 import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } from './signatures';
+import { createBatcher } from './batcher';
 import type { Spool, SpoolRecord } from './spool';
 import type { Tokenizer } from './tokenize';
 import { WEBHOOK_OPENAPI } from './webhook-openapi';
@@ -95,11 +96,18 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     }
   };
 
+  // Requests arriving within 2 ms share one produce request and one vault insert.
+  const kafkaBatch = createBatcher<SpoolRecord>(sendToKafka, { maxItems: 500, maxDelayMs: 2 });
+  const vaultBatch = createBatcher<VaultEntry>((entries) => deps.vault.store(entries).then(() => undefined), {
+    maxItems: 1000,
+    maxDelayMs: 2,
+  });
+
   /** Durable = acknowledged by Kafka (acks=all) or fsynced to the spool. Full spool = 503. */
   const makeDurable = async (messages: SpoolRecord[]): Promise<'kafka' | 'spool'> => {
     if (kafkaHealthy && deps.spool.size().records === 0) {
       try {
-        await sendToKafka(messages);
+        await kafkaBatch.add(messages);
         return 'kafka';
       } catch (err) {
         kafkaHealthy = false;
@@ -187,7 +195,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
 
     // Tokenize before anything leaves the edge; originals go only to the vault.
     const messages: SpoolRecord[] = [];
-    const vaultEntries = [];
+    const vaultEntries: VaultEntry[] = [];
     for (const f of facts) {
       const rawTokenized = deps.tokenizer.tokenize(f.rawItem);
       vaultEntries.push(...rawTokenized.vault);
@@ -207,7 +215,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         );
       }
     }
-    await deps.vault.store(vaultEntries);
+    await vaultBatch.add(vaultEntries);
     const where = await makeDurable(messages);
     const quarantined = facts.filter((f) => !f.fact).length;
     counters.quarantined += quarantined;
