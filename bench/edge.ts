@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   });
   try {
     await Promise.all([bare.ready, edge.ready]);
-    process.stderr.write("bench: servers ready\n");
+    process.stderr.write('bench: servers ready\n');
     await load(barePort, '/webhooks/acme-pay', reqs.slice(0, 500)); // warm-up
     await load(edgePort, '/webhooks/acme-pay', reqs.slice(500, 1000));
     const mid = 1000 + Math.floor((reqs.length - 1000) / 2);
