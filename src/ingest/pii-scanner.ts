@@ -169,6 +169,11 @@ function findPans(text: string): PiiSpan[] {
     }
     const runEnd = groups[groups.length - 1]!.end;
     const glued = isWordChar(text[runEnd]);
+    // A separated run glued to a word character is an identifier (a UUID like 88085465-8270-46ac-…).
+    if (glued && groups.length > 1) {
+      i = runEnd;
+      continue;
+    }
     const afterPlus = text[i - 1] === '+';
     let a = 0;
     while (a < groups.length) {
@@ -179,7 +184,9 @@ function findPans(text: string): PiiSpan[] {
         if (digits.length > 19) break;
         const atRunEnd = b === groups.length - 1;
         const phoneLike = a === 0 && afterPlus && digits.length <= 15;
-        if (!(atRunEnd && glued) && !phoneLike && panCandidateValid(digits)) found = b;
+        // Printed card numbers group digits by 4–6 (4-4-4-4, 4-6-5); longer groups are other numbers.
+        const cardGrouping = a === b || groups.slice(a, b + 1).every((g) => g.end - g.start <= 6);
+        if (!(atRunEnd && glued) && !phoneLike && cardGrouping && panCandidateValid(digits)) found = b;
       }
       if (found === -1) {
         a++;

@@ -6,6 +6,7 @@ import { loadConfig } from '../config';
 import { compareWithTruth, summarizeLedger } from '../ledger/checks';
 import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
+import { scanStores } from '../ops/pii-scan';
 import { simulatePayments } from '../simulator/payments';
 import { publishPaymentEvents } from '../simulator/publish';
 import { up } from '../stack/cli';
@@ -120,6 +121,8 @@ async function main(): Promise<void> {
         .filter((e, i, all) => all.findIndex((x) => x.paymentId === e.paymentId) === i)
         .map((e) => paymentWorkflowId(e.paymentId)),
     );
+    // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
+    const pii = await scanStores(config);
     const summary = {
       runId: opts.runId,
       seed: opts.seed,
@@ -131,6 +134,7 @@ async function main(): Promise<void> {
       paymentsClosed: completed,
       stuck: { expected: sim.truth.stuckPaymentIds.length, found: stuckFound.length, paymentIds: stuckFound },
       anomalies,
+      piiLeaks: pii.leaks.length,
       actionsPerPayment: Math.round((actions.total / Math.max(1, actions.workflows)) * 100) / 100,
       actionsByKind: actions.byKind,
       ledger: {
@@ -152,6 +156,7 @@ async function main(): Promise<void> {
       ledger.duplicatePostings === 0 &&
       comparison.matches &&
       anomalies === 0 &&
+      pii.leaks.length === 0 &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
       completed === opts.payments - opts.stuck
     );

@@ -74,6 +74,8 @@ export async function routeFacts(
   policy: RoutingPolicy,
   concurrency = 32,
   shouldContinue: () => boolean = () => true,
+  /** Called after each payment's facts: the router heartbeats here so a long batch keeps its group membership. */
+  onProgress: () => Promise<void> = async () => undefined,
 ): Promise<{ signalled: number; skippedDuplicates: number; complete: boolean }> {
   const { admissions, paymentsWithHistory } = await admitFacts(pool, facts);
   const byPayment = new Map<string, PaymentEvent[]>();
@@ -100,6 +102,7 @@ export async function routeFacts(
         pool,
         group.map((f) => f.idempotencyKey),
       );
+      await onProgress();
     }
   });
   await Promise.all(workers);
@@ -157,7 +160,10 @@ export async function runPaymentRouter(options: PaymentRouterOptions): Promise<v
         });
       }
       const running = (): boolean => payload.isRunning() && !payload.isStale();
-      const result = await routeFacts(client, pool, facts, policy, options.concurrency, running);
+      // kafkajs sends a heartbeat only when its interval is due, so calling it per payment is cheap.
+      const result = await routeFacts(client, pool, facts, policy, options.concurrency, running, () =>
+        payload.heartbeat(),
+      );
       if (!result.complete || !running()) return; // not all signalled: leave offsets for redelivery
       const last = batch.messages[batch.messages.length - 1];
       if (last) {

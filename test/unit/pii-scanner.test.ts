@@ -261,3 +261,11 @@ describe('scanner and tokenizer together (seeded property loop)', () => {
     }
   });
 });
+
+describe('pii scanner false positives found in real data', () => {
+  it('does not read a UUID or a posting key with a UUID suffix as a card number', () => {
+    assert.deepEqual(scanForPii('payment/demo-p000100/settled:set1#88085465-8270-46ac-a534-0f3b2c1d4e5f'), []);
+    assert.deepEqual(scanForPii('45799016-3224-499f-8ac3-1234567890ab'), []);
+    assert.equal(scanForPii('card 4242-4242-4242-4242 exp').length, 1, 'a dashed card number is still found');
+  });
+});
