@@ -23,6 +23,11 @@ import {
 import { PaymentStatusAttr } from '../../src/workflows/search-attributes';
 import { config, requireServices, uniqueId } from '../support/stack';
 
+/** One happy-path payment (created, authorized, captured, settled), unique to this test run. */
+function onePayment(seed: number, prefix: string): ReturnType<typeof simulatePayments> {
+  return simulatePayments({ payments: 1, seed, duplicateRate: 0, runId: uniqueId(prefix), happyPathOnly: true });
+}
+
 /** Polls the state query until the payment asks for ops' attention (10 s at most). */
 async function attentionBecomes(handle: WorkflowHandle, attention: PaymentState['attention']): Promise<PaymentState> {
   let state = await handle.query(paymentStateQuery);
@@ -96,13 +101,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
   });
 
   it('a fact arriving after the payment closed reopens it, loads its history, and posts exactly once', async () => {
-    const sim = simulatePayments({
-      payments: 1,
-      seed: 12,
-      duplicateRate: 0,
-      runId: uniqueId('wfr'),
-      happyPathOnly: true,
-    });
+    const sim = onePayment(12, 'wfr');
     const paymentId = sim.events[0]!.paymentId;
     await routeFacts(client, pool, sim.events, policy);
     const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
@@ -128,13 +127,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
   });
 
   it('an impossible fact is an anomaly ops can find, resolve, and adjust for, all audited', async () => {
-    const sim = simulatePayments({
-      payments: 1,
-      seed: 13,
-      duplicateRate: 0,
-      runId: uniqueId('wfa'),
-      happyPathOnly: true,
-    });
+    const sim = onePayment(13, 'wfa');
     const paymentId = sim.events[0]!.paymentId;
     const capture = sim.events.find((e) => e.type === 'captured')!;
     // A second capture beyond the authorized amount.
@@ -201,13 +194,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
   });
 
   it('a posting key already in the ledger with other lines becomes a posting-conflict anomaly, not a second posting', async () => {
-    const sim = simulatePayments({
-      payments: 1,
-      seed: 15,
-      duplicateRate: 0,
-      runId: uniqueId('wfc'),
-      happyPathOnly: true,
-    });
+    const sim = onePayment(15, 'wfc');
     const paymentId = sim.events[0]!.paymentId;
     const capture = sim.events.find((e) => e.type === 'captured')!;
     await createLedgerActivities(pool).postJournalEntry({
@@ -235,13 +222,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
   });
 
   it('continues as new past its history budget, carrying the state: every refund still posts once', async () => {
-    const sim = simulatePayments({
-      payments: 1,
-      seed: 16,
-      duplicateRate: 0,
-      runId: uniqueId('wfcan'),
-      happyPathOnly: true,
-    });
+    const sim = onePayment(16, 'wfcan');
     const paymentId = sim.events[0]!.paymentId;
     const settled = sim.events.find((e) => e.type === 'settled')!;
     // Thirty 1-unit refunds: a long-lived payment with many facts (the shape that needs continue-as-new).
