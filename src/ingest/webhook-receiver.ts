@@ -2,7 +2,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { Message, Producer } from 'kafkajs';
 import { z } from 'zod';
 import { AdyenNotification, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
-import type { PaymentEvent } from '../contracts/payment-event';
+import type { ParseResult, PaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
 import type { Vault, VaultEntry } from '../stores/vault';
 import { TOPICS } from '../streams/kafka';
@@ -153,7 +153,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         throw new HttpError(400, `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
-    const facts: { fact?: PaymentEvent; reason?: string; rawItem: unknown; eventId: string }[] = [];
+    // Verified items and how each maps to a payment fact; the mapping runs on the tokenized item.
+    const items: { rawItem: unknown; eventId: string; toFact: (tokenized: unknown) => ParseResult<PaymentEvent> }[] =
+      [];
     if (partner.scheme === 'stripe') {
       const header = req.headers[STRIPE_SIGNATURE_HEADER.toLowerCase()];
       const check = verifyStripeSignature(raw, Array.isArray(header) ? header[0] : header, {
@@ -165,11 +167,8 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         throw new HttpError(401, `replayed: this ${STRIPE_SIGNATURE_HEADER} was already accepted`);
       json = parseJson();
       rememberSignature(seenSignatures, replayKey);
-      const mapped = stripeStyleToFact(partner.id, partner.region, json);
       const eventId = typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id : 'unknown';
-      facts.push(
-        mapped.ok ? { fact: mapped.value, rawItem: json, eventId } : { reason: mapped.reason, rawItem: json, eventId },
-      );
+      items.push({ rawItem: json, eventId, toFact: (t) => stripeStyleToFact(partner.id, partner.region, t) });
     } else {
       json = parseJson();
       const notification = AdyenNotification.safeParse(json);
@@ -183,48 +182,44 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         const item = wrapper.NotificationRequestItem;
         const check = verifyAdyenSignature(item, partner.secrets);
         if (!check.ok) throw new HttpError(401, `notificationItems.${i}: ${check.reason}: ${check.detail}`);
-        const mapped = adyenItemToFact(partner.id, partner.region, item);
         const eventId = `${String(item.pspReference)}:${String(item.eventCode)}`;
-        facts.push(
-          mapped.ok
-            ? { fact: mapped.value, rawItem: item, eventId }
-            : { reason: mapped.reason, rawItem: item, eventId },
-        );
+        items.push({ rawItem: item, eventId, toFact: (t) => adyenItemToFact(partner.id, partner.region, t) });
       }
     }
 
-    // Tokenize before anything leaves the edge; originals go only to the vault.
+    // Tokenize once, before anything leaves the edge; originals go only to the vault. The fact is
+    // mapped from the tokenized item, so it cannot carry what the raw event no longer does.
     const messages: SpoolRecord[] = [];
     const vaultEntries: VaultEntry[] = [];
-    for (const f of facts) {
-      const rawTokenized = deps.tokenizer.tokenize(f.rawItem);
-      vaultEntries.push(...rawTokenized.vault);
-      const key = f.fact?.paymentId ?? paymentIdOf(f.rawItem); // quarantined events stay findable by payment
-      const idem = f.fact?.idempotencyKey ?? `webhook:${partner.id}:${f.eventId}`;
-      messages.push(envelope(partner, TOPICS.rawWebhooks, key, rawTokenized.payload, { 'idempotency-key': idem }));
-      if (f.fact) {
-        const factTokenized = deps.tokenizer.tokenize(f.fact);
-        vaultEntries.push(...factTokenized.vault);
-        messages.push(envelope(partner, TOPICS.paymentEvents, key, factTokenized.payload, { 'idempotency-key': idem }));
+    let quarantined = 0;
+    for (const item of items) {
+      const tokenized = deps.tokenizer.tokenize(item.rawItem);
+      vaultEntries.push(...tokenized.vault);
+      const mapped = item.toFact(tokenized.payload);
+      const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(item.rawItem); // quarantined events stay findable
+      const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${item.eventId}`;
+      messages.push(envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, { 'idempotency-key': idem }));
+      if (mapped.ok) {
+        messages.push(envelope(partner, TOPICS.paymentEvents, key, mapped.value, { 'idempotency-key': idem }));
       } else {
+        quarantined += 1;
         messages.push(
-          envelope(partner, TOPICS.quarantine, key, rawTokenized.payload, {
+          envelope(partner, TOPICS.quarantine, key, tokenized.payload, {
             'idempotency-key': idem,
-            'quarantine-reason': f.reason ?? 'invalid',
+            'quarantine-reason': mapped.reason,
           }),
         );
       }
     }
     await vaultBatch.add(vaultEntries);
     const where = await makeDurable(messages);
-    const quarantined = facts.filter((f) => !f.fact).length;
     counters.quarantined += quarantined;
-    if (where === 'spool') counters.spooled += facts.length;
-    else counters.accepted += facts.length;
+    if (where === 'spool') counters.spooled += items.length;
+    else counters.accepted += items.length;
     // Authentic but invalid: accepted (the partner cannot fix it by retrying) and quarantined.
     return {
       status: quarantined > 0 || where === 'spool' ? 202 : 200,
-      body: { accepted: facts.length, quarantined, durable: where },
+      body: { accepted: items.length, quarantined, durable: where },
     };
   };
 

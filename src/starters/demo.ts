@@ -117,9 +117,7 @@ async function main(): Promise<void> {
     const completed = opts.payments - (await count('ExecutionStatus = "Running"'));
     const actions = await countActionsForWorkflows(
       client,
-      sim.events
-        .filter((e, i, all) => all.findIndex((x) => x.paymentId === e.paymentId) === i)
-        .map((e) => paymentWorkflowId(e.paymentId)),
+      [...new Set(sim.events.map((e) => e.paymentId))].map(paymentWorkflowId),
     );
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
     const pii = await scanStores(config);

@@ -16,6 +16,30 @@ export interface PipelineProcess {
   kill9(): Promise<void>;
 }
 
+// Children must not outlive their parent: an interrupted demo or test (Ctrl-C, a runner's timeout)
+// would otherwise leave routers in the consumer group and workers on the task queue.
+const live = new Set<ChildProcess>();
+let exitHandlersInstalled = false;
+function stopChildrenOnExit(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  const killAll = (signal: NodeJS.Signals): void => live.forEach((c) => c.kill(signal));
+  process.once('exit', () => killAll('SIGKILL'));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      // Graceful first; a child still starting up may have missed it, so SIGKILL after 5 s.
+      killAll('SIGTERM');
+      const deadline = Date.now() + 5000;
+      const timer = setInterval(() => {
+        if (live.size === 0 || Date.now() > deadline) {
+          clearInterval(timer);
+          process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+        }
+      }, 100);
+    });
+  }
+}
+
 export function startPipelineProcess(name: string, script: string, env: NodeJS.ProcessEnv = {}): PipelineProcess {
   const dir = join(dataDir, 'processes');
   mkdirSync(dir, { recursive: true });
@@ -27,6 +51,9 @@ export function startPipelineProcess(name: string, script: string, env: NodeJS.P
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.pipe(out);
+  stopChildrenOnExit();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ready = new Promise<void>((resolve, reject) => {
     const lines = createInterface({ input: child.stderr });

@@ -12,13 +12,14 @@ describe('pipeline end to end', () => {
   before(() => requireServices('postgres', 'kafka', 'temporal', 's3', 'snowflake'));
 
   it('`npm run demo -- --duplicate-rate 1 --shuffle --stuck 2 --json` posts every fact exactly once and flags the stuck', () => {
+    // The demo's own entry point (what `npm run demo` runs), so a timeout's SIGTERM reaches it and
+    // it stops its worker and router instead of leaving them behind.
     const run = spawnSync(
-      'npm',
+      process.execPath,
       [
-        'run',
-        '--silent',
-        'demo',
-        '--',
+        '--import',
+        'tsx',
+        'src/starters/demo.ts',
         '--payments',
         '40',
         '--seed',
