@@ -58,6 +58,14 @@ const Env = z.object({
     ]),
   ),
 
+  // -- regional gateway connectors (src/ingest/gateways) --
+
+  // -- CDC of PayLink's OLTP database (src/ingest/cdc) --
+
+  // -- partner API polling (src/workflows/partner-poll.ts, src/activities/partner-poll.ts) --
+
+  // -- data quality: schema drift (src/quality) --
+
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.

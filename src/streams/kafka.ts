@@ -10,7 +10,23 @@ export const TOPICS = {
   quarantine: 'paylink.quarantine.v1',
   /** Partner webhooks as received (tokenized), keyed by payment: the archive's and replay's source. */
   rawWebhooks: 'paylink.raw.webhooks.v1',
+  /** Regional gateway events as received (tokenized), keyed by payment. */
+  rawGateways: 'paylink.raw.gateways.v1',
+  /** Partner API records as polled (tokenized), keyed by payment. */
+  rawPartnerApi: 'paylink.raw.partner-api.v1',
+  /** Debezium-format change events of PayLink's OLTP tables, one topic per table (Debezium's naming). */
+  cdcPayments: 'paylink.cdc.oltp.public.payments',
+  cdcLedgerEntries: 'paylink.cdc.oltp.public.ledger_entries',
 } as const;
+
+/** Topics that hold events as they entered PayLink (the archive's, replay's and quality's source). */
+export const RAW_TOPICS = [
+  TOPICS.rawWebhooks,
+  TOPICS.rawGateways,
+  TOPICS.rawPartnerApi,
+  TOPICS.cdcPayments,
+  TOPICS.cdcLedgerEntries,
+] as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
 
@@ -47,19 +63,17 @@ export function topicSpecs(config: Config): ITopicConfig[] {
     { name: 'min.insync.replicas', value: String(config.KAFKA_MIN_INSYNC_REPLICAS) },
     { name: 'unclean.leader.election.enable', value: 'false' },
   ];
+  const week = String(7 * 24 * 3600 * 1000);
+  const partitioned = (topic: string, retentionMs: string): ITopicConfig => ({
+    topic,
+    numPartitions: config.KAFKA_TOPIC_PARTITIONS,
+    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+    configEntries: [...common, { name: 'retention.ms', value: retentionMs }],
+  });
   return [
-    {
-      topic: TOPICS.paymentEvents,
-      numPartitions: config.KAFKA_TOPIC_PARTITIONS,
-      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
-      configEntries: [...common, { name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }],
-    },
-    {
-      topic: TOPICS.rawWebhooks,
-      numPartitions: config.KAFKA_TOPIC_PARTITIONS,
-      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
-      configEntries: [...common, { name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }],
-    },
+    partitioned(TOPICS.paymentEvents, week),
+    // Raw topics keep a week in Kafka; the S3 archive keeps 180 days.
+    ...RAW_TOPICS.map((t) => partitioned(t, week)),
     {
       topic: TOPICS.quarantine,
       numPartitions: 3,
