@@ -154,8 +154,13 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       }
     };
     // Verified items and how each maps to a payment fact; the mapping runs on the tokenized item.
-    const items: { rawItem: unknown; eventId: string; toFact: (tokenized: unknown) => ParseResult<PaymentEvent> }[] =
-      [];
+    const items: {
+      rawItem: unknown;
+      eventId: string;
+      /** `<schema name>@<version>` of the raw item: the quality consumer checks drift against it. */
+      schema: string;
+      toFact: (tokenized: unknown) => ParseResult<PaymentEvent>;
+    }[] = [];
     if (partner.scheme === 'stripe') {
       const header = req.headers[STRIPE_SIGNATURE_HEADER.toLowerCase()];
       const check = verifyStripeSignature(raw, Array.isArray(header) ? header[0] : header, {
@@ -168,7 +173,12 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       json = parseJson();
       rememberSignature(seenSignatures, replayKey);
       const eventId = typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id : 'unknown';
-      items.push({ rawItem: json, eventId, toFact: (t) => stripeStyleToFact(partner.id, partner.region, t) });
+      items.push({
+        rawItem: json,
+        eventId,
+        schema: 'stripe-style-event@1',
+        toFact: (t) => stripeStyleToFact(partner.id, partner.region, t),
+      });
     } else {
       json = parseJson();
       const notification = AdyenNotification.safeParse(json);
@@ -183,7 +193,12 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         const check = verifyAdyenSignature(item, partner.secrets);
         if (!check.ok) throw new HttpError(401, `notificationItems.${i}: ${check.reason}: ${check.detail}`);
         const eventId = `${String(item.pspReference)}:${String(item.eventCode)}`;
-        items.push({ rawItem: item, eventId, toFact: (t) => adyenItemToFact(partner.id, partner.region, t) });
+        items.push({
+          rawItem: item,
+          eventId,
+          schema: 'adyen-notification-item@1',
+          toFact: (t) => adyenItemToFact(partner.id, partner.region, t),
+        });
       }
     }
 
@@ -198,7 +213,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       const mapped = item.toFact(tokenized.payload);
       const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(item.rawItem); // quarantined events stay findable
       const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${item.eventId}`;
-      messages.push(envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, { 'idempotency-key': idem }));
+      messages.push(
+        envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, { 'idempotency-key': idem, schema: item.schema }),
+      );
       if (mapped.ok) {
         messages.push(envelope(partner, TOPICS.paymentEvents, key, mapped.value, { 'idempotency-key': idem }));
       } else {
