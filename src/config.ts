@@ -39,6 +39,15 @@ const Env = z.object({
     .int()
     .positive()
     .default(256 * 1024 * 1024),
+  // Receiver processes (node:cluster); 0 = one per available core. Each owns <dir>/worker-<n> spools.
+  WEBHOOK_WORKERS: z.coerce.number().int().min(0).max(256).default(0),
+  // The edge's vault journal: originals (encrypted) fsynced here before the 2xx, drained to Postgres.
+  VAULT_JOURNAL_DIR: z.string().default(''),
+  VAULT_JOURNAL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024 * 1024),
   // Partners as JSON: [{ id, scheme: "stripe"|"adyen", region, secrets: [...] }]; two secrets = rotation.
   // Local defaults are the simulator's partners; production sets real secrets from a secrets manager.
   WEBHOOK_PARTNERS: z.string().default(
@@ -59,12 +68,76 @@ const Env = z.object({
   ),
 
   // -- regional gateway connectors (src/ingest/gateways) --
+  // Feeds as JSON: [{ region, gateway, url }]; local defaults are the simulated gateways (8091–8093).
+  GATEWAY_FEEDS: z.string().default(
+    JSON.stringify(
+      ['eu-west', 'us-east', 'ap-south'].map((region, i) => ({
+        region,
+        gateway: `gw-${region}`,
+        url: `http://127.0.0.1:${8091 + i}`,
+      })),
+    ),
+  ),
+  // One cursor file per gateway; empty = <data dir>/ingest/gateways (.paylink/ingest/gateways).
+  GATEWAY_STATE_DIR: z.string().default(''),
+  GATEWAY_POLL_INTERVAL_MS: z.coerce.number().int().positive().default(500),
+  GATEWAY_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
+  // A failing region retries with exponential backoff from the poll interval up to this cap.
+  GATEWAY_MAX_BACKOFF_MS: z.coerce.number().int().positive().default(30_000),
+  GATEWAY_PAGE_LIMIT: z.coerce.number().int().min(1).max(1000).default(200),
 
   // -- CDC of PayLink's OLTP database (src/ingest/cdc) --
+  // PayLink's own OLTP tables (payments, ledger_entries); the role needs REPLICATION for the slot.
+  OLTP_DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink_oltp'),
+  // Slot and publication names: lower-case letters, digits and _ (Postgres' rule for slots).
+  CDC_SLOT: z
+    .string()
+    .regex(/^[a-z0-9_]{1,63}$/)
+    .default('paylink_cdc'),
+  CDC_PUBLICATION: z
+    .string()
+    .regex(/^[a-z0-9_]{1,63}$/)
+    .default('paylink_cdc'),
+  CDC_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+    .default('public'),
+  // Debezium's topic.prefix: source.name of every envelope.
+  CDC_SERVER_NAME: z.string().min(1).default('paylink.cdc.oltp'),
+  CDC_POLL_INTERVAL_MS: z.coerce.number().int().positive().default(500),
+  // Changes per slot peek; a peek always ends on a transaction boundary, so one may exceed it.
+  CDC_BATCH_SIZE: z.coerce.number().int().positive().default(5000),
+  CDC_NORMALIZER_GROUP: z.string().min(1).default('cdc-normalizer'),
+  // Crash-test fault injection only: exit after producing a batch and before advancing the slot.
+  PAYLINK_FAULT_CDC_EXIT_BEFORE_ADVANCE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
 
   // -- partner API polling (src/workflows/partner-poll.ts, src/activities/partner-poll.ts) --
+  // Partners' settlement APIs as JSON: [{ id, url, token, region? }]. The local default is the simulator
+  // (src/simulator/partner-api.ts); production sets real tokens from a secrets manager.
+  PARTNER_APIS: z
+    .string()
+    .default(
+      JSON.stringify([{ id: 'acme-pay', url: 'http://127.0.0.1:8094', token: 'ptk_dev_acme_pay', region: 'eu-west' }]),
+    ),
+  PARTNER_POLL_PAGE_LIMIT: z.coerce.number().int().min(1).max(500).default(100),
+  // Caught up: wait this long before the next poll (one timer action per wait).
+  PARTNER_POLL_IDLE_MS: z.coerce.number().int().positive().default(30_000),
+  // Continue-as-new after this many pages, or past this many history events (Temporal warns at 10,240).
+  PARTNER_POLL_PAGES_BEFORE_CONTINUE: z.coerce.number().int().positive().default(500),
+  PARTNER_POLL_HISTORY_EVENTS_BEFORE_CONTINUE: z.coerce.number().int().positive().default(8_000),
+  // One page (fetch, tokenize, vault, produce) must finish within this; a killed worker's page re-runs after it.
+  PARTNER_POLL_PAGE_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  // Crash-test fault injection only (0 = off): hold each page after it was produced, before reporting it.
+  PARTNER_POLL_FAULT_PAGE_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
 
   // -- data quality: schema drift (src/quality) --
+  // One group counts drift: counts are exact per group, so a second group would count again.
+  QUALITY_CONSUMER_GROUP: z.string().min(1).default('paylink-quality'),
+  // Unknown paths recorded per message; a map keyed by ids must not flood quality.schema_drift.
+  QUALITY_MAX_UNKNOWN_PATHS: z.coerce.number().int().positive().default(50),
 
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),

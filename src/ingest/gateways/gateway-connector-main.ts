@@ -1,0 +1,60 @@
+import { join } from 'node:path';
+import { loadConfig, versionedKeys } from '../../config';
+import { createLogger, errorMessage } from '../../logger';
+import { dataDir } from '../../stack/service';
+import { openVault } from '../../stores/vault';
+import { createKafka, createProducer } from '../../streams/kafka';
+import { createTokenizer } from '../tokenize';
+import { createGatewayConnector, parseGatewayFeeds } from './gateway-connector';
+
+const log = createLogger('gateway-connector');
+
+// In-flight pages get this long to finish on SIGTERM; an unfinished one is re-read after restart.
+const STOP_DEADLINE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
+  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+  const vault = await openVault(config);
+  const producer = createProducer(createKafka(config, 'paylink-gateway-connector'));
+  try {
+    await producer.connect();
+    const connector = createGatewayConnector({
+      feeds,
+      producer,
+      tokenizer: createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active }),
+      vault,
+      log,
+      stateDir: config.GATEWAY_STATE_DIR || join(dataDir, 'ingest', 'gateways'),
+      pollIntervalMs: config.GATEWAY_POLL_INTERVAL_MS,
+      requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
+      maxBackoffMs: config.GATEWAY_MAX_BACKOFF_MS,
+      pageLimit: config.GATEWAY_PAGE_LIMIT,
+    });
+    connector.start();
+    log.info('ready', { feeds: feeds.map((f) => `${f.gateway}=${f.url}`) });
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), STOP_DEADLINE_MS);
+    });
+    const how = await Promise.race([connector.stop().then(() => 'stopped' as const), deadline]);
+    clearTimeout(timer);
+    log.info('stopped', { how, regions: connector.status() });
+  } finally {
+    await producer.disconnect().catch(() => undefined);
+    await vault.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    log.error('gateway connector failed', { error: errorMessage(err) });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,317 @@
+import type { Message, Producer } from 'kafkajs';
+import { z } from 'zod';
+import {
+  GATEWAY_EVENT_SCHEMA,
+  GatewayFeedPage,
+  type GatewayIdentity,
+  gatewayEventToFact,
+} from '../../contracts/gateway-event';
+import { type Logger, errorMessage } from '../../logger';
+import type { Vault, VaultEntry } from '../../stores/vault';
+import { TOPICS } from '../../streams/kafka';
+import type { Tokenizer } from '../tokenize';
+import { readGatewayCursor, writeGatewayCursor } from './gateway-cursor';
+
+// Regional gateway connector: one independent loop per region pulls its gateway's sequenced feed,
+// tokenizes, produces raw event + fact (acks=all), and only then moves its cursor. A region that is
+// down or cut off only stalls its own loop (availability for ingest, per region); its events arrive
+// late, and a re-send after a crash carries the same idempotency keys, which downstream dedups.
+
+export const GatewayFeedConfig = z.object({
+  region: z.string().min(1).max(40),
+  gateway: z.string().regex(/^[a-z0-9-]{1,60}$/, 'gateway: lower-case id such as gw-eu-west'),
+  url: z.url(),
+});
+export type GatewayFeedConfig = z.infer<typeof GatewayFeedConfig>;
+
+export function parseGatewayFeeds(json: string): GatewayFeedConfig[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`GATEWAY_FEEDS is not JSON: ${errorMessage(err)}`);
+  }
+  const parsed = z.array(GatewayFeedConfig).min(1).safeParse(value);
+  if (!parsed.success) {
+    throw new Error(`GATEWAY_FEEDS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  const gateways = parsed.data.map((f) => f.gateway);
+  const twice = gateways.find((g, i) => gateways.indexOf(g) !== i);
+  if (twice) throw new Error(`GATEWAY_FEEDS: gateway ${twice} is listed twice (one cursor per gateway)`);
+  return parsed.data;
+}
+
+export interface GatewayConnectorDeps {
+  feeds: GatewayFeedConfig[];
+  producer: Producer;
+  tokenizer: Tokenizer;
+  vault: Pick<Vault, 'store'>;
+  log: Logger;
+  /** Directory of the cursor files, one per gateway. */
+  stateDir: string;
+  pollIntervalMs: number;
+  requestTimeoutMs: number;
+  maxBackoffMs: number;
+  pageLimit: number;
+}
+
+/** ok = the last poll succeeded; unreachable = the feed did not answer; failing = vault/Kafka/cursor write failed. */
+export type RegionState = 'starting' | 'ok' | 'unreachable' | 'failing';
+
+export interface RegionStatus {
+  region: string;
+  gateway: string;
+  state: RegionState;
+  /** Feed seq up to which everything is acknowledged by Kafka and the cursor file says so. */
+  cursor: number | null;
+  lastSuccessAt: string | null;
+  consecutiveFailures: number;
+  lastError: string | null;
+  /** Since start: polls finished (answered or failed), events read, facts produced, events quarantined. */
+  polls: number;
+  events: number;
+  facts: number;
+  quarantined: number;
+}
+
+export interface GatewayConnector {
+  /** Starts every region's loop; returns at once (a region being down does not delay the others). */
+  start(): void;
+  /** Stops polling and waits for in-flight pages to finish (or fail). */
+  stop(): Promise<void>;
+  status(): RegionStatus[];
+}
+
+class FeedError extends Error {
+  override name = 'FeedError';
+}
+
+export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConnector {
+  const abort = new AbortController();
+  const statuses = new Map<string, RegionStatus>(
+    deps.feeds.map((f) => [
+      f.gateway,
+      {
+        region: f.region,
+        gateway: f.gateway,
+        state: 'starting',
+        cursor: null,
+        lastSuccessAt: null,
+        consecutiveFailures: 0,
+        lastError: null,
+        polls: 0,
+        events: 0,
+        facts: 0,
+        quarantined: 0,
+      },
+    ]),
+  );
+  let loops: Promise<void>[] = [];
+
+  const setState = (st: RegionStatus, state: RegionState, error?: string): void => {
+    const changed = st.state !== state;
+    st.state = state;
+    if (state === 'ok') {
+      if (changed) deps.log.info('gateway region status', { ...st, recoveredAfterFailures: st.consecutiveFailures });
+      st.consecutiveFailures = 0;
+      st.lastError = null;
+      st.lastSuccessAt = new Date().toISOString();
+      return;
+    }
+    st.consecutiveFailures += 1;
+    st.lastError = error ?? null;
+    if (changed) deps.log.warn('gateway region status', { ...st });
+    else deps.log.debug('gateway region still failing', { gateway: st.gateway, failures: st.consecutiveFailures });
+  };
+
+  const fetchPage = async (feed: GatewayFeedConfig, after: number): Promise<GatewayFeedPage> => {
+    const url = new URL('/v1/events', feed.url);
+    url.searchParams.set('after', String(after));
+    url.searchParams.set('limit', String(deps.pageLimit));
+    // Own controller and timer, plus a race as a backstop: Node's AbortSignal.timeout holds its signal
+    // weakly and undici's request signal can lose its parent after GC (nodejs/node#55428), which left a
+    // black-holed request hanging forever instead of failing.
+    const controller = new AbortController();
+    const onStop = (): void => controller.abort();
+    abort.signal.addEventListener('abort', onStop);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new Error(`no answer within ${deps.requestTimeoutMs} ms (request timeout)`));
+      }, deps.requestTimeoutMs);
+    });
+    let res: Response;
+    let text: string;
+    try {
+      [res, text] = await Promise.race([
+        fetch(url, { signal: controller.signal }).then(async (r) => [r, await r.text()] as const),
+        deadline,
+      ]);
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      throw new FeedError(
+        `${feed.gateway} ${url.href}: ${errorMessage(err)}${cause ? ` (${errorMessage(cause)})` : ''}`,
+      );
+    } finally {
+      clearTimeout(timer);
+      abort.signal.removeEventListener('abort', onStop);
+    }
+    if (res.status !== 200)
+      throw new FeedError(`${feed.gateway} ${url.href}: HTTP ${res.status} ${text.slice(0, 200)}`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw new FeedError(`${feed.gateway} ${url.href}: page is not JSON: ${errorMessage(err)}`);
+    }
+    const page = GatewayFeedPage.safeParse(json);
+    if (!page.success) {
+      const why = page.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      throw new FeedError(`${feed.gateway} ${url.href}: malformed page: ${why}`);
+    }
+    if (page.data.nextAfter < after) {
+      throw new FeedError(`${feed.gateway}: feed went back from ${after} to ${page.data.nextAfter}; cursor kept`);
+    }
+    return page.data;
+  };
+
+  /** Tokenize → vault → Kafka (acks=all). Returns facts and quarantined counts. */
+  const deliver = async (
+    feed: GatewayFeedConfig,
+    after: number,
+    events: unknown[],
+  ): Promise<{ facts: number; quarantined: number }> => {
+    const gw: GatewayIdentity = { gateway: feed.gateway, region: feed.region };
+    const receivedAt = new Date().toISOString();
+    const byTopic = new Map<string, Message[]>();
+    const put = (topic: string, m: Message): void => {
+      const list = byTopic.get(topic) ?? [];
+      list.push(m);
+      byTopic.set(topic, list);
+    };
+    const vaultEntries = new Map<string, VaultEntry>();
+    let facts = 0;
+    let quarantined = 0;
+    events.forEach((event, i) => {
+      // Tokenized before anything else: the fact is mapped from what may travel, never from the original.
+      const tokenized = deps.tokenizer.tokenize(event);
+      for (const e of tokenized.vault) vaultEntries.set(e.token, e);
+      const fact = gatewayEventToFact(gw, tokenized.payload);
+      const key = fact.ok ? fact.value.paymentId : paymentReferenceOf(tokenized.payload);
+      const idem = fact.ok ? fact.value.idempotencyKey : fallbackKey(feed.gateway, tokenized.payload, after + i + 1);
+      const headers = {
+        source: 'gateway',
+        gateway: feed.gateway,
+        region: feed.region,
+        'received-at': receivedAt,
+        'idempotency-key': idem,
+      };
+      const raw = Buffer.from(JSON.stringify(tokenized.payload));
+      put(TOPICS.rawGateways, { key, value: raw, headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA } });
+      if (fact.ok) {
+        facts += 1;
+        put(TOPICS.paymentEvents, { key, value: JSON.stringify(fact.value), headers });
+      } else {
+        quarantined += 1;
+        put(TOPICS.quarantine, {
+          key,
+          value: raw,
+          headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA, 'quarantine-reason': fact.reason },
+        });
+      }
+    });
+    // Vault first: a token on Kafka must always be resolvable. Sorted, so concurrent regions lock rows in one order.
+    await deps.vault.store([...vaultEntries.values()].sort((a, b) => (a.token < b.token ? -1 : 1)));
+    await deps.producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+    });
+    return { facts, quarantined };
+  };
+
+  const pollOnce = async (feed: GatewayFeedConfig, st: RegionStatus): Promise<boolean> => {
+    const after = st.cursor ?? (st.cursor = await readGatewayCursor(deps.stateDir, feed.gateway));
+    const page = await fetchPage(feed, after);
+    if (page.events.length > 0 || page.nextAfter !== after) {
+      const done = await deliver(feed, after, page.events);
+      // Only after Kafka acknowledged: a crash before this line re-sends the same idempotency keys.
+      await writeGatewayCursor(deps.stateDir, {
+        gateway: feed.gateway,
+        region: feed.region,
+        after: page.nextAfter,
+        updatedAt: new Date().toISOString(),
+      });
+      st.events += page.events.length;
+      st.facts += done.facts;
+      st.quarantined += done.quarantined;
+      if (done.quarantined > 0) {
+        deps.log.warn('gateway events quarantined', { gateway: feed.gateway, count: done.quarantined, after });
+      }
+    }
+    st.cursor = page.nextAfter;
+    return page.hasMore;
+  };
+
+  const runRegion = async (feed: GatewayFeedConfig): Promise<void> => {
+    const st = statuses.get(feed.gateway)!;
+    while (!abort.signal.aborted) {
+      let more = false;
+      try {
+        more = await pollOnce(feed, st);
+        st.polls += 1;
+        setState(st, 'ok');
+      } catch (err) {
+        if (abort.signal.aborted) break;
+        st.polls += 1;
+        setState(st, err instanceof FeedError ? 'unreachable' : 'failing', errorMessage(err));
+      }
+      if (more) continue;
+      const wait =
+        st.consecutiveFailures === 0
+          ? deps.pollIntervalMs
+          : Math.min(deps.maxBackoffMs, deps.pollIntervalMs * 2 ** Math.min(st.consecutiveFailures - 1, 20));
+      await sleep(wait, abort.signal);
+    }
+  };
+
+  return {
+    start() {
+      if (loops.length > 0) return;
+      // Each loop catches its own errors: one region can never reject (and so stop) another.
+      loops = deps.feeds.map((feed) => runRegion(feed));
+    },
+    async stop() {
+      abort.abort();
+      await Promise.all(loops);
+    },
+    status: () => [...statuses.values()].map((s) => ({ ...s })),
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
+
+/** The payment id of an event that failed its contract, when it has a usable one (keeps it findable). */
+function paymentReferenceOf(event: unknown): string | null {
+  const ref = (event as { paymentReference?: unknown } | null)?.paymentReference;
+  return typeof ref === 'string' && /^[A-Za-z0-9_.:-]{1,120}$/.test(ref) ? ref : null;
+}
+
+/** An invalid event's key: its event id if it has one, else its position in the gateway's feed. */
+function fallbackKey(gateway: string, event: unknown, position: number): string {
+  const id = (event as { eventId?: unknown } | null)?.eventId;
+  return typeof id === 'string' && id.length > 0 && id.length <= 200
+    ? `${gateway}:event:${id}`
+    : `${gateway}:position:${position}`;
+}
