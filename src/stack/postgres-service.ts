@@ -170,6 +170,25 @@ export const postgresService: LocalService = {
     } finally {
       await client.end();
     }
+    // PayLink's OLTP database (the simulator writes it, CDC reads it): its role needs REPLICATION for slots.
+    const oltp = new URL(loadConfig().OLTP_DATABASE_URL);
+    const oltpUser = decodeURIComponent(oltp.username);
+    const oltpDatabase = decodeURIComponent(oltp.pathname.replace(/^\//, ''));
+    await superuserQuery(
+      `do $$ begin
+         if not exists (select from pg_roles where rolname = ${literal(oltpUser)}) then
+           create role ${ident(oltpUser)} login replication password ${literal(decodeURIComponent(oltp.password))};
+         end if;
+       end $$`,
+    );
+    const server = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: 'postgres' });
+    await server.connect();
+    try {
+      const exists = await server.query('select 1 from pg_database where datname = $1', [oltpDatabase]);
+      if (exists.rowCount === 0) await server.query(`create database ${ident(oltpDatabase)} owner ${ident(oltpUser)}`);
+    } finally {
+      await server.end();
+    }
     // The token vault's role owns its schema; the ledger role gets no access to it.
     const vault = new URL(loadConfig().VAULT_DATABASE_URL);
     const vaultUser = decodeURIComponent(vault.username);

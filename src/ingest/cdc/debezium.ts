@@ -185,8 +185,7 @@ export function parseDebeziumEnvelope(
     snapshot: isSnapshot(source.snapshot),
     before,
     after,
-    // Snapshot rows share the snapshot's LSN, so the primary key is what tells them apart.
-    idempotencyKey: `cdc:${source.db}.${table}:${canonicalPrimaryKey(primaryKey.value)}:${lsn}`,
+    idempotencyKey: cdcIdempotencyKey(source.db, table, primaryKey.value, lsn),
   };
   return { ok: true, change };
 }
@@ -267,8 +266,22 @@ function readPrimaryKey(
   return { ok: true, value: primaryKey };
 }
 
+/**
+ * The CDC fact identity (BRIEF §5: table + primary key + LSN); the reader stamps it as the Kafka
+ * `idempotency-key` header, so producer and normalizer agree. Snapshot rows share the snapshot's
+ * LSN, so the primary key is what tells them apart.
+ */
+export function cdcIdempotencyKey(
+  db: string,
+  table: string,
+  primaryKey: Readonly<Record<string, string | number | bigint>>,
+  lsn: string,
+): string {
+  return `cdc:${db}.${table}:${canonicalPrimaryKey(primaryKey)}:${lsn}`;
+}
+
 /** Columns sorted by name and URI-encoded so neither column order nor `,` `=` `:` in values can collide. */
-function canonicalPrimaryKey(primaryKey: DebeziumKey): string {
+function canonicalPrimaryKey(primaryKey: Readonly<Record<string, string | number | bigint>>): string {
   return Object.keys(primaryKey)
     .sort()
     .map((column) => `${encodeURIComponent(column)}=${encodeURIComponent(String(primaryKey[column]))}`)

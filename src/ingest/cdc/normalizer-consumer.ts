@@ -1,0 +1,147 @@
+import type { Consumer, EachBatchPayload, IHeaders, Message, Producer } from 'kafkajs';
+import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
+import type { Logger } from '../../logger';
+import { TOPICS } from '../../streams/kafka';
+import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
+
+// The CDC normalizer: Debezium-format change events (ours or a real Debezium's) → payment facts.
+// A payments row that appears (op c, or r from a snapshot) is PayLink's `created` fact; every other
+// change is state for reconciliation, not a fact. Offsets are committed once the facts are acknowledged.
+
+export const CDC_TOPICS = [TOPICS.cdcPayments, TOPICS.cdcLedgerEntries] as const;
+
+export type Normalized =
+  | { kind: 'fact'; fact: PaymentEvent }
+  | { kind: 'quarantine'; reason: string; idempotencyKey?: string }
+  | { kind: 'skip'; reason: string };
+
+/** Maps one change of `*.payments` that creates a row onto the `created` fact. */
+export function createdFactOf(change: ChangeEvent): ParseResult<PaymentEvent> {
+  const row = change.after ?? {};
+  const parsed = PaymentEvent.safeParse({
+    version: 1,
+    type: 'created',
+    idempotencyKey: change.idempotencyKey,
+    paymentId: row.id,
+    merchantId: row.merchant_id,
+    region: row.region,
+    currency: row.currency,
+    amountMinor: row.amount_minor,
+    occurredAt: row.created_at,
+    source: 'cdc',
+    sourceSequence: 0,
+  });
+  if (parsed.success) return { ok: true, value: parsed.data };
+  // Name the row's columns, not the fact's fields: that is what an operator can look up.
+  const column: Record<string, string> = {
+    paymentId: 'id',
+    merchantId: 'merchant_id',
+    amountMinor: 'amount_minor',
+    occurredAt: 'created_at',
+  };
+  return {
+    ok: false,
+    reason: `${change.table} row → created fact: ${parsed.error.issues
+      .map((i) => `after.${column[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`)
+      .join('; ')}`,
+  };
+}
+
+export function normalizeChange(key: Buffer | null, value: Buffer | null): Normalized {
+  const parsed = parseDebeziumEnvelope(key, value);
+  if (parsed.ok === 'ignored') return { kind: 'skip', reason: parsed.reason };
+  if (parsed.ok === false)
+    return { kind: 'quarantine', reason: `not a usable Debezium change event: ${parsed.reason}` };
+  const change = parsed.change;
+  if (!change.table.endsWith('.payments')) return { kind: 'skip', reason: `${change.table}: not a payment fact` };
+  if (change.op !== 'create' && change.op !== 'snapshot') {
+    return { kind: 'skip', reason: `${change.op} of a payment row: state for reconciliation, not a fact` };
+  }
+  const fact = createdFactOf(change);
+  return fact.ok
+    ? { kind: 'fact', fact: fact.value }
+    : { kind: 'quarantine', reason: fact.reason, idempotencyKey: change.idempotencyKey };
+}
+
+export interface CdcNormalizerOptions {
+  consumer: Consumer;
+  producer: Producer;
+  log: Logger;
+  /** Read the topics from the start when the group has no offsets (a new group must not miss a creation). */
+  fromBeginning?: boolean;
+}
+
+export interface CdcNormalizerCounters {
+  facts: number;
+  quarantined: number;
+  skipped: number;
+}
+
+export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<CdcNormalizerCounters> {
+  const { consumer, producer, log } = options;
+  const counters: CdcNormalizerCounters = { facts: 0, quarantined: 0, skipped: 0 };
+  for (const topic of CDC_TOPICS) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async (payload: EachBatchPayload) => {
+      const { batch } = payload;
+      const facts: Message[] = [];
+      const quarantined: Message[] = [];
+      let skipped = 0;
+      for (const message of batch.messages) {
+        const result = normalizeChange(message.key, message.value);
+        if (result.kind === 'skip') {
+          skipped += 1;
+          continue;
+        }
+        if (result.kind === 'fact') {
+          facts.push({
+            key: result.fact.paymentId,
+            value: JSON.stringify(result.fact),
+            headers: { 'idempotency-key': result.fact.idempotencyKey, source: 'cdc' },
+          });
+          continue;
+        }
+        quarantined.push({
+          key: message.key,
+          value: message.value,
+          headers: {
+            ...withoutUndefined(message.headers),
+            'quarantine-reason': result.reason,
+            'source-topic': batch.topic,
+            'source-partition': String(batch.partition),
+            'source-offset': message.offset,
+          },
+        });
+        log.warn('quarantined change event', {
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: message.offset,
+          reason: result.reason,
+        });
+      }
+      const topicMessages = [
+        ...(facts.length > 0 ? [{ topic: TOPICS.paymentEvents, messages: facts }] : []),
+        ...(quarantined.length > 0 ? [{ topic: TOPICS.quarantine, messages: quarantined }] : []),
+      ];
+      if (topicMessages.length > 0) await producer.sendBatch({ acks: -1, topicMessages });
+      const last = batch.messages[batch.messages.length - 1];
+      if (!last || !payload.isRunning() || payload.isStale()) return; // not committed: redelivered, and the facts dedup downstream
+      payload.resolveOffset(last.offset);
+      // Committed offset = next message to read; only now that Kafka acknowledged every fact of the batch.
+      await consumer.commitOffsets([
+        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+      ]);
+      counters.facts += facts.length;
+      counters.quarantined += quarantined.length;
+      counters.skipped += skipped;
+      await payload.heartbeat();
+    },
+  });
+  return counters;
+}
+
+function withoutUndefined(headers: IHeaders | undefined): IHeaders {
+  return Object.fromEntries(Object.entries(headers ?? {}).filter(([, v]) => v !== undefined));
+}
