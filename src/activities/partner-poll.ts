@@ -1,0 +1,198 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Message, Producer } from 'kafkajs';
+import {
+  PARTNER_SETTLEMENT_SCHEMA,
+  type PartnerApiConfig,
+  PartnerSettlementPage,
+  partnerIdempotencyKey,
+  partnerSettlementToFact,
+} from '../contracts/partner-api';
+import type { Tokenizer, VaultEntry } from '../ingest/tokenize';
+import type { Logger } from '../logger';
+import type { Vault } from '../stores/vault';
+import { TOPICS } from '../streams/kafka';
+
+// One page of a partner's settlement API per activity: fetch → validate → tokenize → vault →
+// Kafka (acks=all) → report the next cursor. The workflow moves its cursor only from this result,
+// so a page whose result was lost (worker killed) is fetched and produced again with the same keys.
+
+export interface PartnerPageRequest {
+  partnerId: string;
+  /** Opaque; '' = the start of the feed. */
+  cursor: string;
+  limit: number;
+}
+
+export interface PartnerPageResult {
+  nextCursor: string;
+  received: number;
+  quarantined: number;
+  hasMore: boolean;
+}
+
+export interface PartnerPollActivities {
+  pollPartnerPage(request: PartnerPageRequest): Promise<PartnerPageResult>;
+}
+
+export interface PartnerPollDeps {
+  partners: PartnerApiConfig[];
+  producer: Producer;
+  tokenizer: Tokenizer;
+  vault: Vault;
+  log: Logger;
+  /** One HTTP request may take this long before it counts as a failure (retried). */
+  requestTimeoutMs?: number;
+  /** Crash tests only (0 = off): hold each page after it was produced, before reporting it. */
+  faultPageDelayMs?: number;
+}
+
+/** Retry-After in seconds or as an HTTP date; at least 1 s, as partners expect. */
+export function retryAfterMs(header: string | null, now = Date.now()): number {
+  if (header === null || header.trim() === '') return 1000;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(1000, Math.ceil(seconds * 1000));
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? 1000 : Math.max(1000, at - now);
+}
+
+export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollActivities {
+  const partners = new Map(deps.partners.map((p) => [p.id, p]));
+  const requestTimeoutMs = deps.requestTimeoutMs ?? 20_000;
+
+  const fetchPage = async (
+    partner: PartnerApiConfig,
+    cursor: string,
+    limit: number,
+  ): Promise<PartnerSettlementPage> => {
+    const url = new URL('/v1/settlements', partner.url);
+    url.searchParams.set('cursor', cursor);
+    url.searchParams.set('limit', String(limit));
+    const at = `partner ${partner.id} GET ${url.pathname} (cursor "${cursor}")`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: { authorization: `Bearer ${partner.token}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(requestTimeoutMs),
+      });
+    } catch (err) {
+      throw ApplicationFailure.retryable(
+        `${at}: ${err instanceof Error ? err.message : String(err)}`,
+        'PartnerUnavailable',
+      );
+    }
+    const text = await res.text();
+    if (res.status === 429) {
+      const delayMs = retryAfterMs(res.headers.get('retry-after'));
+      // Retry exactly when the partner allows, not on the retry policy's backoff.
+      throw ApplicationFailure.create({
+        type: 'PartnerRateLimited',
+        message: `${at}: 429, Retry-After ${res.headers.get('retry-after') ?? '(none)'}`,
+        nextRetryDelay: delayMs,
+      });
+    }
+    if (res.status >= 500)
+      throw ApplicationFailure.retryable(`${at}: ${res.status} ${text.slice(0, 200)}`, 'PartnerUnavailable');
+    // 4xx other than 429 (bad token, bad cursor) retries on backoff too: ops fix the config, nothing is skipped.
+    if (res.status !== 200)
+      throw ApplicationFailure.retryable(`${at}: ${res.status} ${text.slice(0, 200)}`, 'PartnerRejected');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw ApplicationFailure.retryable(
+        `${at}: malformed JSON page: ${err instanceof Error ? err.message : String(err)}`,
+        'PartnerPageInvalid',
+      );
+    }
+    const page = PartnerSettlementPage.safeParse(json);
+    if (!page.success) {
+      const why = page.error.issues.map((i) => `${i.path.join('.') || '(page)'}: ${i.message}`).join('; ');
+      throw ApplicationFailure.retryable(`${at}: invalid page: ${why}`, 'PartnerPageInvalid');
+    }
+    return page.data;
+  };
+
+  return {
+    async pollPartnerPage({ partnerId, cursor, limit }) {
+      const partner = partners.get(partnerId);
+      if (!partner) {
+        throw ApplicationFailure.retryable(
+          `partner "${partnerId}" is not in this worker's PARTNER_APIS`,
+          'PartnerUnknown',
+        );
+      }
+      const page = await fetchPage(partner, cursor, limit);
+      const receivedAt = new Date().toISOString();
+      const messages: { topic: string; message: Message }[] = [];
+      const vaultEntries: VaultEntry[] = [];
+      let quarantined = 0;
+      for (const [i, record] of page.data.entries()) {
+        // Tokenize before anything leaves: the fact is mapped from the tokenized record.
+        const tokenized = deps.tokenizer.tokenize(record);
+        vaultEntries.push(...tokenized.vault);
+        const mapped = partnerSettlementToFact(partner.id, partner.region, tokenized.payload);
+        const r = (record ?? {}) as { id?: unknown; payment_reference?: unknown; region?: unknown };
+        // A record without a usable id is still keyed deterministically: the same page re-run gives the same key.
+        const recordId = typeof r.id === 'string' && r.id !== '' ? r.id : `${cursor || 'start'}#${i}`;
+        const key = mapped.ok
+          ? mapped.value.paymentId
+          : typeof r.payment_reference === 'string'
+            ? r.payment_reference
+            : null;
+        const idempotencyKey = mapped.ok ? mapped.value.idempotencyKey : partnerIdempotencyKey(partner.id, recordId);
+        const region = mapped.ok ? mapped.value.region : typeof r.region === 'string' ? r.region : partner.region;
+        const headers: Record<string, string> = {
+          source: 'partner',
+          partner: partner.id,
+          'idempotency-key': idempotencyKey,
+          'received-at': receivedAt,
+          ...(region !== undefined && { region }),
+        };
+        const value = JSON.stringify(tokenized.payload);
+        messages.push({
+          topic: TOPICS.rawPartnerApi,
+          message: { key, value, headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA } },
+        });
+        if (mapped.ok) {
+          messages.push({
+            topic: TOPICS.paymentEvents,
+            message: {
+              key,
+              value: JSON.stringify(mapped.value),
+              headers: { 'idempotency-key': idempotencyKey, source: 'partner' },
+            },
+          });
+        } else {
+          quarantined += 1;
+          messages.push({
+            topic: TOPICS.quarantine,
+            message: {
+              key,
+              value,
+              headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA, 'quarantine-reason': mapped.reason },
+            },
+          });
+        }
+      }
+      // Originals first, so every token on Kafka resolves in the vault.
+      await deps.vault.store(vaultEntries);
+      if (messages.length > 0) {
+        const byTopic = new Map<string, Message[]>();
+        for (const m of messages) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m.message]);
+        await deps.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+        });
+      }
+      deps.log.info('partner page produced', {
+        partner: partner.id,
+        records: page.data.length,
+        quarantined,
+        hasMore: page.has_more,
+      });
+      if ((deps.faultPageDelayMs ?? 0) > 0) await sleep(deps.faultPageDelayMs); // produced, not yet reported: where a kill -9 repeats a page
+      return { nextCursor: page.next_cursor, received: page.data.length, quarantined, hasMore: page.has_more };
+    },
+  };
+}
