@@ -1,9 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../src/config';
-import { signStripe } from '../src/ingest/signatures';
+import { loadConfig, versionedKeys } from '../src/config';
+import { stripeStyleToFact } from '../src/contracts/partner-webhooks';
+import { signStripe, verifyStripeSignature } from '../src/ingest/signatures';
+import { createTokenizer } from '../src/ingest/tokenize';
+import { encodeVaultRecord } from '../src/ingest/vault-journal';
+import { encryptVaultEntries, vaultKeyring } from '../src/stores/vault';
 import { parsePartners } from '../src/ingest/webhook-receiver';
 import { up } from '../src/stack/cli';
 import { startPipelineProcess } from '../src/starters/processes';
@@ -12,8 +17,14 @@ import { startPipelineProcess } from '../src/starters/processes';
 // Kafka acks=all) against a bare Node http server, same requests, same machine, same run.
 // The ratio is the figure (target ≥ 0.5×); absolute numbers move with the machine's load.
 
-const SECONDS = Number(process.env.BENCH_EDGE_SECONDS ?? 6);
+const SECONDS = Number(process.env.BENCH_EDGE_SECONDS ?? 5);
+// Bare and edge alternate, round after round, so a neighbour's load burst hits both sides alike.
+const ROUNDS = Number(process.env.BENCH_EDGE_ROUNDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_EDGE_CONCURRENCY ?? 32);
+// A directory here makes the receiver write a V8 CPU profile (node --cpu-prof) for docs/edge.md.
+// The bare baseline runs as many processes as the edge (node:cluster), so the ratio compares like with like.
+const WORKERS = Number(process.env.WEBHOOK_WORKERS ?? 0);
+const CPU_PROFILE_DIR = process.env.BENCH_EDGE_CPU_PROF ?? '';
 
 interface Result {
   requests: number;
@@ -21,6 +32,46 @@ interface Result {
   rps: number;
   p50: number;
   p99: number;
+  /** CPU µs per request: the server's processes, this load generator, everything else on the machine (Kafka, Postgres, neighbours). */
+  cpuUsPerRequest?: { server: number; client: number; rest: number; machineBusy: number };
+}
+
+// CPU accounting from /proc (Linux): where each request's CPU goes, so the ratio can be explained.
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+function processTreeTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const own = Number(fields[11]) + Number(fields[12]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+    return own + children.reduce((n, c) => n + processTreeTicks(Number(c)), 0);
+  } catch {
+    return 0; // a process that just exited
+  }
+}
+function machineTicks(): { busy: number; all: number } {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  const all = cpu.reduce((a, b) => a + b, 0);
+  return { busy: all - (cpu[3] ?? 0) - (cpu[4] ?? 0), all };
+}
+async function measured(serverPid: number | undefined, run: () => Promise<Result>): Promise<Result> {
+  if (!existsSync('/proc/stat') || serverPid === undefined) return run();
+  const [m0, s0, c0] = [machineTicks(), processTreeTicks(serverPid), process.cpuUsage()];
+  const r = await run();
+  const [m1, s1, c1] = [machineTicks(), processTreeTicks(serverPid), process.cpuUsage(c0)];
+  const server = (s1 - s0) * TICK_US;
+  const client = c1.user + c1.system;
+  const busy = (m1.busy - m0.busy) * TICK_US;
+  const per = (us: number): number => Math.round(us / Math.max(1, r.requests));
+  return {
+    ...r,
+    cpuUsPerRequest: {
+      server: per(server),
+      client: per(client),
+      rest: per(Math.max(0, busy - server - client)),
+      machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.all - m0.all),
+    },
+  };
 }
 
 function bodies(n: number): { body: string; signature: string }[] {
@@ -48,7 +99,13 @@ function bodies(n: number): { body: string; signature: string }[] {
   });
 }
 
-async function load(port: number, path: string, reqs: { body: string; signature: string }[]): Promise<Result> {
+/** Sends `reqs` in order for SECONDS (or until they run out); `cycle` reuses them (the bare server checks nothing). */
+async function load(
+  port: number,
+  path: string,
+  reqs: { body: string; signature: string }[],
+  cycle = false,
+): Promise<Result> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const latencies: number[] = [];
   let errors = 0;
@@ -80,8 +137,8 @@ async function load(port: number, path: string, reqs: { body: string; signature:
   const started = Date.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
-      while (Date.now() < deadline && next < reqs.length) {
-        const r = reqs[next++]!;
+      while (Date.now() < deadline && (cycle || next < reqs.length)) {
+        const r = reqs[next++ % reqs.length]!;
         const t = process.hrtime.bigint();
         const status = await one(r).catch(() => 0);
         latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
@@ -97,45 +154,140 @@ async function load(port: number, path: string, reqs: { body: string; signature:
   return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99) };
 }
 
+/** The receiver under `node --cpu-prof` (startPipelineProcess takes no node flags); SIGTERM writes the profile. */
+function startProfiled(
+  script: string,
+  env: Record<string, string>,
+): { pid: number | undefined; ready: Promise<void>; stop(): Promise<void> } {
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR, '--import', 'tsx', script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('"msg":"ready"')) resolve();
+    });
+    void exited.then(() => reject(new Error(`${script} exited before it was ready`)));
+  });
+  return {
+    pid: child.pid,
+    ready,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** CPU µs per call of each in-process stage of the edge, on the same requests (no I/O: Kafka and fsync are not in it). */
+function stageCosts(reqs: { body: string; signature: string }[]): Record<string, number> {
+  const config = loadConfig();
+  const partner = parsePartners(config.WEBHOOK_PARTNERS).find((p) => p.scheme === 'stripe')!;
+  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+  const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+  const keyring = vaultKeyring(config);
+  const sample = reqs.slice(0, 3000).map((r) => ({ ...r, raw: Buffer.from(r.body) }));
+  const stage = (fn: (r: (typeof sample)[number]) => unknown): number => {
+    for (const r of sample.slice(0, 300)) fn(r); // warm-up (JIT)
+    const start = process.cpuUsage();
+    for (const r of sample) fn(r);
+    const used = process.cpuUsage(start);
+    return Math.round(((used.user + used.system) / sample.length) * 10) / 10;
+  };
+  const parsed = sample.map((r) => JSON.parse(r.body) as unknown);
+  const tokenized = parsed.map((p) => tokenizer.tokenize(p));
+  let i = 0;
+  const next = <T>(list: T[]): T => list[i++ % list.length]!;
+  return {
+    'signature (HMAC-SHA256 × 2 secrets)': stage((r) =>
+      verifyStripeSignature(r.raw, r.signature, { secrets: partner.secrets }),
+    ),
+    'JSON.parse': stage((r) => JSON.parse(r.raw.toString('utf8'))),
+    tokenize: stage(() => tokenizer.tokenize(next(parsed))),
+    'validate + map to fact (zod)': stage(() => stripeStyleToFact(partner.id, partner.region, next(tokenized).payload)),
+    'envelope (JSON.stringify × 2)': stage(() => {
+      const t = next(tokenized).payload;
+      return [Buffer.from(JSON.stringify(t)), Buffer.from(JSON.stringify(t))];
+    }),
+    'vault journal record (AES-GCM × entries)': stage(() =>
+      encodeVaultRecord(encryptVaultEntries(next(tokenized).vault, keyring)),
+    ),
+  };
+}
+
 async function main(): Promise<void> {
   await up();
-  const reqs = bodies(Number(process.env.BENCH_EDGE_REQUESTS ?? 200_000));
+  const reqs = bodies(Number(process.env.BENCH_EDGE_REQUESTS ?? 120_000));
   process.stderr.write(`bench: ${reqs.length} signed requests prepared\n`);
+  const stages = stageCosts(reqs);
   const spoolDir = mkdtempSync(join(tmpdir(), 'paylink-bench-spool-'));
   const barePort = 30_000 + Math.floor(Math.random() * 10_000);
   const edgePort = barePort + 1;
-  const bare = startPipelineProcess('bench-bare-http', 'bench/bare-server.ts', { WEBHOOK_PORT: String(barePort) });
-  const edge = startPipelineProcess('bench-webhook-receiver', 'src/ingest/webhook-receiver-main.ts', {
-    WEBHOOK_PORT: String(edgePort),
-    WEBHOOK_SPOOL_DIR: spoolDir,
+  const bareServer = startPipelineProcess('bench-bare-http', 'bench/bare-server.ts', {
+    WEBHOOK_PORT: String(barePort),
+    WEBHOOK_WORKERS: String(WORKERS),
   });
+  const edgeEnv = {
+    WEBHOOK_PORT: String(edgePort),
+    WEBHOOK_SPOOL_DIR: join(spoolDir, 'spool'),
+    VAULT_JOURNAL_DIR: join(spoolDir, 'vault-journal'),
+    WEBHOOK_WORKERS: String(WORKERS),
+  };
+  const edge = CPU_PROFILE_DIR
+    ? startProfiled('src/ingest/webhook-receiver-main.ts', edgeEnv)
+    : ((p) => ({ pid: p.child.pid, ready: p.ready, stop: () => p.stop() }))(
+        startPipelineProcess('bench-webhook-receiver', 'src/ingest/webhook-receiver-main.ts', edgeEnv),
+      );
   try {
-    await Promise.all([bare.ready, edge.ready]);
+    await Promise.all([bareServer.ready, edge.ready]);
     process.stderr.write('bench: servers ready\n');
     await load(barePort, '/webhooks/acme-pay', reqs.slice(0, 500)); // warm-up
     await load(edgePort, '/webhooks/acme-pay', reqs.slice(500, 1000));
-    const mid = 1000 + Math.floor((reqs.length - 1000) / 2);
-    const bareResult = await load(barePort, '/webhooks/acme-pay', reqs.slice(1000, mid));
-    const edgeResult = await load(edgePort, '/webhooks/acme-pay', reqs.slice(mid));
-    const ratio = edgeResult.rps / bareResult.rps;
+    const rounds: { bare: Result; edge: Result; ratio: number }[] = [];
+    let edgeNext = 1000;
+    for (let round = 0; round < ROUNDS; round++) {
+      const bare = await measured(bareServer.child.pid, () =>
+        load(barePort, '/webhooks/acme-pay', reqs.slice(1000), true),
+      );
+      // Each signed request is accepted once (replay check), so the edge always gets fresh ones.
+      const edgeResult = await measured(edge.pid, () => load(edgePort, '/webhooks/acme-pay', reqs.slice(edgeNext)));
+      edgeNext += edgeResult.requests;
+      rounds.push({ bare, edge: edgeResult, ratio: edgeResult.rps / bare.rps });
+    }
+    const ratios = rounds.map((r) => r.ratio).sort((a, b) => a - b);
+    const median = ratios[Math.floor(ratios.length / 2)]!;
+    const cpu = (r: Result): string =>
+      r.cpuUsPerRequest
+        ? `\n  ${''.padEnd(34)} CPU µs/request: server ${r.cpuUsPerRequest.server}, load generator ${r.cpuUsPerRequest.client}, rest of machine ${r.cpuUsPerRequest.rest} (machine ${(r.cpuUsPerRequest.machineBusy * 100).toFixed(0)}% busy)`
+        : '';
     const row = (name: string, r: Result): string =>
-      `  ${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${r.requests} requests, ${r.errors} non-2xx)`;
+      `  ${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${r.requests} requests, ${r.errors} non-2xx)${cpu(r)}`;
     if (process.argv.includes('--json')) {
       process.stdout.write(
-        `${JSON.stringify({ bench: 'edge', seconds: SECONDS, concurrency: CONCURRENCY, bare: bareResult, edge: edgeResult, ratio })}\n`,
+        `${JSON.stringify({ bench: 'edge', seconds: SECONDS, concurrency: CONCURRENCY, workers: WORKERS, rounds, medianRatio: median, stageCpuUs: stages })}\n`,
       );
     } else {
       process.stdout.write(
-        `Edge vs bare Node http (${SECONDS} s each, ${CONCURRENCY} concurrent, ~1.5 KB signed events; target ratio ≥ 0.5)\n`,
+        `Edge vs bare Node http (${ROUNDS} rounds × ${SECONDS} s each, ${CONCURRENCY} concurrent, ~1.5 KB signed events, WEBHOOK_WORKERS=${WORKERS || 'cores'}; target ratio ≥ 0.5)\n`,
+      );
+      for (const [i, r] of rounds.entries()) {
+        process.stdout.write(
+          `round ${i + 1}\n${row('bare node http', r.bare)}\n${row('webhook receiver (full edge)', r.edge)}\n  ratio edge/bare: ${r.ratio.toFixed(2)}\n`,
+        );
+      }
+      process.stdout.write(
+        `edge stages, CPU µs per request in one process (no I/O): ${Object.entries(stages)
+          .map(([k, v]) => `${k} ${v}`)
+          .join('; ')}\n`,
       );
       process.stdout.write(
-        `${row('bare node http', bareResult)}\n${row('webhook receiver (full edge)', edgeResult)}\n`,
+        `ratio edge/bare over ${ROUNDS} rounds: median ${median.toFixed(2)}, range ${ratios[0]!.toFixed(2)}–${ratios.at(-1)!.toFixed(2)}\n`,
       );
-      process.stdout.write(`  ratio edge/bare: ${ratio.toFixed(2)}\n`);
     }
-    if (edgeResult.errors > 0) process.exitCode = 1;
+    if (rounds.some((r) => r.edge.errors > 0)) process.exitCode = 1;
   } finally {
-    await Promise.all([bare.stop(), edge.stop()]);
+    await Promise.all([bareServer.stop(), edge.stop()]);
     rmSync(spoolDir, { recursive: true, force: true });
   }
 }

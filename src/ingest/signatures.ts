@@ -1,7 +1,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 // Webhook signature checks, one per partner scheme. Every comparison is between two 32-byte
-// digests with timingSafeEqual, and every candidate is compared (no early exit on a match).
+// digests with timingSafeEqual, and every presented signature is compared with each secret's digest.
+// Stripe-style stops at the first secret that matches: only a sender who already holds a valid
+// signature can observe that, and it spares the second HMAC while a rotation's old secret is listed.
 
 export type SignatureFailureReason =
   'missing-signature' | 'malformed-signature' | 'stale-timestamp' | 'future-timestamp' | 'mismatch';
@@ -91,8 +93,12 @@ export function verifyStripeSignature(
   if ('error' in parsed) return fail('malformed-signature', parsed.error);
 
   const signedPayload = Buffer.concat([Buffer.from(`${parsed.t}.`, 'utf8'), rawBody]);
-  const expected = options.secrets.map((secret) => hmacSha256(secret, signedPayload));
-  const secretIndex = firstMatchingSecret(expected, parsed.v1);
+  let secretIndex: number | undefined;
+  for (const [index, secret] of options.secrets.entries()) {
+    if (firstMatchingSecret([hmacSha256(secret, signedPayload)], parsed.v1) === undefined) continue;
+    secretIndex = index;
+    break;
+  }
   if (secretIndex === undefined) {
     return fail(
       'mismatch',

@@ -77,6 +77,9 @@ const FIELD_KINDS: ReadonlyMap<string, TokenKind> = new Map<string, TokenKind>([
   ...['cardnumber', 'pan', 'primaryaccountnumber'].map((f): [string, TokenKind] => [f, 'pan']),
 ]);
 
+// Every detector in locatePii needs an ASCII digit (PAN, IBAN, phone) or an "@" (email).
+const MAY_HOLD_PII = /[0-9@]/;
+
 // Numbers under these names, or in an object that has a currency, are money and never card numbers.
 const MONEY_FIELD = /(amount|minor|fee)$/i;
 
@@ -134,6 +137,7 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
 
     // Replaces every pattern match inside a string; reports the PAN when it is the whole value.
     const replaceInString = (text: string): { text: string; wholePan?: string } => {
+      if (!MAY_HOLD_PII.test(text)) return { text }; // most keys and free text: no scan at all
       const spans = locatePii(text);
       if (spans.length === 0) return { text };
       let out = '';

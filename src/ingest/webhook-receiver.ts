@@ -10,10 +10,12 @@ import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } 
 import { createBatcher } from './batcher';
 import type { Spool, SpoolRecord } from './spool';
 import type { Tokenizer } from './tokenize';
+import { type VaultJournal, type VaultJournalStatus, VaultJournalFullError } from './vault-journal';
 import { WEBHOOK_OPENAPI } from './webhook-openapi';
 
 // The webhook receiver: verify → tokenize → envelope → Kafka, or an fsync'd spool when Kafka is
-// unreachable (availability for ingest). It answers 2xx only once the event is durable.
+// unreachable (availability for ingest). It answers 2xx only once the event is durable and the
+// originals it tokenized are durable too (fsynced vault journal, or the vault itself).
 
 export const PartnerConfig = z.object({
   id: z.string().regex(/^[a-z0-9-]{1,60}$/),
@@ -37,17 +39,43 @@ export interface WebhookReceiverDeps {
   producer: Producer;
   spool: Spool;
   tokenizer: Tokenizer;
+  /** Where originals go when there is no vault journal: straight into Postgres on the request path. */
   vault: Vault;
+  /** Originals fsynced locally, drained to the vault in the background (Postgres down ≠ webhooks down). */
+  vaultJournal?: VaultJournal;
+  /** What /readyz reports; defaults to this receiver's own status (cluster workers report the sum). */
+  readiness?: () => EdgeStatus;
   log: Logger;
   maxBodyBytes: number;
   kafkaTimeoutMs: number;
 }
 
+/** What /readyz answers from: the Kafka spool and the vault journal. */
+export interface EdgeStatus {
+  spooled: number;
+  kafkaHealthy: boolean;
+  vaultJournal?: VaultJournalStatus;
+}
+
+export function readinessBody(status: EdgeStatus): { status: string; spooled: number; vaultJournal?: number } {
+  const degraded: string[] = [];
+  if (status.spooled > 0 || !status.kafkaHealthy) degraded.push('spooling');
+  if (status.vaultJournal?.drainError !== undefined) degraded.push(`vault journal ${status.vaultJournal.records}`);
+  return {
+    status: degraded.length > 0 ? `degraded: ${degraded.join(', ')}` : 'ready',
+    spooled: status.spooled,
+    ...(status.vaultJournal ? { vaultJournal: status.vaultJournal.records } : {}),
+  };
+}
+
 export interface WebhookReceiver {
   server: Server;
   counters: { accepted: number; spooled: number; quarantined: number; rejected: number };
+  status(): EdgeStatus;
   /** Sends what the spool holds while Kafka answers; returns records drained. */
   drainSpool(): Promise<number>;
+  /** Same, for a spool this receiver does not append to (one left by a worker that no longer runs). */
+  drainSpoolFrom(spool: Spool): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -103,6 +131,22 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     maxDelayMs: 2,
   });
 
+  const storeOriginals = async (entries: VaultEntry[]): Promise<void> => {
+    if (!deps.vaultJournal) return vaultBatch.add(entries);
+    try {
+      await deps.vaultJournal.append(entries);
+    } catch (err) {
+      if (err instanceof VaultJournalFullError) throw new HttpError(503, err.message);
+      throw err;
+    }
+  };
+
+  const status = (): EdgeStatus => ({
+    spooled: deps.spool.size().records,
+    kafkaHealthy,
+    ...(deps.vaultJournal ? { vaultJournal: deps.vaultJournal.status() } : {}),
+  });
+
   /** Durable = acknowledged by Kafka (acks=all) or fsynced to the spool. Full spool = 503. */
   const makeDurable = async (messages: SpoolRecord[]): Promise<'kafka' | 'spool'> => {
     if (kafkaHealthy && deps.spool.size().records === 0) {
@@ -126,6 +170,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     topic: string,
     key: string | null,
     value: unknown,
+    receivedAt: string,
     headers: Record<string, string>,
   ): SpoolRecord => ({
     topic,
@@ -135,7 +180,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       source: 'webhook',
       partner: partner.id,
       region: partner.region,
-      'received-at': new Date().toISOString(),
+      'received-at': receivedAt,
       ...headers,
     },
   });
@@ -206,6 +251,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     // mapped from the tokenized item, so it cannot carry what the raw event no longer does.
     const messages: SpoolRecord[] = [];
     const vaultEntries: VaultEntry[] = [];
+    const receivedAt = new Date().toISOString();
     let quarantined = 0;
     for (const item of items) {
       const tokenized = deps.tokenizer.tokenize(item.rawItem);
@@ -214,22 +260,27 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(item.rawItem); // quarantined events stay findable
       const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${item.eventId}`;
       messages.push(
-        envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, { 'idempotency-key': idem, schema: item.schema }),
+        envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, receivedAt, {
+          'idempotency-key': idem,
+          schema: item.schema,
+        }),
       );
       if (mapped.ok) {
-        messages.push(envelope(partner, TOPICS.paymentEvents, key, mapped.value, { 'idempotency-key': idem }));
+        messages.push(
+          envelope(partner, TOPICS.paymentEvents, key, mapped.value, receivedAt, { 'idempotency-key': idem }),
+        );
       } else {
         quarantined += 1;
         messages.push(
-          envelope(partner, TOPICS.quarantine, key, tokenized.payload, {
+          envelope(partner, TOPICS.quarantine, key, tokenized.payload, receivedAt, {
             'idempotency-key': idem,
             'quarantine-reason': mapped.reason,
           }),
         );
       }
     }
-    await vaultBatch.add(vaultEntries);
-    const where = await makeDurable(messages);
+    // The event and its originals become durable in parallel; 2xx only when both are.
+    const [where] = await Promise.all([makeDurable(messages), storeOriginals(vaultEntries)]);
     counters.quarantined += quarantined;
     if (where === 'spool') counters.spooled += items.length;
     else counters.accepted += items.length;
@@ -245,26 +296,28 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   });
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://edge');
+    // The path without the query string; a WHATWG URL per request costs more than the routing needs.
+    const target = req.url ?? '/';
+    const query = target.indexOf('?');
+    const pathname = query === -1 ? target : target.slice(0, query);
     try {
-      if (req.method === 'GET' && url.pathname === '/healthz') return reply(res, 200, { status: 'ok' });
-      if (req.method === 'GET' && url.pathname === '/readyz') {
-        const spooled = deps.spool.size().records;
-        return reply(res, 200, { status: spooled > 0 || !kafkaHealthy ? 'degraded: spooling' : 'ready', spooled });
+      if (req.method === 'GET' && pathname === '/healthz') return reply(res, 200, { status: 'ok' });
+      if (req.method === 'GET' && pathname === '/readyz') {
+        return reply(res, 200, readinessBody(deps.readiness?.() ?? status()));
       }
-      if (req.method === 'GET' && url.pathname === '/openapi.json') return reply(res, 200, WEBHOOK_OPENAPI);
-      const m = /^\/webhooks\/([^/]+)$/.exec(url.pathname);
+      if (req.method === 'GET' && pathname === '/openapi.json') return reply(res, 200, WEBHOOK_OPENAPI);
+      const m = /^\/webhooks\/([^/]+)$/.exec(pathname);
       if (m && req.method === 'POST') {
         const result = await handleWebhook(req, decodeURIComponent(m[1]!));
         return reply(res, result.status, result.body);
       }
-      throw new HttpError(404, `no route ${req.method ?? ''} ${url.pathname}`);
+      throw new HttpError(404, `no route ${req.method ?? ''} ${pathname}`);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       const message = err instanceof Error ? err.message : String(err);
       counters.rejected += 1;
       if (status >= 500) deps.log.error('webhook failed', { status, error: message });
-      else deps.log.info('webhook rejected', { status, reason: message, path: url.pathname });
+      else deps.log.info('webhook rejected', { status, reason: message, path: pathname });
       req.resume(); // drain any unread body so the connection can be reused
       return reply(res, status, { error: message });
     }
@@ -273,6 +326,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   return {
     server,
     counters,
+    status,
     async drainSpool() {
       if (deps.spool.size().records === 0) {
         kafkaHealthy = true;
@@ -285,6 +339,13 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         return n;
       } catch {
         return 0; // Kafka still unreachable: keep spooling
+      }
+    },
+    async drainSpoolFrom(spool) {
+      try {
+        return await spool.drain((records) => sendToKafka(records));
+      } catch {
+        return 0; // Kafka unreachable: try again on the next tick
       }
     },
     async close() {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import type { Pool } from 'pg';
 import { type Config, versionedKeys } from '../config';
 import { listMigrations, migrate, vaultMigrationsDir } from './migrate';
@@ -13,50 +13,120 @@ export interface VaultEntry {
   original: string;
 }
 
+/** A vault entry as stored: AES-256-GCM under key `keyVersion`, the token as associated data. */
+export interface EncryptedVaultEntry {
+  token: string;
+  kind: string;
+  keyVersion: number;
+  iv: Buffer;
+  ciphertext: Buffer;
+  authTag: Buffer;
+}
+
+export interface VaultKeyring {
+  keys: Map<number, Buffer>;
+  active: number;
+}
+
 export interface Vault {
   /** Stores originals; a token already stored keeps its first ciphertext (tokens are deterministic). */
   store(entries: VaultEntry[]): Promise<number>;
+  /** Stores entries encrypted elsewhere (the edge's vault journal); same conflict rule as store. */
+  storeEncrypted(entries: EncryptedVaultEntry[]): Promise<number>;
   /** Returns the original, recording who asked and why, whether or not the token exists. */
   detokenize(token: string, request: { actor: string; purpose: string }): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
+export function vaultKeyring(config: Config): VaultKeyring {
+  return versionedKeys('VAULT_ENCRYPTION_KEYS', config.VAULT_ENCRYPTION_KEYS);
+}
+
+/** Opens the vault and applies its migrations now (Postgres must answer). */
 export async function openVault(config: Config): Promise<Vault> {
   const pool = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
   await migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations');
-  return createVault(pool, versionedKeys('VAULT_ENCRYPTION_KEYS', config.VAULT_ENCRYPTION_KEYS));
+  return createVault(pool, vaultKeyring(config));
 }
 
-export function createVault(pool: Pool, keyring: { keys: Map<number, Buffer>; active: number }): Vault {
-  const activeKey = keyring.keys.get(keyring.active)!;
+/**
+ * The vault without touching Postgres yet: migrations run before the first query and are retried
+ * after a failure. The edge opens it this way so it starts (and journals) while Postgres is down.
+ */
+export function openVaultLazily(config: Config): Vault {
+  const pool = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
+  // An idle client losing its server must not crash the edge; the next query reports the outage.
+  pool.on('error', () => undefined);
+  let migrated: Promise<unknown> | undefined;
+  const ready = (): Promise<unknown> => {
+    migrated ??= migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations').catch((err: unknown) => {
+      migrated = undefined;
+      throw err;
+    });
+    return migrated;
+  };
+  return createVault(pool, vaultKeyring(config), ready);
+}
+
+// IVs come from a pooled random buffer: one getrandom call per 4096 IVs instead of one per entry.
+const IV_BYTES = 12;
+const ivPool = Buffer.alloc(IV_BYTES * 4096);
+let ivAt = ivPool.length;
+function nextIv(): Buffer {
+  if (ivAt === ivPool.length) {
+    randomFillSync(ivPool);
+    ivAt = 0;
+  }
+  const iv = Buffer.from(ivPool.subarray(ivAt, ivAt + IV_BYTES)); // a copy: the pool is refilled in place
+  ivAt += IV_BYTES;
+  return iv;
+}
+
+/** Encrypts with the active key; the ciphertext is bound to its token (AAD). */
+export function encryptVaultEntries(entries: readonly VaultEntry[], keyring: VaultKeyring): EncryptedVaultEntry[] {
+  const key = keyring.keys.get(keyring.active);
+  if (!key) throw new Error(`vault key version ${keyring.active} is not configured (VAULT_ENCRYPTION_KEYS)`);
+  return entries.map((e) => {
+    const iv = nextIv();
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(Buffer.from(e.token));
+    const ciphertext = Buffer.concat([cipher.update(e.original, 'utf8'), cipher.final()]);
+    return { token: e.token, kind: e.kind, keyVersion: keyring.active, iv, ciphertext, authTag: cipher.getAuthTag() };
+  });
+}
+
+export function createVault(
+  pool: Pool,
+  keyring: VaultKeyring,
+  ready: () => Promise<unknown> = () => Promise.resolve(),
+): Vault {
+  const storeEncrypted = async (unordered: EncryptedVaultEntry[]): Promise<number> => {
+    if (unordered.length === 0) return 0;
+    // Every writer locks tokens in the same order, so concurrent writers (edge, gateways, CDC) never deadlock.
+    const rows = [...unordered].sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
+    await ready();
+    const result = await pool.query(
+      `insert into vault.tokens (token, kind, key_version, iv, ciphertext, auth_tag)
+       select * from unnest($1::text[], $2::text[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[])
+       on conflict (token) do nothing`,
+      [
+        rows.map((r) => r.token),
+        rows.map((r) => r.kind),
+        rows.map((r) => r.keyVersion),
+        rows.map((r) => r.iv),
+        rows.map((r) => r.ciphertext),
+        rows.map((r) => r.authTag),
+      ],
+    );
+    return result.rowCount ?? 0;
+  };
   return {
-    async store(entries) {
-      if (entries.length === 0) return 0;
-      const rows = entries.map((e) => {
-        const iv = randomBytes(12);
-        const cipher = createCipheriv('aes-256-gcm', activeKey, iv);
-        cipher.setAAD(Buffer.from(e.token)); // binds the ciphertext to its token
-        const ciphertext = Buffer.concat([cipher.update(e.original, 'utf8'), cipher.final()]);
-        return { ...e, iv, ciphertext, tag: cipher.getAuthTag() };
-      });
-      const result = await pool.query(
-        `insert into vault.tokens (token, kind, key_version, iv, ciphertext, auth_tag)
-         select * from unnest($1::text[], $2::text[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[])
-         on conflict (token) do nothing`,
-        [
-          rows.map((r) => r.token),
-          rows.map((r) => r.kind),
-          rows.map(() => keyring.active),
-          rows.map((r) => r.iv),
-          rows.map((r) => r.ciphertext),
-          rows.map((r) => r.tag),
-        ],
-      );
-      return result.rowCount ?? 0;
-    },
+    store: (entries) => storeEncrypted(encryptVaultEntries(entries, keyring)),
+    storeEncrypted,
 
     async detokenize(token, request) {
       if (!request.actor.trim() || !request.purpose.trim()) throw new Error('detokenize needs an actor and a purpose');
+      await ready();
       const row = await pool.query<{ key_version: number; iv: Buffer; ciphertext: Buffer; auth_tag: Buffer }>(
         'select key_version, iv, ciphertext, auth_tag from vault.tokens where token = $1',
         [token],
@@ -67,14 +137,28 @@ export function createVault(pool: Pool, keyring: { keys: Map<number, Buffer>; ac
         [token, request.actor, request.purpose, found !== undefined],
       );
       if (!found) return undefined;
-      const key = keyring.keys.get(found.key_version);
-      if (!key) throw new Error(`vault key version ${found.key_version} is not configured (VAULT_ENCRYPTION_KEYS)`);
-      const decipher = createDecipheriv('aes-256-gcm', key, found.iv);
-      decipher.setAAD(Buffer.from(token));
-      decipher.setAuthTag(found.auth_tag);
-      return Buffer.concat([decipher.update(found.ciphertext), decipher.final()]).toString('utf8');
+      return decryptVaultEntry(
+        {
+          token,
+          kind: '',
+          keyVersion: found.key_version,
+          iv: found.iv,
+          ciphertext: found.ciphertext,
+          authTag: found.auth_tag,
+        },
+        keyring,
+      );
     },
 
     close: () => pool.end(),
   };
+}
+
+export function decryptVaultEntry(entry: EncryptedVaultEntry, keyring: VaultKeyring): string {
+  const key = keyring.keys.get(entry.keyVersion);
+  if (!key) throw new Error(`vault key version ${entry.keyVersion} is not configured (VAULT_ENCRYPTION_KEYS)`);
+  const decipher = createDecipheriv('aes-256-gcm', key, entry.iv);
+  decipher.setAAD(Buffer.from(entry.token));
+  decipher.setAuthTag(entry.authTag);
+  return Buffer.concat([decipher.update(entry.ciphertext), decipher.final()]).toString('utf8');
 }

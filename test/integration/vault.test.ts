@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { openSpool } from '../../src/ingest/spool';
+import { VaultEntryPendingError, createVaultJournal, journaledVault } from '../../src/ingest/vault-journal';
+import { createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
-import { type Vault, openVault } from '../../src/stores/vault';
+import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 describe('token vault in Postgres', () => {
@@ -44,5 +50,40 @@ describe('token vault in Postgres', () => {
   it('the ledger role cannot read the vault, and the audit trail is append-only', async () => {
     await assert.rejects(ledgerRole.query('select count(*) from vault.tokens'), /permission denied/);
     await assert.rejects(vaultRole.query('delete from vault.detokenization_audit'), /append-only/);
+  });
+
+  it('the vault journal keeps entries while Postgres is unreachable and says a pending token is pending', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paylink-vault-journal-'));
+    const spool = await openSpool({ dir, maxBytes: 1024 * 1024 });
+    // A closed port: every vault query fails as during a Postgres outage.
+    const unreachable = openVaultLazily({ ...config, VAULT_DATABASE_URL: 'postgres://x:y@127.0.0.1:1/paylink' });
+    const log = createLogger('test-vault-journal');
+    const journal = createVaultJournal({ spool, keyring: vaultKeyring(config), vault: unreachable, log });
+    const token = `tok_email_1_${uniqueId('j')}`;
+    try {
+      await journal.append([{ token, kind: 'email', original: 'jane.doe@example.com' }]);
+      assert.equal(journal.status().records, 1);
+      await assert.rejects(journal.drain(), /ECONNREFUSED|connect/);
+      assert.match(journal.status().drainError ?? '', /ECONNREFUSED|connect/);
+      const edgeVault = journaledVault(journal, unreachable);
+      await assert.rejects(
+        edgeVault.detokenize(token, { actor: 'risk@paylink', purpose: 'chargeback evidence' }),
+        (err: unknown) => err instanceof VaultEntryPendingError && err.certain && /vault journal/.test(err.message),
+      );
+
+      // Postgres back: the same journal drains into the real vault, decryptable with the vault's keys.
+      const reachable = createVaultJournal({ spool, keyring: vaultKeyring(config), vault, log });
+      assert.equal(await reachable.drain(), 1);
+      assert.equal(reachable.status().records, 0);
+      assert.equal(reachable.status().drainError, undefined);
+      assert.equal(
+        await vault.detokenize(token, { actor: 'risk@paylink', purpose: 'verify drain' }),
+        'jane.doe@example.com',
+      );
+    } finally {
+      await spool.close();
+      await unreachable.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +11,11 @@ import { scanValue } from '../../src/ingest/pii-scanner';
 import { signAdyen, signStripe } from '../../src/ingest/signatures';
 import { type Spool, openSpool } from '../../src/ingest/spool';
 import { createTokenizer } from '../../src/ingest/tokenize';
+import { createVaultJournal } from '../../src/ingest/vault-journal';
 import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import { createLogger } from '../../src/logger';
-import { type Vault, openVault } from '../../src/stores/vault';
+import { createPool } from '../../src/stores/postgres';
+import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
 import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { config, requireServices, uniqueId } from '../support/stack';
@@ -43,7 +46,38 @@ function stripeEvent(paymentId: string, extra: Record<string, unknown> = {}) {
   };
 }
 
-/** Reads a topic from the start with a fresh group until `want` messages keyed by `key` arrived. */
+/** One POST on a fresh connection (no keep-alive), so node:cluster spreads requests over its workers. */
+function postOnNewConnection(url: string, body: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent: false, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// End offsets when the suite started: reading from them, not from the beginning, keeps each read short
+// however much the shared topics already hold (benchmarks put hundreds of thousands of events there).
+const suiteStart = new Map<string, { partition: number; offset: string }[]>();
+
+async function rememberTopicEnds(topics: string[]): Promise<void> {
+  const admin = new Kafka({ brokers: config.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    for (const topic of topics) {
+      suiteStart.set(
+        topic,
+        (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.offset })),
+      );
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Reads a topic from where it ended at suite start, with a fresh group, until `want` messages keyed by `key` arrived. */
 async function readKeyed(
   topic: string,
   key: string,
@@ -72,6 +106,7 @@ async function readKeyed(
           }
         },
       });
+      for (const p of suiteStart.get(topic) ?? []) consumer.seek({ topic, partition: p.partition, offset: p.offset });
     });
   } finally {
     await consumer.disconnect();
@@ -89,6 +124,7 @@ describe('webhook receiver (the edge)', () => {
 
   before(async () => {
     await requireServices('kafka', 'postgres');
+    await rememberTopicEnds([TOPICS.paymentEvents, TOPICS.rawWebhooks, TOPICS.quarantine]);
     spoolDir = mkdtempSync(join(tmpdir(), 'paylink-spool-'));
     spool = await openSpool({ dir: spoolDir, maxBytes: 8 * 1024 * 1024 });
     vault = await openVault(config);
@@ -262,6 +298,121 @@ describe('webhook receiver (the edge)', () => {
       ]);
     } finally {
       await back.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with Postgres unreachable it still answers 200 (vault journal, fsync) and says degraded; after kill -9 and a restart with Postgres back, every vault entry is there and decrypts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paylink-vault-down-'));
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const env = {
+      WEBHOOK_PORT: String(port),
+      WEBHOOK_SPOOL_DIR: join(dir, 'spool'),
+      VAULT_JOURNAL_DIR: join(dir, 'vault-journal'),
+      WEBHOOK_WORKERS: '2', // two journals; the restart runs one worker, which must drain both
+    };
+    const down = startPipelineProcess('webhook-receiver-postgres-down', 'src/ingest/webhook-receiver-main.ts', {
+      ...env,
+      VAULT_DATABASE_URL: 'postgres://paylink_vault:paylink_vault@127.0.0.1:1/paylink',
+    });
+    const events = Array.from({ length: 6 }, (_, i) =>
+      stripeEvent(uniqueId('whv'), {
+        customer: {
+          email: `${uniqueId('shopper')}@example.com`,
+          name: `Jane ${uniqueId('n')}`,
+          card: '4242 4242 4242 4242',
+        },
+        captureId: `cap${i}`,
+      }),
+    );
+    const expected = new Map(events.flatMap((e) => tokenizer.tokenize(e).vault.map((v) => [v.token, v.original])));
+    try {
+      await down.ready;
+      for (const event of events) {
+        const body = JSON.stringify(event);
+        const status = await postOnNewConnection(`http://127.0.0.1:${port}/webhooks/${acme.id}`, body, {
+          'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)),
+        });
+        assert.equal(status, 200);
+      }
+      // Workers share their status every 250 ms; the first failed drain marks the edge degraded.
+      let ready: { status: string; vaultJournal?: number } = { status: '' };
+      for (let i = 0; i < 100 && !/vault journal 6/.test(ready.status); i++) {
+        ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as typeof ready;
+        if (!/vault journal 6/.test(ready.status)) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(ready.status, /^degraded: vault journal 6$/);
+      assert.equal(ready.vaultJournal, 6);
+    } finally {
+      await down.kill9();
+    }
+    const vaultRole = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 1);
+    const back = startPipelineProcess('webhook-receiver-postgres-back', 'src/ingest/webhook-receiver-main.ts', {
+      ...env,
+      WEBHOOK_WORKERS: '1',
+    });
+    try {
+      await back.ready;
+      const tokens = [...expected.keys()];
+      let stored = 0;
+      for (let i = 0; i < 300 && stored < tokens.length; i++) {
+        const rows = await vaultRole.query<{ n: number }>(
+          'select count(*)::int as n from vault.tokens where token = any($1)',
+          [tokens],
+        );
+        stored = rows.rows[0]!.n;
+        if (stored < tokens.length) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(stored, tokens.length, 'every journaled vault entry reached Postgres');
+      for (const [token, original] of expected) {
+        assert.equal(await vault.detokenize(token, { actor: 'test', purpose: 'verify vault drain' }), original);
+      }
+      const readyz = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string };
+      assert.doesNotMatch(readyz.status, /vault journal/);
+    } finally {
+      await back.stop();
+      await vaultRole.end();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('answers 503 when the vault journal is full (Postgres down too long), so the partner retries', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paylink-vault-full-'));
+    const journalSpool = await openSpool({ dir: join(dir, 'journal'), maxBytes: 1000 }); // room for two requests
+    const kafkaSpool = await openSpool({ dir: join(dir, 'spool'), maxBytes: 1024 * 1024 });
+    const unreachable = openVaultLazily({ ...config, VAULT_DATABASE_URL: 'postgres://x:y@127.0.0.1:1/paylink' });
+    const log = createLogger('test-edge-journal-full');
+    const full = createWebhookReceiver({
+      partners,
+      producer,
+      spool: kafkaSpool,
+      tokenizer,
+      vault: unreachable,
+      vaultJournal: createVaultJournal({ spool: journalSpool, keyring: vaultKeyring(config), vault: unreachable, log }),
+      log,
+      maxBodyBytes: 64 * 1024,
+      kafkaTimeoutMs: 5000,
+    });
+    await new Promise<void>((r) => full.server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(full.server.address() as AddressInfo).port}/webhooks/${acme.id}`;
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const body = JSON.stringify(stripeEvent(uniqueId('whf')));
+        const res = await fetch(url, {
+          method: 'POST',
+          body,
+          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+        });
+        statuses.push(res.status);
+        if (res.status === 503) assert.match(((await res.json()) as { error: string }).error, /vault journal is full/);
+      }
+      assert.deepEqual(statuses, [200, 200, 503, 503]);
+    } finally {
+      await full.close();
+      await journalSpool.close();
+      await kafkaSpool.close();
+      await unreachable.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
