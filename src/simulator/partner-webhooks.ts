@@ -68,6 +68,22 @@ function stripeStyle(e: PaymentEvent, partner: PartnerConfig): PartnerWebhook {
   };
 }
 
+/** The same Stripe-style notification with another body (a broken one, for quarantine checks), signed anew. */
+export function resignedStripeStyle(
+  webhook: PartnerWebhook,
+  body: string,
+  partners: readonly PartnerConfig[],
+): PartnerWebhook {
+  const partner = partners.find((p) => p.id === webhook.partnerId && p.scheme === 'stripe');
+  if (!partner) throw new Error(`${webhook.partnerId} is not a Stripe-style partner`);
+  const secret = partner.secrets[0]!;
+  return {
+    ...webhook,
+    body,
+    sign: (now) => ({ 'content-type': 'application/json', [STRIPE_SIGNATURE_HEADER]: signStripe(body, secret, now) }),
+  };
+}
+
 const ADYEN_CODES: Partial<Record<PaymentEvent['type'], string>> = {
   refunded: 'REFUND',
   chargeback_opened: 'CHARGEBACK',

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
@@ -8,15 +9,21 @@ import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
 import { scanStores } from '../ops/pii-scan';
 import { simulatePayments } from '../simulator/payments';
-import { publishPaymentEvents } from '../simulator/publish';
+import { startExternalParties } from '../simulator/external-parties';
 import { up } from '../stack/cli';
+import { dataDir } from '../stack/service';
+import { readDriftReport } from '../quality/quality-consumer';
+import { parsePartnerApis } from '../contracts/partner-api';
+import { partnerPollWorkflowId } from '../workflows/partner-poll';
+import type { Config } from '../config';
 import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
-import { TOPICS, consumerGroupLag, createKafka, createProducer } from '../streams/kafka';
-import { PAYMENT_ROUTER_GROUP } from '../streams/payment-router';
+import type { Admin, Kafka } from 'kafkajs';
+import { TOPICS, createConsumer, createKafka } from '../streams/kafka';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
 import { type PipelineProcess, startPipelineProcess } from './processes';
+import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
 
 // `npm run demo`: the main job. Stack up, migrate, worker + router, simulate, wait, check, summarize.
 
@@ -30,6 +37,8 @@ function options() {
       'duplicate-rate': { type: 'string', default: '0' },
       shuffle: { type: 'boolean', default: false },
       stuck: { type: 'string', default: '0' },
+      // Authentic but contract-breaking events per source (gateway, partner API, webhook): quarantined.
+      invalid: { type: 'string', default: '2' },
       'captured-sla-s': { type: 'string', default: '5' },
       'run-id': { type: 'string' },
       'timeout-s': { type: 'string', default: '600' },
@@ -50,6 +59,7 @@ function options() {
     duplicateRate: num('duplicate-rate', values['duplicate-rate']),
     shuffle: values.shuffle ?? false,
     stuck: num('stuck', values.stuck),
+    invalid: num('invalid', values.invalid),
     capturedSlaMs: num('captured-sla-s', values['captured-sla-s']) * 1000,
     // Unique per run by default so runs on a shared stack never collide; fixed with --run-id.
     runId: values['run-id'] ?? `demo${seed}-${Date.now().toString(36)}`,
@@ -77,29 +87,48 @@ async function main(): Promise<void> {
   const processes: PipelineProcess[] = [];
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const kafka = createKafka(config, 'paylink-demo');
-  const producer = createProducer(kafka);
   const admin = kafka.admin();
+  // The simulator plays every party outside PayLink: gateways, partners, PayLink's own OLTP database.
+  const parties = await startExternalParties(config, opts.seed);
   let failed = true;
   try {
-    processes.push(startPipelineProcess('payment-worker', 'src/workers/payment-worker.ts'));
-    processes.push(startPipelineProcess('payment-router', 'src/streams/payment-router-main.ts'));
+    const pipeline: [name: string, script: string, env?: NodeJS.ProcessEnv][] = [
+      ['payment-worker', 'src/workers/payment-worker.ts'],
+      ['payment-router', 'src/streams/payment-router-main.ts'],
+      ['webhook-receiver', 'src/ingest/webhook-receiver-main.ts'],
+      // The simulated gateways' feeds start empty every run, so their cursors must too.
+      [
+        'gateway-connector',
+        'src/ingest/gateways/gateway-connector-main.ts',
+        { GATEWAY_STATE_DIR: join(dataDir, 'ingest', 'gateways', opts.runId) },
+      ],
+      ['cdc', 'src/ingest/cdc/cdc-reader-main.ts'],
+      ['ingest-worker', 'src/workers/ingest-worker.ts'],
+      ['quality', 'src/quality/quality-consumer-main.ts'],
+    ];
+    for (const [name, script, env] of pipeline) processes.push(startPipelineProcess(name, script, env));
     await Promise.all(processes.map((p) => p.ready));
-    log.info('worker and router ready', { runId: opts.runId });
-
-    const sim = simulatePayments(opts);
-    await Promise.all([producer.connect(), admin.connect()]);
-    await publishPaymentEvents(producer, sim.deliveries);
-    log.info('simulator published', { events: sim.deliveries.length, unique: sim.truth.uniqueEvents });
+    log.info('pipeline ready', { runId: opts.runId, processes: processes.map((p) => p.name) });
 
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    await startPartnerPolls(client, config);
+
+    const sim = simulatePayments(opts);
+    await admin.connect();
+    const quarantineFrom = await quarantineEnds(admin);
+    const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
+    const [delivery, invalidSent] = await Promise.all([
+      parties.deliver(sim, webhookUrl),
+      parties.deliverInvalid(opts.runId, opts.invalid, webhookUrl),
+    ]);
+    log.info('simulator handed every event to its party', { ...delivery.handedOver, invalid: invalidSent });
+
     const ofRun = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-"`;
     const count = async (q: string): Promise<number> => (await client.workflow.count(`${ofRun} AND ${q}`)).count;
     const deadline = started + opts.timeoutMs;
-    await waitFor(
-      'the router to consume every event',
-      deadline,
-      async () => (await consumerGroupLag(admin, PAYMENT_ROUTER_GROUP, TOPICS.paymentEvents)) === 0,
-    );
+    await waitFor('every fact to reach the router, by all four paths', deadline, async () => {
+      return (await factsByPath(pool, `${opts.runId}-`)).total >= sim.truth.uniqueEvents;
+    });
     await waitFor('every money-moving fact to be posted', deadline, async () => {
       return (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts;
     });
@@ -119,6 +148,18 @@ async function main(): Promise<void> {
       client,
       [...new Set(sim.events.map((e) => e.paymentId))].map(paymentWorkflowId),
     );
+    const ingest = await factsByPath(pool, `${opts.runId}-`);
+    const quarantined = await countQuarantined(
+      admin,
+      kafka,
+      quarantineFrom,
+      `${opts.runId}-invalid-`,
+      invalidSent,
+      deadline,
+    );
+    const edge = await edgeStatus(webhookUrl);
+    // Drift rows this run touched (the table keeps every source's history).
+    const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
     const pii = await scanStores(config);
     const summary = {
@@ -126,6 +167,14 @@ async function main(): Promise<void> {
       seed: opts.seed,
       payments: opts.payments,
       eventsProduced: sim.deliveries.length,
+      ingest: { ...ingest.bySource, handedOver: delivery.handedOver },
+      quarantined,
+      spooled: edge.spooled,
+      webhookRetries: delivery.webhooks.retried,
+      schemaDrift: {
+        unknownFieldPaths: drift.filter((d) => d.kind === 'unknown field').length,
+        top: drift.slice(0, 5).map((d) => `${d.schema} ${d.fieldPath} ×${d.count}`),
+      },
       uniqueEvents: sim.truth.uniqueEvents,
       duplicateRate: opts.duplicateRate,
       shuffle: opts.shuffle,
@@ -155,6 +204,7 @@ async function main(): Promise<void> {
       comparison.matches &&
       anomalies === 0 &&
       pii.leaks.length === 0 &&
+      quarantined === invalidSent &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
       completed === opts.payments - opts.stuck
     );
@@ -162,7 +212,7 @@ async function main(): Promise<void> {
     else printSummary(summary, failed);
   } finally {
     await Promise.all(processes.map((p) => p.stop()));
-    await producer.disconnect().catch(() => undefined);
+    await parties.close();
     await admin.disconnect().catch(() => undefined);
     await connection.close();
     await pool.end();
@@ -193,6 +243,86 @@ async function flagStuck(
   const ids: string[] = [];
   for await (const w of client.workflow.list({ query })) ids.push(w.workflowId.replace(/^payment\//, ''));
   return ids.sort();
+}
+
+/** Distinct facts of the run the router accepted, per path they came by (webhook, gateway, cdc, partner). */
+async function factsByPath(pool: Pool, prefix: string): Promise<{ total: number; bySource: Record<string, number> }> {
+  const r = await pool.query<{ source: string; n: number }>(
+    `select body->>'source' as source, count(distinct (payment_id, fact_key))::int as n
+       from payments.facts where payment_id like $1 group by 1 order by 1`,
+    [`${prefix}%`],
+  );
+  const bySource = Object.fromEntries(r.rows.map((row) => [row.source, row.n]));
+  return { total: r.rows.reduce((n, row) => n + row.n, 0), bySource };
+}
+
+/** Where the quarantine topic ends now: the run's quarantined events are all after it. */
+async function quarantineEnds(admin: Admin): Promise<{ partition: number; offset: string }[]> {
+  return (await admin.fetchTopicOffsets(TOPICS.quarantine)).map((e) => ({ partition: e.partition, offset: e.high }));
+}
+
+/** Quarantined messages keyed `<prefix>…` after `from`, read until `expected` arrived or the topic's end. */
+async function countQuarantined(
+  admin: Admin,
+  kafka: Kafka,
+  from: { partition: number; offset: string }[],
+  prefix: string,
+  expected: number,
+  deadline: number,
+): Promise<number> {
+  const seen = new Set<string>();
+  await waitFor(`${expected} quarantined events`, deadline, async () => {
+    const ends = await admin.fetchTopicOffsets(TOPICS.quarantine);
+    const start = new Map(from.map((p) => [p.partition, BigInt(p.offset)]));
+    const remaining = new Map(
+      ends.filter((e) => BigInt(e.high) > (start.get(e.partition) ?? 0n)).map((e) => [e.partition, BigInt(e.high)]),
+    );
+    if (remaining.size === 0) return seen.size >= expected;
+    const groupId = `paylink-demo-quarantine-${Date.now().toString(36)}`;
+    await admin.setOffsets({ groupId, topic: TOPICS.quarantine, partitions: from });
+    const consumer = createConsumer(kafka, groupId);
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic: TOPICS.quarantine });
+      await new Promise<void>((resolve, reject) => {
+        consumer
+          .run({
+            eachMessage: async ({ partition, message }) => {
+              const key = message.key?.toString() ?? '';
+              if (key.startsWith(prefix)) seen.add(`${partition}/${message.offset}`);
+              if (BigInt(message.offset) + 1n >= (remaining.get(partition) ?? 0n)) remaining.delete(partition);
+              if (remaining.size === 0) resolve();
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      await consumer.disconnect();
+      await admin.deleteGroups([groupId]).catch(() => undefined);
+    }
+    return seen.size >= expected;
+  });
+  return seen.size;
+}
+
+/** The webhook edge's own account: events it is holding in its spool (Kafka was unreachable). */
+async function edgeStatus(baseUrl: string): Promise<{ spooled: number }> {
+  const res = await fetch(`${baseUrl}/readyz`);
+  const body = (await res.json()) as { spooled?: number };
+  return { spooled: body.spooled ?? 0 };
+}
+
+/**
+ * One PartnerPoll per configured partner, started fresh: the simulated partner API starts empty at
+ * every run, so a poll left by an earlier run would hold a cursor past its records.
+ */
+async function startPartnerPolls(client: Client, config: Config): Promise<void> {
+  const settings = { ...partnerPollSettings(config), idleMs: 1000 };
+  for (const partner of parsePartnerApis(config.PARTNER_APIS)) {
+    const handle = client.workflow.getHandle(partnerPollWorkflowId(partner.id));
+    await handle.terminate('demo: the simulated partner API restarted empty').catch(() => undefined);
+    await ensurePartnerPoll(client, partner.id, settings);
+  }
 }
 
 async function countAnomalies(pool: Pool, prefix: string): Promise<number> {
