@@ -31,7 +31,10 @@ export const WEBHOOK_OPENAPI = {
           '401': { description: 'Unsigned, forged, stale, future-dated or replayed', content: json(error) },
           '404': { description: 'Unknown partner', content: json(error) },
           '413': { description: 'Body over the size limit', content: json(error) },
-          '503': { description: 'Spool full while Kafka is unreachable: retry later', content: json(error) },
+          '503': {
+            description: 'Event spool (Kafka unreachable) or vault journal (Postgres unreachable) full: retry later',
+            content: json(error),
+          },
         },
       },
     },
@@ -40,7 +43,8 @@ export const WEBHOOK_OPENAPI = {
     },
     '/readyz': {
       get: {
-        summary: 'Ready, or "degraded: spooling" while Kafka is unreachable',
+        summary:
+          'Ready, or "degraded: spooling" while Kafka is unreachable, or "degraded: vault journal N" while the vault (Postgres) is; also `spooled` and `vaultJournal` counts',
         responses: { '200': { description: 'ready or degraded', content: json({ type: 'object' }) } },
       },
     },
