@@ -144,6 +144,11 @@ const Env = z.object({
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().positive().default(1),
   KAFKA_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().default(1),
+  // Empty in production. A namespace puts every topic under paylink.<namespace>. (the edge benchmark's own topics).
+  KAFKA_TOPIC_NAMESPACE: z
+    .string()
+    .regex(/^([a-z0-9-]{1,40})?$/, 'KAFKA_TOPIC_NAMESPACE: empty, or 1–40 of a-z, 0-9, -')
+    .default(''),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().positive().default(6),
 
   DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink'),

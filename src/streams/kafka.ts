@@ -1,34 +1,48 @@
 import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type Producer, type ITopicConfig } from 'kafkajs';
-import { type Config, kafkaBrokers } from '../config';
+import { type Config, kafkaBrokers, loadConfig } from '../config';
 
 // The one Kafka module: kafkajs stays behind it so the client can be swapped (kafkajs#1603).
 
-export const TOPICS = {
-  /** Payment lifecycle facts keyed by paymentId (simulator → router). */
-  paymentEvents: 'paylink.payments.events.v1',
+/** Topic names after `paylink.` (see topicsFor). */
+const TOPIC_NAMES = {
+  /** Payment lifecycle facts keyed by paymentId (every ingest path → router). */
+  paymentEvents: 'payments.events.v1',
   /** Authentic but invalid events, with the reason in a header. Never dropped. */
-  quarantine: 'paylink.quarantine.v1',
+  quarantine: 'quarantine.v1',
   /** Partner webhooks as received (tokenized), keyed by payment: the archive's and replay's source. */
-  rawWebhooks: 'paylink.raw.webhooks.v1',
+  rawWebhooks: 'raw.webhooks.v1',
   /** Regional gateway events as received (tokenized), keyed by payment. */
-  rawGateways: 'paylink.raw.gateways.v1',
+  rawGateways: 'raw.gateways.v1',
   /** Partner API records as polled (tokenized), keyed by payment. */
-  rawPartnerApi: 'paylink.raw.partner-api.v1',
+  rawPartnerApi: 'raw.partner-api.v1',
   /** Debezium-format change events of PayLink's OLTP tables, one topic per table (Debezium's naming). */
-  cdcPayments: 'paylink.cdc.oltp.public.payments',
-  cdcLedgerEntries: 'paylink.cdc.oltp.public.ledger_entries',
+  cdcPayments: 'cdc.oltp.public.payments',
+  cdcLedgerEntries: 'cdc.oltp.public.ledger_entries',
 } as const;
 
-/** Topics that hold events as they entered PayLink (the archive's, replay's and quality's source). */
-export const RAW_TOPICS = [
-  TOPICS.rawWebhooks,
-  TOPICS.rawGateways,
-  TOPICS.rawPartnerApi,
-  TOPICS.cdcPayments,
-  TOPICS.cdcLedgerEntries,
-] as const;
+export type TopicSet = { readonly [K in keyof typeof TOPIC_NAMES]: string };
 
-export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
+/**
+ * `paylink.<name>`, or `paylink.<namespace>.<name>` for a namespace (KAFKA_TOPIC_NAMESPACE): the edge
+ * benchmark writes to its own topics, so its events never reach the dev stack's router as payments.
+ */
+export function topicsFor(namespace: string): TopicSet {
+  const prefix = namespace === '' ? 'paylink.' : `paylink.${namespace}.`;
+  return Object.fromEntries(Object.entries(TOPIC_NAMES).map(([k, name]) => [k, prefix + name])) as TopicSet;
+}
+
+export const TOPICS: TopicSet = topicsFor(loadConfig().KAFKA_TOPIC_NAMESPACE);
+
+/** Topics that hold events as they entered PayLink (the archive's, replay's and quality's source). */
+export const rawTopicsOf = (t: TopicSet): string[] => [
+  t.rawWebhooks,
+  t.rawGateways,
+  t.rawPartnerApi,
+  t.cdcPayments,
+  t.cdcLedgerEntries,
+];
+
+export const RAW_TOPICS: readonly string[] = rawTopicsOf(TOPICS);
 
 export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): Kafka {
   return new Kafka({
@@ -70,12 +84,13 @@ export function topicSpecs(config: Config): ITopicConfig[] {
     replicationFactor: config.KAFKA_REPLICATION_FACTOR,
     configEntries: [...common, { name: 'retention.ms', value: retentionMs }],
   });
+  const topics = topicsFor(config.KAFKA_TOPIC_NAMESPACE);
   return [
-    partitioned(TOPICS.paymentEvents, week),
+    partitioned(topics.paymentEvents, week),
     // Raw topics keep a week in Kafka; the S3 archive keeps 180 days.
-    ...RAW_TOPICS.map((t) => partitioned(t, week)),
+    ...rawTopicsOf(topics).map((t) => partitioned(t, week)),
     {
-      topic: TOPICS.quarantine,
+      topic: topics.quarantine,
       numPartitions: 3,
       replicationFactor: config.KAFKA_REPLICATION_FACTOR,
       configEntries: [...common, { name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }],
