@@ -1,4 +1,4 @@
-// Workflow bundle entry: everything the payment worker registers.
+// Workflow bundle entry, shared by the payment worker and the ingest worker (and the replay test).
 export { paymentWorkflow } from './payment';
 export { slaSweepWorkflow } from './sla-sweep';
 export { partnerPollWorkflow } from './partner-poll';
