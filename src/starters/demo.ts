@@ -8,8 +8,8 @@ import { compareWithTruth, summarizeLedger } from '../ledger/checks';
 import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
 import { scanStores } from '../ops/pii-scan';
-import { simulatePayments } from '../simulator/payments';
 import { startExternalParties } from '../simulator/external-parties';
+import { REGIONS, simulatePayments } from '../simulator/payments';
 import { up } from '../stack/cli';
 import { dataDir } from '../stack/service';
 import { readDriftReport } from '../quality/quality-consumer';
@@ -42,6 +42,9 @@ function options() {
       'captured-sla-s': { type: 'string', default: '5' },
       'run-id': { type: 'string' },
       'timeout-s': { type: 'string', default: '600' },
+      // Take one region's gateway down for this long while the others deliver (0 = no outage).
+      'region-outage-s': { type: 'string', default: '0' },
+      'outage-region': { type: 'string', default: 'eu-west' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -64,6 +67,8 @@ function options() {
     // Unique per run by default so runs on a shared stack never collide; fixed with --run-id.
     runId: values['run-id'] ?? `demo${seed}-${Date.now().toString(36)}`,
     timeoutMs: num('timeout-s', values['timeout-s']) * 1000,
+    regionOutageMs: num('region-outage-s', values['region-outage-s']) * 1000,
+    outageRegion: values['outage-region'] ?? 'eu-west',
     json: values.json ?? false,
   };
 }
@@ -117,11 +122,29 @@ async function main(): Promise<void> {
     await admin.connect();
     const quarantineFrom = await quarantineEnds(admin);
     const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
+    const downGateway =
+      opts.regionOutageMs > 0 ? parties.gateways.find((g) => g.region === opts.outageRegion) : undefined;
+    if (opts.regionOutageMs > 0 && !downGateway)
+      throw new Error(`--outage-region: no gateway in region "${opts.outageRegion}"`);
+    await downGateway?.stop();
     const [delivery, invalidSent] = await Promise.all([
       parties.deliver(sim, webhookUrl),
       parties.deliverInvalid(opts.runId, opts.invalid, webhookUrl),
     ]);
     log.info('simulator handed every event to its party', { ...delivery.handedOver, invalid: invalidSent });
+    let regionOutage: { region: string; seconds: number; gatewayFactsDuringOutage: Record<string, number> } | undefined;
+    if (downGateway) {
+      // AP for ingest: the other regions keep flowing; the down region's events wait at its gateway.
+      await new Promise((r) => setTimeout(r, opts.regionOutageMs));
+      const during = await gatewayFactsByRegion(pool, `${opts.runId}-`);
+      await downGateway.start();
+      regionOutage = {
+        region: downGateway.region,
+        seconds: opts.regionOutageMs / 1000,
+        gatewayFactsDuringOutage: during,
+      };
+      log.info('region back after its outage', regionOutage);
+    }
 
     const ofRun = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-"`;
     const count = async (q: string): Promise<number> => (await client.workflow.count(`${ofRun} AND ${q}`)).count;
@@ -170,6 +193,7 @@ async function main(): Promise<void> {
       ingest: { ...ingest.bySource, handedOver: delivery.handedOver },
       quarantined,
       spooled: edge.spooled,
+      ...(regionOutage ? { regionOutage } : {}),
       webhookRetries: delivery.webhooks.retried,
       schemaDrift: {
         unknownFieldPaths: drift.filter((d) => d.kind === 'unknown field').length,
@@ -205,6 +229,7 @@ async function main(): Promise<void> {
       anomalies === 0 &&
       pii.leaks.length === 0 &&
       quarantined === invalidSent &&
+      (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
       completed === opts.payments - opts.stuck
     );
@@ -254,6 +279,24 @@ async function factsByPath(pool: Pool, prefix: string): Promise<{ total: number;
   );
   const bySource = Object.fromEntries(r.rows.map((row) => [row.source, row.n]));
   return { total: r.rows.reduce((n, row) => n + row.n, 0), bySource };
+}
+
+/** Gateway facts of the run the router accepted, per region. */
+async function gatewayFactsByRegion(pool: Pool, prefix: string): Promise<Record<string, number>> {
+  const r = await pool.query<{ region: string; n: number }>(
+    `select body->>'region' as region, count(distinct (payment_id, fact_key))::int as n from payments.facts
+      where payment_id like $1 and body->>'source' = 'gateway' group by 1 order by 1`,
+    [`${prefix}%`],
+  );
+  return Object.fromEntries(r.rows.map((row) => [row.region, row.n]));
+}
+
+/** During the outage the down region delivered nothing and every other region delivered. */
+function outageHeld(o: { region: string; gatewayFactsDuringOutage: Record<string, number> }): boolean {
+  const others = REGIONS.filter((r) => r !== o.region);
+  return (
+    (o.gatewayFactsDuringOutage[o.region] ?? 0) === 0 && others.every((r) => (o.gatewayFactsDuringOutage[r] ?? 0) > 0)
+  );
 }
 
 /** Where the quarantine topic ends now: the run's quarantined events are all after it. */
