@@ -2,29 +2,39 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker, type WorkflowBundle, bundleWorkflowCode } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { loadConfig } from '../config';
+import { type Config, loadConfig, versionedKeys } from '../config';
 import type { PaymentEvent } from '../contracts/payment-event';
+import { createTokenizer } from '../ingest/tokenize';
 import { createLogger, errorMessage } from '../logger';
+import { splitByChannel } from '../simulator/channels';
+import { createPartnerApiSimulator } from '../simulator/partner-api';
 import { type Simulation, simulatePayments } from '../simulator/payments';
 import { services } from '../stack/cli';
 import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
+import { openVault } from '../stores/vault';
+import { createKafka, createProducer, ensureTopics } from '../streams/kafka';
 import { type RoutingPolicy, routeFact } from '../streams/payment-router';
+import { createIngestWorker } from '../workers/ingest-worker';
 import { createPaymentWorker } from '../workers/payment-worker';
 import { paymentWorkflowId } from '../workflows/payment';
+import { type PartnerPollInput, partnerPollWorkflow, partnerPollWorkflowId } from '../workflows/partner-poll';
 import { historyFromJSON, historyToJSON } from './history-json';
 
-// `npm run histories:record`: runs named scenarios through the real worker + routeFact on the running
-// stack and writes each workflow history as a replay fixture for test/unit/replay.test.ts.
+// `npm run histories:record [-- --only <name>[,<name>]]`: runs named scenarios through the real workers
+// on the running stack and writes each workflow history as a replay fixture for test/unit/replay.test.ts.
 
 const log = createLogger('record-histories');
 
 const repoRoot = resolve(__dirname, '..', '..');
 const HISTORIES_DIR = join(repoRoot, 'test', 'fixtures', 'histories');
 const ALTERED_DIR = join(HISTORIES_DIR, 'altered');
-const ALTERED_FILE = join(ALTERED_DIR, 'happy-path-altered.json');
+/** Scenarios whose history is also written altered (altered/<name>-altered.json): one per workflow type. */
+const ALTERED_SCENARIOS = ['happy-path', 'partner-poll'];
+const EventType = temporal.api.enums.v1.EventType;
 
 /** A scenario's workflow that has not completed by then is stuck: terminate it and fail the recording. */
 const SCENARIO_TIMEOUT_MS = 60_000;
@@ -71,6 +81,7 @@ interface Recorded {
 }
 
 interface RecordContext {
+  config: Config;
   client: Client;
   nativeConnection: NativeConnection;
   namespace: string;
@@ -157,6 +168,133 @@ async function recordScenario(ctx: RecordContext, s: Scenario): Promise<Recorded
   return { scenario: s.name, workflowId, history, facts: facts.length, ms: Date.now() - started };
 }
 
+export const PARTNER_POLL_SCENARIO = 'partner-poll';
+
+// Small enough that one run holds every command shape: page 1 fails once (injected 500), page 2 follows
+// has_more at once, an idle timer, page 3 hits the rate limit (429) and retries, then continue-as-new.
+const PARTNER_POLL_RECORDS = 3;
+const PARTNER_POLL_SETTINGS: Omit<PartnerPollInput, 'partnerId' | 'carried'> = {
+  pageLimit: 2,
+  idleMs: 300,
+  pagesBeforeContinue: 3,
+  historyEventsBeforeContinue: 8_000,
+  pageTimeoutMs: 10_000,
+};
+// Two requests at once, then one per 2 s: page 3 (an idle wait after page 2) is throttled once.
+const PARTNER_POLL_RATE_LIMIT = { burst: 2, perSecond: 0.5 };
+
+/** What the partner-poll history must contain to be worth replaying; names what is missing. */
+export function partnerPollHistoryGaps(history: History): string[] {
+  const events = history.events ?? [];
+  const count = (type: temporal.api.enums.v1.EventType): number => events.filter((e) => e.eventType === type).length;
+  const retriedAfter = new Set(
+    events.flatMap((e) => e.activityTaskStartedEventAttributes?.lastFailure?.applicationFailureInfo?.type ?? []),
+  );
+  const gaps: string[] = [];
+  if (count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) < PARTNER_POLL_SETTINGS.pagesBeforeContinue)
+    gaps.push(`${PARTNER_POLL_SETTINGS.pagesBeforeContinue} completed pages`);
+  if (!retriedAfter.has('PartnerUnavailable')) gaps.push('a retry after the injected 500 (PartnerUnavailable)');
+  if (!retriedAfter.has('PartnerRateLimited')) gaps.push('a retry after a 429 (PartnerRateLimited)');
+  if (count(EventType.EVENT_TYPE_TIMER_FIRED) < 1) gaps.push('a fired idle timer');
+  if (events.at(-1)?.eventType !== EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)
+    gaps.push('a closing continue-as-new');
+  return gaps;
+}
+
+/** Polls until the run is closed; PartnerPoll never completes, its first run ends in continue-as-new. */
+async function waitForRunClosed(client: Client, workflowId: string, runId: string): Promise<string> {
+  const deadline = Date.now() + SCENARIO_TIMEOUT_MS;
+  for (;;) {
+    const { status } = await client.workflow.getHandle(workflowId, runId).describe();
+    if (status.name !== 'RUNNING') return status.name;
+    if (Date.now() > deadline) throw new Error(`run ${runId} still running after ${SCENARIO_TIMEOUT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// The simulated partner API and an ingest worker in-process, each private to this recording.
+async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
+  const started = Date.now();
+  const { client, config } = ctx;
+  const partnerId = `${ctx.runTag}-pp`;
+  const token = `ptk_${partnerId}`;
+  const taskQueue = `${ctx.runTag}-${PARTNER_POLL_SCENARIO}`;
+  const workflowId = partnerPollWorkflowId(partnerId);
+  const sim = createPartnerApiSimulator({ partnerId, tokens: [token], rateLimit: PARTNER_POLL_RATE_LIMIT, seed: 5 });
+  const settled = splitByChannel(
+    simulatePayments({ payments: PARTNER_POLL_RECORDS, seed: 104, duplicateRate: 0, runId: partnerId }).deliveries,
+  )['partner-api'];
+  if (!settled || settled.length < PARTNER_POLL_RECORDS) throw new Error('seed 104 gave too few settlements');
+  sim.publish(settled.slice(0, PARTNER_POLL_RECORDS));
+  sim.failNext(1);
+
+  const keys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+  const kafka = createKafka(config, 'record-histories');
+  const admin = kafka.admin();
+  const producer = createProducer(kafka);
+  const vault = await openVault(config);
+  let runId = '';
+  try {
+    const url = await sim.listen(0);
+    await admin.connect();
+    await ensureTopics(admin, config);
+    await producer.connect();
+    const worker = await createIngestWorker({
+      connection: ctx.nativeConnection,
+      namespace: ctx.namespace,
+      partners: [{ id: partnerId, url, token, region: 'eu-west' }],
+      producer,
+      tokenizer: createTokenizer({ keys: Object.fromEntries(keys.keys), activeVersion: keys.active }),
+      vault,
+      taskQueue,
+      workflowBundle: ctx.workflowBundle,
+    });
+    await worker.runUntil(async () => {
+      const handle = await client.workflow.start(partnerPollWorkflow, {
+        taskQueue,
+        workflowId,
+        args: [{ partnerId, ...PARTNER_POLL_SETTINGS }],
+      });
+      runId = handle.firstExecutionRunId;
+      try {
+        const status = await waitForRunClosed(client, workflowId, runId);
+        if (status !== 'CONTINUED_AS_NEW') throw new Error(`first run closed as ${status}, not CONTINUED_AS_NEW`);
+      } finally {
+        // The chain would poll forever: end it once the first run is on record (or the recording failed).
+        await client.workflow
+          .getHandle(workflowId)
+          .terminate('record-histories: first run recorded')
+          .catch(() => undefined);
+      }
+    });
+  } catch (err) {
+    throw new Error(`scenario ${PARTNER_POLL_SCENARIO} (${workflowId}): ${errorMessage(err)}`);
+  } finally {
+    await producer.disconnect();
+    await admin.disconnect();
+    await vault.close();
+    await sim.close();
+  }
+
+  const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+  const gaps = partnerPollHistoryGaps(history);
+  if (gaps.length > 0) {
+    throw new Error(
+      `scenario ${PARTNER_POLL_SCENARIO} (${workflowId} run ${runId}): the first run lacks ${gaps.join(', ')} ` +
+        `(partner saw ${JSON.stringify(sim.counters)})`,
+    );
+  }
+  // Counters span the chain: the second run may have polled (and been throttled) before the terminate.
+  log.info('partner api', { scenario: PARTNER_POLL_SCENARIO, counters: sim.counters });
+  return {
+    scenario: PARTNER_POLL_SCENARIO,
+    workflowId,
+    history,
+    facts: PARTNER_POLL_RECORDS,
+    ms: Date.now() - started,
+  };
+}
+
 /** A deep copy via the canonical JSON form, so an alteration never touches the recorded history. */
 function cloneHistory(history: History): History {
   return historyFromJSON(JSON.parse(historyToJSON(history)));
@@ -201,16 +339,12 @@ export function alterHistory(recorded: History): { history: History; alteration:
     }
   }
   // A changed TimerStarted timerId still replays (Core matches timers by sequence), so no timer fallback.
-  throw new Error('happy-path history has no activity or local-activity marker to alter: add an alteration');
+  throw new Error('the history has no activity or local-activity marker to alter: add an alteration');
 }
 
 /** Replays before writing, so a recording the replay test cannot use is never left behind. */
-async function verifyReplay(
-  workflowBundle: WorkflowBundle,
-  recorded: Recorded[],
-  altered: { history: History; workflowId: string },
-): Promise<void> {
-  const inputs = [...recorded.map((r) => ({ history: r.history, workflowId: r.workflowId })), altered];
+async function verifyReplay(workflowBundle: WorkflowBundle, recorded: Recorded[], altered: Recorded[]): Promise<void> {
+  const inputs = [...recorded, ...altered].map((r) => ({ history: r.history, workflowId: r.workflowId }));
   const results = [];
   for await (const result of Worker.runReplayHistories({ workflowBundle }, inputs)) results.push(result);
   if (results.length !== inputs.length) throw new Error(`replayed ${results.length} of ${inputs.length} histories`);
@@ -218,18 +352,33 @@ async function verifyReplay(
     const error = results[i]?.error;
     if (error) throw new Error(`recorded ${r.scenario} does not replay: ${error.message}`);
   }
-  const alteredError = results[recorded.length]?.error;
-  if (!(alteredError instanceof DeterminismViolationError)) {
-    throw new Error(
-      `altered history did not fail with DeterminismViolationError: ${alteredError?.message ?? 'no error'}`,
-    );
+  for (const [i, r] of altered.entries()) {
+    const error = results[recorded.length + i]?.error;
+    if (!(error instanceof DeterminismViolationError)) {
+      throw new Error(
+        `altered ${r.scenario} did not fail with DeterminismViolationError: ${error?.message ?? 'no error'}`,
+      );
+    }
   }
+}
+
+/** `--only a,b` (or `--only a --only b`): the scenarios to record; all of them without it. */
+export function selectScenarios(argv: string[]): string[] {
+  const all = [...SCENARIOS.map((s) => s.name), PARTNER_POLL_SCENARIO];
+  const only = argv.flatMap((arg, i) =>
+    arg === '--only' ? (argv[i + 1] ?? '').split(',') : arg.startsWith('--only=') ? arg.slice(7).split(',') : [],
+  );
+  const unknown = only.filter((name) => !all.includes(name));
+  if (argv.includes('--only') && only.every((name) => name === '')) throw new Error('--only needs a scenario name');
+  if (unknown.length > 0) throw new Error(`--only: unknown scenario ${unknown.join(', ')}; known: ${all.join(', ')}`);
+  return only.length > 0 ? all.filter((name) => only.includes(name)) : all;
 }
 
 async function main(): Promise<void> {
   const started = Date.now();
   const config = loadConfig();
-  await requireStack('temporal', 'postgres');
+  const selected = selectScenarios(process.argv.slice(2));
+  await requireStack('temporal', 'postgres', ...(selected.includes(PARTNER_POLL_SCENARIO) ? ['kafka'] : []));
 
   const pool = createPool(config, 4);
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -238,6 +387,7 @@ async function main(): Promise<void> {
     await migrate(pool);
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });
     const ctx: RecordContext = {
+      config,
       client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
       nativeConnection,
       namespace: config.TEMPORAL_NAMESPACE,
@@ -247,8 +397,9 @@ async function main(): Promise<void> {
     };
 
     const recorded: Recorded[] = [];
-    for (const s of SCENARIOS) {
-      const r = await recordScenario(ctx, s);
+    for (const name of selected) {
+      const payment = SCENARIOS.find((s) => s.name === name);
+      const r = payment ? await recordScenario(ctx, payment) : await recordPartnerPoll(ctx);
       log.info('recorded', {
         scenario: r.scenario,
         workflowId: r.workflowId,
@@ -259,10 +410,11 @@ async function main(): Promise<void> {
       recorded.push(r);
     }
 
-    const happy = recorded.find((r) => r.scenario === 'happy-path');
-    if (!happy) throw new Error('the happy-path scenario is required: the altered history is derived from it');
-    const { history: altered, alteration } = alterHistory(happy.history);
-    await verifyReplay(workflowBundle, recorded, { history: altered, workflowId: happy.workflowId });
+    // Each workflow type's altered history is derived from its recorded one; --only keeps the others' files.
+    const altered = recorded
+      .filter((r) => ALTERED_SCENARIOS.includes(r.scenario))
+      .map((r) => ({ ...r, ...alterHistory(r.history) }));
+    await verifyReplay(workflowBundle, recorded, altered);
 
     mkdirSync(ALTERED_DIR, { recursive: true });
     for (const r of recorded) {
@@ -270,8 +422,11 @@ async function main(): Promise<void> {
       writeFileSync(file, `${historyToJSON(r.history)}\n`);
       log.info('wrote', { file: relative(repoRoot, file) });
     }
-    writeFileSync(ALTERED_FILE, `${historyToJSON(altered)}\n`);
-    log.info('wrote', { file: relative(repoRoot, ALTERED_FILE), alteration });
+    for (const a of altered) {
+      const file = join(ALTERED_DIR, `${a.scenario}-altered.json`);
+      writeFileSync(file, `${historyToJSON(a.history)}\n`);
+      log.info('wrote', { file: relative(repoRoot, file), alteration: a.alteration });
+    }
     log.info('done', { histories: recorded.length, ms: Date.now() - started });
   } finally {
     await connection.close();

@@ -11,11 +11,14 @@ import { historyFromJSON } from '../../src/ops/history-json';
 
 const HISTORIES_DIR = join(__dirname, '..', 'fixtures', 'histories');
 const ALTERED_DIR = join(HISTORIES_DIR, 'altered');
-const MIN_HISTORIES = 3;
+const MIN_HISTORIES = 4;
+// Long-running workflows that must stay covered: a change that breaks replay breaks every open run.
+const COVERED_WORKFLOW_TYPES = ['partnerPollWorkflow', 'paymentWorkflow'];
 
 interface Fixture {
   file: string;
   workflowId: string;
+  workflowType: string | undefined;
   history: ReturnType<typeof historyFromJSON>;
 }
 
@@ -26,9 +29,10 @@ function loadFixtures(dir: string): Fixture[] {
     .map((file) => {
       const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
       // The workflow id is not replayed from history by default; the started event carries the real one.
-      const workflowId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowId;
+      const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      const workflowId = started?.workflowId;
       assert.ok(workflowId, `${file}: first event is not a WorkflowExecutionStarted with a workflowId`);
-      return { file, workflowId, history };
+      return { file, workflowId, workflowType: started?.workflowType?.name ?? undefined, history };
     });
 }
 
@@ -54,6 +58,9 @@ describe('workflow replay (determinism)', () => {
       fixtures.length >= MIN_HISTORIES,
       `expected at least ${MIN_HISTORIES} histories in ${HISTORIES_DIR}, found ${fixtures.length}`,
     );
+    const types = new Set(fixtures.map((f) => f.workflowType));
+    const uncovered = COVERED_WORKFLOW_TYPES.filter((t) => !types.has(t));
+    assert.deepEqual(uncovered, [], `no recorded history of ${uncovered.join(', ')}: npm run histories:record`);
     const results = await replay(workflowBundle, fixtures);
     const failures = results.flatMap((r, i) => (r.error ? [`${fixtures[i]!.file}: ${r.error.message}`] : []));
     assert.deepEqual(failures, [], `histories that no longer replay:\n${failures.join('\n')}`);
@@ -61,7 +68,9 @@ describe('workflow replay (determinism)', () => {
 
   it('fails with a DeterminismViolationError on the deliberately altered history', async () => {
     const altered = loadFixtures(ALTERED_DIR);
-    assert.ok(altered.length >= 1, `expected an altered history in ${ALTERED_DIR}`);
+    const alteredTypes = new Set(altered.map((f) => f.workflowType));
+    const unaltered = COVERED_WORKFLOW_TYPES.filter((t) => !alteredTypes.has(t));
+    assert.deepEqual(unaltered, [], `no altered history of ${unaltered.join(', ')} in ${ALTERED_DIR}`);
     const results = await replay(workflowBundle, altered);
     for (const [i, r] of results.entries()) {
       assert.ok(
