@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, versionedKeys } from '../src/config';
+import { loadConfig } from '../src/config';
 import { stripeStyleToFact } from '../src/contracts/partner-webhooks';
 import { signStripe, verifyStripeSignature } from '../src/ingest/signatures';
-import { createTokenizer } from '../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../src/ingest/tokenize';
 import { encodeVaultRecord } from '../src/ingest/vault-journal';
 import { encryptVaultEntries, vaultKeyring } from '../src/stores/vault';
 import { parsePartners } from '../src/ingest/webhook-receiver';
@@ -186,8 +186,7 @@ function startProfiled(
 function stageCosts(reqs: { body: string; signature: string }[]): Record<string, number> {
   const config = loadConfig();
   const partner = parsePartners(config.WEBHOOK_PARTNERS).find((p) => p.scheme === 'stripe')!;
-  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-  const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+  const tokenizer = tokenizerFromConfig(config);
   const keyring = vaultKeyring(config);
   const sample = reqs.slice(0, 3000).map((r) => ({ ...r, raw: Buffer.from(r.body) }));
   const stage = (fn: (r: (typeof sample)[number]) => unknown): number => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from './contracts/issues';
 
 // One config loader: every address comes from the environment, with local-stack defaults,
 // so the same code runs against MSK, RDS, S3, Temporal Cloud and Snowflake.
@@ -180,9 +181,22 @@ export type Config = z.infer<typeof Env>;
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = Env.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const problems = describeIssues(parsed.error);
     throw new Error(`invalid environment configuration: ${problems}`);
   }
+  return parsed.data;
+}
+
+/** A JSON-valued setting (partners, feeds) checked against `schema`; errors name the setting and the path, never the value. */
+export function parseJsonSetting<T>(name: string, json: string, schema: z.ZodType<T>): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`${name}: malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new Error(`${name}: ${describeIssues(parsed.error)}`);
   return parsed.data;
 }
 

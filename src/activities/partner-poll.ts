@@ -12,6 +12,7 @@ import type { Tokenizer, VaultEntry } from '../ingest/tokenize';
 import type { Logger } from '../logger';
 import type { Vault } from '../stores/vault';
 import { TOPICS } from '../streams/kafka';
+import { describeIssues } from '../contracts/issues';
 
 // One page of a partner's settlement API per activity: fetch → validate → tokenize → vault →
 // Kafka (acks=all) → report the next cursor. The workflow moves its cursor only from this result,
@@ -107,7 +108,7 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
     }
     const page = PartnerSettlementPage.safeParse(json);
     if (!page.success) {
-      const why = page.error.issues.map((i) => `${i.path.join('.') || '(page)'}: ${i.message}`).join('; ');
+      const why = describeIssues(page.error, { root: '(page)' });
       throw ApplicationFailure.retryable(`${at}: invalid page: ${why}`, 'PartnerPageInvalid');
     }
     return page.data;

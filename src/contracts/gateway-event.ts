@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { PaymentEvent, type ParseResult } from './payment-event';
 
@@ -70,13 +71,9 @@ export function gatewayIdempotencyKey(gateway: string, event: Pick<GatewayEvent,
   return `${gateway}:${event.txnRef}:${GATEWAY_FACT_TYPES[event.eventType]}:${event.factSeq}`;
 }
 
-function issues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-}
-
 export function parseGatewayEvent(raw: unknown): ParseResult<GatewayEvent> {
   const parsed = GatewayEvent.safeParse(raw);
-  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: issues(parsed.error) };
+  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
 }
 
 /** Gateway event (tokenized) → payment fact of the gateway's region, source 'gateway'. */
@@ -103,5 +100,5 @@ export function gatewayEventToFact(gw: GatewayIdentity, raw: unknown): ParseResu
     ...(e.eventType === 'REFUSAL' ? { reason: e.refusalReason } : {}),
   };
   const fact = PaymentEvent.safeParse(candidate);
-  return fact.success ? { ok: true, value: fact.data } : { ok: false, reason: issues(fact.error) };
+  return fact.success ? { ok: true, value: fact.data } : { ok: false, reason: describeIssues(fact.error) };
 }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { parseJsonSetting } from '../config';
+import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { PaymentEvent, type ParseResult } from './payment-event';
 
@@ -20,20 +22,11 @@ export type PartnerApiConfig = z.infer<typeof PartnerApiConfig>;
 
 /** PARTNER_APIS JSON → partners; the error names the failing entry (never the token). */
 export function parsePartnerApis(json: string): PartnerApiConfig[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(json);
-  } catch (err) {
-    throw new Error(`PARTNER_APIS: malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const parsed = z.array(PartnerApiConfig).safeParse(raw);
-  if (!parsed.success) {
-    throw new Error(`PARTNER_APIS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  const ids = parsed.data.map((p) => p.id);
+  const partners = parseJsonSetting('PARTNER_APIS', json, z.array(PartnerApiConfig));
+  const ids = partners.map((p) => p.id);
   const twice = ids.find((id, i) => ids.indexOf(id) !== i);
   if (twice) throw new Error(`PARTNER_APIS: partner "${twice}" is listed twice`);
-  return parsed.data;
+  return partners;
 }
 
 /** GET /v1/settlements?cursor=&limit= → one page; the cursor is opaque and never ends. */
@@ -74,10 +67,6 @@ export function partnerIdempotencyKey(partnerId: string, recordId: string): stri
   return `partner:${partnerId}:${recordId}`;
 }
 
-function issues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(record)'}: ${i.message}`).join('; ');
-}
-
 /** A settlement record (tokenized) → `settled` fact; the reason names the failing field. */
 export function partnerSettlementToFact(
   partnerId: string,
@@ -85,7 +74,7 @@ export function partnerSettlementToFact(
   raw: unknown,
 ): ParseResult<PaymentEvent> {
   const parsed = PartnerSettlementRecord.safeParse(raw);
-  if (!parsed.success) return { ok: false, reason: issues(parsed.error) };
+  if (!parsed.success) return { ok: false, reason: describeIssues(parsed.error, { root: '(record)' }) };
   const r = parsed.data;
   const region = r.region ?? defaultRegion;
   if (region === undefined) return { ok: false, reason: 'region: missing, and the partner has no default region' };
@@ -117,8 +106,6 @@ export function partnerSettlementToFact(
   };
   return {
     ok: false,
-    reason: fact.error.issues
-      .map((i) => `${i.path.map((p) => partnerField[String(p)] ?? String(p)).join('.')}: ${i.message}`)
-      .join('; '),
+    reason: describeIssues(fact.error, { rename: (field) => partnerField[field] ?? field }),
   };
 }

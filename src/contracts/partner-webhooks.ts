@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { PaymentEvent, type ParseResult } from './payment-event';
 
@@ -36,14 +37,10 @@ export const AdyenNotification = z.object({
 });
 export type AdyenNotification = z.infer<typeof AdyenNotification>;
 
-function issues(error: z.ZodError, prefix: string): string {
-  return error.issues.map((i) => `${[prefix, ...i.path].filter(Boolean).join('.')}: ${i.message}`).join('; ');
-}
-
 /** Stripe-style event → payment fact; the fact's own fields come from data.object. */
 export function stripeStyleToFact(partnerId: string, region: string, raw: unknown): ParseResult<PaymentEvent> {
   const event = StripeStyleEvent.safeParse(raw);
-  if (!event.success) return { ok: false, reason: issues(event.error, '') };
+  if (!event.success) return { ok: false, reason: describeIssues(event.error) };
   const { id, type, created, data } = event.data;
   const candidate = {
     region,
@@ -56,7 +53,9 @@ export function stripeStyleToFact(partnerId: string, region: string, raw: unknow
     sourceSequence: created,
   };
   const fact = PaymentEvent.safeParse(candidate);
-  return fact.success ? { ok: true, value: fact.data } : { ok: false, reason: issues(fact.error, 'data.object') };
+  return fact.success
+    ? { ok: true, value: fact.data }
+    : { ok: false, reason: describeIssues(fact.error, { prefix: 'data.object' }) };
 }
 
 const ADYEN_EVENT_TYPES: Record<string, PaymentEvent['type'] | undefined> = {
@@ -72,7 +71,8 @@ const ADYEN_EVENT_TYPES: Record<string, PaymentEvent['type'] | undefined> = {
 /** One Adyen-style item → payment fact. The payment is the merchant reference; ids are PSP references. */
 export function adyenItemToFact(partnerId: string, region: string, rawItem: unknown): ParseResult<PaymentEvent> {
   const parsed = AdyenNotificationRequestItem.safeParse(rawItem);
-  if (!parsed.success) return { ok: false, reason: issues(parsed.error, 'NotificationRequestItem') };
+  if (!parsed.success)
+    return { ok: false, reason: describeIssues(parsed.error, { prefix: 'NotificationRequestItem' }) };
   const item = parsed.data;
   const mapped = ADYEN_EVENT_TYPES[item.eventCode];
   if (!mapped) return { ok: false, reason: `NotificationRequestItem.eventCode: unsupported "${item.eventCode}"` };
@@ -98,5 +98,5 @@ export function adyenItemToFact(partnerId: string, region: string, rawItem: unkn
   const fact = PaymentEvent.safeParse(candidate);
   return fact.success
     ? { ok: true, value: fact.data }
-    : { ok: false, reason: issues(fact.error, 'NotificationRequestItem') };
+    : { ok: false, reason: describeIssues(fact.error, { prefix: 'NotificationRequestItem' }) };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CurrencyCode, MinorUnits } from './money';
+import { describeIssues } from './issues';
 
 // A payment lifecycle fact as it travels on Kafka (envelope v1). The idempotency key is derived
 // upstream (../shared/BRIEF.md §5) and carried end to end: Kafka header, inbox, workflow dedup.
@@ -107,7 +108,7 @@ export function parsePaymentEvent(raw: string | Buffer | null): ParseResult<Paym
   if (!parsed.success) {
     return {
       ok: false,
-      reason: parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '),
+      reason: describeIssues(parsed.error),
     };
   }
   return { ok: true, value: parsed.data };

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { type Config, versionedKeys } from '../config';
 import { TOKEN_PATTERN, isToken, locatePii, panCandidateValid, type TokenKind } from './pii-scanner';
 
 export type { TokenKind } from './pii-scanner';
@@ -218,4 +219,10 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
       return m ? Number(m[2]) : undefined;
     },
   };
+}
+
+/** The edge's tokenizer from TOKENIZATION_KEYS (the highest version is active). */
+export function tokenizerFromConfig(config: Config): Tokenizer {
+  const { keys, active } = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+  return createTokenizer({ keys: Object.fromEntries(keys), activeVersion: active });
 }

@@ -3,13 +3,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, loadConfig, versionedKeys } from '../config';
+import { type Config, loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { dataDir } from '../stack/service';
 import { openVaultLazily, vaultKeyring } from '../stores/vault';
 import { createKafka, createProducer } from '../streams/kafka';
 import { type Spool, SpoolLockedError, openSpool } from './spool';
-import { createTokenizer } from './tokenize';
+import { tokenizerFromConfig } from './tokenize';
 import { createVaultJournal } from './vault-journal';
 import { type EdgeStatus, createWebhookReceiver, parsePartners } from './webhook-receiver';
 
@@ -68,7 +68,6 @@ function sumStatuses(statuses: EdgeStatus[]): EdgeStatus {
 }
 
 async function runReceiver(config: Config, index: number, workers: number): Promise<void> {
-  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
   const spoolBase = config.WEBHOOK_SPOOL_DIR || join(dataDir, 'spool', 'webhooks');
   const journalBase = config.VAULT_JOURNAL_DIR || join(dataDir, 'vault-journal', 'webhooks');
   const spool = await openOwnedSpool(workerDir(spoolBase, index), config.WEBHOOK_SPOOL_MAX_BYTES);
@@ -93,7 +92,7 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
     partners: parsePartners(config.WEBHOOK_PARTNERS),
     producer,
     spool,
-    tokenizer: createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active }),
+    tokenizer: tokenizerFromConfig(config),
     vault,
     vaultJournal,
     readiness: () => {

@@ -12,6 +12,8 @@ import type { Spool, SpoolRecord } from './spool';
 import type { Tokenizer } from './tokenize';
 import { type VaultJournal, type VaultJournalStatus, VaultJournalFullError } from './vault-journal';
 import { WEBHOOK_OPENAPI } from './webhook-openapi';
+import { describeIssues } from '../contracts/issues';
+import { parseJsonSetting } from '../config';
 
 // The webhook receiver: verify → tokenize → envelope → Kafka, or an fsync'd spool when Kafka is
 // unreachable (availability for ingest). It answers 2xx only once the event is durable and the
@@ -26,12 +28,7 @@ export const PartnerConfig = z.object({
 export type PartnerConfig = z.infer<typeof PartnerConfig>;
 
 export function parsePartners(json: string): PartnerConfig[] {
-  const parsed = z.array(PartnerConfig).safeParse(JSON.parse(json));
-  if (!parsed.success)
-    throw new Error(
-      `WEBHOOK_PARTNERS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  return parsed.data;
+  return parseJsonSetting('WEBHOOK_PARTNERS', json, z.array(PartnerConfig));
 }
 
 export interface WebhookReceiverDeps {
@@ -228,10 +225,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       json = parseJson();
       const notification = AdyenNotification.safeParse(json);
       if (!notification.success) {
-        throw new HttpError(
-          400,
-          `not an Adyen-style notification: ${notification.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-        );
+        throw new HttpError(400, `not an Adyen-style notification: ${describeIssues(notification.error)}`);
       }
       for (const [i, wrapper] of notification.data.notificationItems.entries()) {
         const item = wrapper.NotificationRequestItem;

@@ -5,9 +5,9 @@ import type { History } from '@temporalio/common/lib/proto-utils';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker, type WorkflowBundle, bundleWorkflowCode } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { type Config, loadConfig, versionedKeys } from '../config';
+import { type Config, loadConfig } from '../config';
 import type { PaymentEvent } from '../contracts/payment-event';
-import { createTokenizer } from '../ingest/tokenize';
+import { tokenizerFromConfig } from '../ingest/tokenize';
 import { createLogger, errorMessage } from '../logger';
 import { splitByChannel } from '../simulator/channels';
 import { createPartnerApiSimulator } from '../simulator/partner-api';
@@ -228,7 +228,6 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
   sim.publish(settled.slice(0, PARTNER_POLL_RECORDS));
   sim.failNext(1);
 
-  const keys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
   const kafka = createKafka(config, 'record-histories');
   const admin = kafka.admin();
   const producer = createProducer(kafka);
@@ -244,7 +243,7 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
       namespace: ctx.namespace,
       partners: [{ id: partnerId, url, token, region: 'eu-west' }],
       producer,
-      tokenizer: createTokenizer({ keys: Object.fromEntries(keys.keys), activeVersion: keys.active }),
+      tokenizer: tokenizerFromConfig(config),
       vault,
       taskQueue,
       workflowBundle: ctx.workflowBundle,

@@ -6,6 +6,7 @@ import type { GatewayEvent, GatewayFeedPage } from '../contracts/gateway-event';
 import type { PaymentEvent } from '../contracts/payment-event';
 import { channelOf } from './channels';
 import { seededRandom } from './random';
+import { describeIssues } from '../contracts/issues';
 
 // A simulated regional payment gateway: an HTTP server over its append-only, sequenced event feed,
 // in the gateway's own format (not PayLink's). Tests stop and start it to play a regional outage.
@@ -168,7 +169,7 @@ export function createGatewayFeed(options: GatewayFeedOptions): GatewayFeed {
     }
     const query = FeedQuery.safeParse(Object.fromEntries(url.searchParams));
     if (!query.success) {
-      return reply(400, { error: query.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+      return reply(400, { error: describeIssues(query.error) });
     }
     const { after, limit } = query.data;
     const events = entries.slice(after, after + limit);

@@ -1,9 +1,9 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Producer } from 'kafkajs';
 import { createPartnerPollActivities } from '../activities/partner-poll';
-import { loadConfig, versionedKeys } from '../config';
+import { loadConfig } from '../config';
 import { type PartnerApiConfig, parsePartnerApis } from '../contracts/partner-api';
-import { type Tokenizer, createTokenizer } from '../ingest/tokenize';
+import { type Tokenizer, tokenizerFromConfig } from '../ingest/tokenize';
 import { createLogger, errorMessage } from '../logger';
 import { type Vault, openVault } from '../stores/vault';
 import { createKafka, createProducer } from '../streams/kafka';
@@ -52,8 +52,7 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
 async function main(): Promise<void> {
   const config = loadConfig();
   const partners = parsePartnerApis(config.PARTNER_APIS);
-  const keys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-  const tokenizer = createTokenizer({ keys: Object.fromEntries(keys.keys), activeVersion: keys.active });
+  const tokenizer = tokenizerFromConfig(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const producer = createProducer(createKafka(config, 'ingest-worker'));
   let vault: Vault | undefined;

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Admin, Consumer } from 'kafkajs';
-import { versionedKeys } from '../../src/config';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import {
   type GatewayConnector,
@@ -12,7 +11,7 @@ import {
   createGatewayConnector,
 } from '../../src/ingest/gateways/gateway-connector';
 import { scanValue } from '../../src/ingest/pii-scanner';
-import { createTokenizer } from '../../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createLogger } from '../../src/logger';
 import { splitByChannel } from '../../src/simulator/channels';
 import {
@@ -80,8 +79,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     return all.slice(n * size, (n + 1) * size);
   };
   const log = createLogger('gateway-test');
-  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-  const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+  const tokenizer = tokenizerFromConfig(config);
   const kafka = createKafka(config, 'gateway-test');
   const producer = createProducer(kafka);
   const admin = kafka.admin();

@@ -7,10 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { Admin, Consumer, Message, Producer } from 'kafkajs';
 import type { Pool } from 'pg';
-import { versionedKeys } from '../../src/config';
 import { signStripe } from '../../src/ingest/signatures';
 import { type Spool, openSpool } from '../../src/ingest/spool';
-import { createTokenizer } from '../../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import { createLogger } from '../../src/logger';
 import {
@@ -42,8 +41,7 @@ const topics = [TOPICS.rawWebhooks, TOPICS.rawGateways, TOPICS.cdcPayments];
 const log = createLogger('test-quality');
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
 const acme = partners.find((p) => p.scheme === 'stripe')!;
-const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+const tokenizer = tokenizerFromConfig(config);
 
 const fact = (paymentId: string) => ({
   paymentId,

@@ -6,11 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { versionedKeys } from '../../src/config';
 import { scanValue } from '../../src/ingest/pii-scanner';
 import { signAdyen, signStripe } from '../../src/ingest/signatures';
 import { type Spool, openSpool } from '../../src/ingest/spool';
-import { createTokenizer } from '../../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createVaultJournal } from '../../src/ingest/vault-journal';
 import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import { createLogger } from '../../src/logger';
@@ -23,8 +22,7 @@ import { config, requireServices, uniqueId } from '../support/stack';
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
 const acme = partners.find((p) => p.scheme === 'stripe')!;
 const adyen = partners.find((p) => p.scheme === 'adyen')!;
-const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+const tokenizer = tokenizerFromConfig(config);
 
 function stripeEvent(paymentId: string, extra: Record<string, unknown> = {}) {
   return {

@@ -3,20 +3,19 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { versionedKeys, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
 import { gatewayEventToFact, gatewayIdempotencyKey, parseGatewayEvent } from '../../src/contracts/gateway-event';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { cursorFile, readGatewayCursor, writeGatewayCursor } from '../../src/ingest/gateways/gateway-cursor';
 import { parseGatewayFeeds } from '../../src/ingest/gateways/gateway-connector';
 import { luhnValid, scanValue } from '../../src/ingest/pii-scanner';
-import { createTokenizer } from '../../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { splitByChannel } from '../../src/simulator/channels';
 import { createGatewayFeed, encodeGatewayEvent } from '../../src/simulator/gateway-feed';
 import { simulatePayments } from '../../src/simulator/payments';
 
 const config = loadConfig({});
-const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
-const tokenizer = createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active });
+const tokenizer = tokenizerFromConfig(config);
 
 const gatewayFacts = splitByChannel(
   simulatePayments({ payments: 400, seed: 42, duplicateRate: 0, runId: 'gwu' }).deliveries,

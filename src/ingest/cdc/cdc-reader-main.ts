@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig, versionedKeys } from '../../config';
+import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
 import { createOltpPool } from '../../simulator/oltp';
 import { openVault } from '../../stores/vault';
 import { createConsumer, createKafka, createProducer } from '../../streams/kafka';
-import { createTokenizer } from '../tokenize';
+import { tokenizerFromConfig } from '../tokenize';
 import { runCdcNormalizer } from './normalizer-consumer';
 import { CDC_FAULT_EXIT_CODE, createCdcReader } from './reader';
 
@@ -15,7 +15,6 @@ const log = createLogger('cdc');
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
   const pool = createOltpPool(config);
   const vault = await openVault(config);
   const kafka = createKafka(config, 'paylink-cdc');
@@ -35,7 +34,7 @@ async function main(): Promise<void> {
     const reader = createCdcReader({
       pool,
       producer,
-      tokenizer: createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active }),
+      tokenizer: tokenizerFromConfig(config),
       vault,
       log,
       slot: config.CDC_SLOT,

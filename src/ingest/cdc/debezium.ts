@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from '../../contracts/issues';
 
 // Normalizes change events of Debezium's PostgreSQL connector (pgoutput, 2.x/3.x) read from Kafka.
 // Field set and semantics: https://debezium.io/documentation/reference/stable/connectors/postgresql.html#postgresql-events
@@ -199,7 +200,7 @@ function ignored(reason: string): DebeziumParseResult {
 function failure(error: z.ZodError, path: string): { ok: false; reason: string } {
   return {
     ok: false,
-    reason: error.issues.map((i) => `${[path, ...i.path.map(String)].join('.')}: ${i.message}`).join('; '),
+    reason: describeIssues(error, { prefix: path }),
   };
 }
 

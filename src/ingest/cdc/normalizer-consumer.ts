@@ -3,6 +3,7 @@ import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
 import { TOPICS } from '../../streams/kafka';
 import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
+import { describeIssues } from '../../contracts/issues';
 
 // The CDC normalizer: Debezium-format change events (ours or a real Debezium's) → payment facts.
 // A payments row that appears (op c, or r from a snapshot) is PayLink's `created` fact; every other
@@ -41,9 +42,10 @@ export function createdFactOf(change: ChangeEvent): ParseResult<PaymentEvent> {
   };
   return {
     ok: false,
-    reason: `${change.table} row → created fact: ${parsed.error.issues
-      .map((i) => `after.${column[String(i.path[0])] ?? i.path.join('.')}: ${i.message}`)
-      .join('; ')}`,
+    reason: `${change.table} row → created fact: ${describeIssues(parsed.error, {
+      prefix: 'after',
+      rename: (field) => column[field] ?? field,
+    })}`,
   };
 }
 

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import { loadConfig, versionedKeys } from '../../config';
+import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
 import { dataDir } from '../../stack/service';
 import { openVault } from '../../stores/vault';
 import { createKafka, createProducer } from '../../streams/kafka';
-import { createTokenizer } from '../tokenize';
+import { tokenizerFromConfig } from '../tokenize';
 import { createGatewayConnector, parseGatewayFeeds } from './gateway-connector';
 
 const log = createLogger('gateway-connector');
@@ -15,7 +15,6 @@ const STOP_DEADLINE_MS = 10_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
-  const tokenKeys = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
   const vault = await openVault(config);
   const producer = createProducer(createKafka(config, 'paylink-gateway-connector'));
   try {
@@ -23,7 +22,7 @@ async function main(): Promise<void> {
     const connector = createGatewayConnector({
       feeds,
       producer,
-      tokenizer: createTokenizer({ keys: Object.fromEntries(tokenKeys.keys), activeVersion: tokenKeys.active }),
+      tokenizer: tokenizerFromConfig(config),
       vault,
       log,
       stateDir: config.GATEWAY_STATE_DIR || join(dataDir, 'ingest', 'gateways'),

@@ -11,6 +11,8 @@ import type { Vault, VaultEntry } from '../../stores/vault';
 import { TOPICS } from '../../streams/kafka';
 import type { Tokenizer } from '../tokenize';
 import { readGatewayCursor, writeGatewayCursor } from './gateway-cursor';
+import { describeIssues } from '../../contracts/issues';
+import { parseJsonSetting } from '../../config';
 
 // Regional gateway connector: one independent loop per region pulls its gateway's sequenced feed,
 // tokenizes, produces raw event + fact (acks=all), and only then moves its cursor. A region that is
@@ -25,20 +27,11 @@ export const GatewayFeedConfig = z.object({
 export type GatewayFeedConfig = z.infer<typeof GatewayFeedConfig>;
 
 export function parseGatewayFeeds(json: string): GatewayFeedConfig[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (err) {
-    throw new Error(`GATEWAY_FEEDS is not JSON: ${errorMessage(err)}`);
-  }
-  const parsed = z.array(GatewayFeedConfig).min(1).safeParse(value);
-  if (!parsed.success) {
-    throw new Error(`GATEWAY_FEEDS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  const gateways = parsed.data.map((f) => f.gateway);
+  const feeds = parseJsonSetting('GATEWAY_FEEDS', json, z.array(GatewayFeedConfig).min(1));
+  const gateways = feeds.map((f) => f.gateway);
   const twice = gateways.find((g, i) => gateways.indexOf(g) !== i);
   if (twice) throw new Error(`GATEWAY_FEEDS: gateway ${twice} is listed twice (one cursor per gateway)`);
-  return parsed.data;
+  return feeds;
 }
 
 export interface GatewayConnectorDeps {
@@ -167,7 +160,7 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
     }
     const page = GatewayFeedPage.safeParse(json);
     if (!page.success) {
-      const why = page.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      const why = describeIssues(page.error);
       throw new FeedError(`${feed.gateway} ${url.href}: malformed page: ${why}`);
     }
     if (page.data.nextAfter < after) {

@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { describeIssues } from '../../contracts/issues';
 
 // One cursor file per gateway: the feed seq up to which every event is acknowledged by Kafka.
 // Replaced atomically (temp file + fsync + rename + directory fsync), so a crash leaves the old or the new one.
@@ -33,9 +34,7 @@ export async function readGatewayCursor(dir: string, gateway: string): Promise<n
   }
   const parsed = GatewayCursor.safeParse(json);
   if (!parsed.success || parsed.data.gateway !== gateway) {
-    const why = parsed.success
-      ? `it belongs to ${parsed.data.gateway}`
-      : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const why = parsed.success ? `it belongs to ${parsed.data.gateway}` : describeIssues(parsed.error);
     throw new Error(`cursor file ${file} is invalid: ${why}`);
   }
   return parsed.data.after;
