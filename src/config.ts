@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeIssues } from './contracts/issues';
+import { errorMessage } from './logger';
 
 // One config loader: every address comes from the environment, with local-stack defaults,
 // so the same code runs against MSK, RDS, S3, Temporal Cloud and Snowflake.
@@ -193,7 +194,7 @@ export function parseJsonSetting<T>(name: string, json: string, schema: z.ZodTyp
   try {
     value = JSON.parse(json);
   } catch (err) {
-    throw new Error(`${name}: malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`${name}: malformed JSON: ${errorMessage(err)}`);
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new Error(`${name}: ${describeIssues(parsed.error)}`);

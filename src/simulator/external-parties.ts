@@ -15,6 +15,7 @@ import {
 } from './partner-webhooks';
 import { createOltpPool, ensureOltpSchema, recordInOltp } from './oltp';
 import type { Simulation } from './payments';
+import { errorMessage } from '../logger';
 
 // Everything outside PayLink that the demo needs, played by the simulator on the addresses the
 // configuration names: the regional gateways' feeds, the partner settlement API, the webhook
@@ -64,7 +65,7 @@ export async function startExternalParties(config: Config, seed: number): Promis
   } catch (err) {
     await Promise.allSettled([...gateways.map((g) => g.stop()), partnerApi.close(), oltp.end()]);
     throw new Error(
-      `could not start the simulated gateways/partner API on ${feeds.map((f) => f.url).join(', ')}, ${partnerConfig.url} (is another demo running?): ${err instanceof Error ? err.message : String(err)}`,
+      `could not start the simulated gateways/partner API on ${feeds.map((f) => f.url).join(', ')}, ${partnerConfig.url} (is another demo running?): ${errorMessage(err)}`,
     );
   }
 

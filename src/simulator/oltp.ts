@@ -7,7 +7,6 @@ import type { PaymentEvent } from '../contracts/payment-event';
 // place) and the legacy ledger rows. CDC reads these tables; the simulator plays the API that writes them.
 
 export const OLTP_TABLES = ['payments', 'ledger_entries'] as const;
-export type OltpTable = (typeof OLTP_TABLES)[number];
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -168,11 +167,4 @@ export async function recordInOltp(
   } finally {
     client.release();
   }
-}
-
-/** Purges failed payments, as PayLink's retention job does: the natural source of CDC deletes. */
-export async function purgeFailedPayments(pool: Pool, schema = 'public'): Promise<number> {
-  const s = assertSchemaName(schema);
-  const result = await pool.query(`delete from ${s}.payments where status = 'failed'`);
-  return result.rowCount ?? 0;
 }

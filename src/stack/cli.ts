@@ -6,6 +6,7 @@ import { s3Service } from './s3-service';
 import { type LocalService, type ServiceStatus, log } from './service';
 import { snowflakeService } from './snowflake-service';
 import { temporalService } from './temporal-service';
+import { errorMessage } from '../logger';
 
 // `npm run stack -- up|down|status`: the five real services, installed and started idempotently.
 
@@ -79,7 +80,7 @@ function printStatus(rows: ServiceStatus[]): void {
 
 if (require.main === module) {
   main().catch((err: unknown) => {
-    process.stderr.write(`stack: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`stack: ${errorMessage(err)}\n`);
     process.exit(1);
   });
 }

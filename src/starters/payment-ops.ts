@@ -15,6 +15,7 @@ import {
   resolvePaymentUpdate,
 } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
+import { errorMessage } from '../logger';
 
 // `npm run payment -- <command>`: what ops do to payments. Every change goes through the payment's
 // own workflow (an update), which records it as an audited fact in the ledger database.
@@ -187,6 +188,6 @@ async function requireWorker(client: Client, config: Config): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`payment: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`payment: ${errorMessage(err)}\n`);
   process.exit(1);
 });

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
+import { errorMessage } from '../logger';
 
 // The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
 
@@ -60,7 +61,7 @@ export async function migrate(
         applied.push(m.version);
       } catch (err) {
         await client.query('rollback');
-        throw new Error(`migration ${m.version} failed: ${err instanceof Error ? err.message : String(err)}`);
+        throw new Error(`migration ${m.version} failed: ${errorMessage(err)}`);
       }
     }
     return applied;

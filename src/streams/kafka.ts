@@ -1,4 +1,14 @@
-import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type Producer, type ITopicConfig } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type ITopicConfig,
+  type KafkaMessage,
+  type Message,
+  type Producer,
+} from 'kafkajs';
 import { type Config, kafkaBrokers, loadConfig } from '../config';
 
 // The one Kafka module: kafkajs stays behind it so the client can be swapped (kafkajs#1603).
@@ -43,6 +53,21 @@ export const rawTopicsOf = (t: TopicSet): string[] => [
 ];
 
 export const RAW_TOPICS: readonly string[] = rawTopicsOf(TOPICS);
+
+/** A consumed message as it goes to quarantine: its own key, bytes and headers, plus why and where it came from. */
+export function quarantineMessage(topic: string, partition: number, message: KafkaMessage, reason: string): Message {
+  return {
+    key: message.key,
+    value: message.value,
+    headers: {
+      ...message.headers,
+      'quarantine-reason': reason,
+      'source-topic': topic,
+      'source-partition': String(partition),
+      'source-offset': message.offset,
+    },
+  };
+}
 
 export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): Kafka {
   return new Kafka({

@@ -12,7 +12,7 @@ import {
   paymentWorkflowId,
 } from '../workflows/payment';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
-import { TOPICS } from './kafka';
+import { TOPICS, quarantineMessage } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
@@ -120,19 +120,7 @@ export async function quarantine(
   await producer.send({
     topic: TOPICS.quarantine,
     acks: -1,
-    messages: [
-      {
-        key: message.key,
-        value: message.value,
-        headers: {
-          ...message.headers,
-          'quarantine-reason': reason,
-          'source-topic': topic,
-          'source-partition': String(partition),
-          'source-offset': message.offset,
-        },
-      },
-    ],
+    messages: [quarantineMessage(topic, partition, message, reason)],
   });
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeIssues } from '../../contracts/issues';
+import { errorMessage } from '../../logger';
 
 // Normalizes change events of Debezium's PostgreSQL connector (pgoutput, 2.x/3.x) read from Kafka.
 // Field set and semantics: https://debezium.io/documentation/reference/stable/connectors/postgresql.html#postgresql-events
@@ -214,7 +215,7 @@ function parseJsonExactly(raw: Buffer | string, what: 'key' | 'value'): Step<unk
   try {
     return { ok: true, value: JSON.parse(guarded) as unknown };
   } catch (err) {
-    return { ok: false, reason: `${what}: malformed JSON: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, reason: `${what}: malformed JSON: ${errorMessage(err)}` };
   }
 }
 
@@ -275,14 +276,17 @@ function readPrimaryKey(
 export function cdcIdempotencyKey(
   db: string,
   table: string,
-  primaryKey: Readonly<Record<string, string | number | bigint>>,
+  primaryKey: Readonly<Record<string, PrimaryKeyValue>>,
   lsn: string,
 ): string {
   return `cdc:${db}.${table}:${canonicalPrimaryKey(primaryKey)}:${lsn}`;
 }
 
+/** What the reader's rows and Debezium's keys hold; every kind prints the same way through String(). */
+type PrimaryKeyValue = string | number | bigint | boolean | null;
+
 /** Columns sorted by name and URI-encoded so neither column order nor `,` `=` `:` in values can collide. */
-function canonicalPrimaryKey(primaryKey: Readonly<Record<string, string | number | bigint>>): string {
+function canonicalPrimaryKey(primaryKey: Readonly<Record<string, PrimaryKeyValue>>): string {
   return Object.keys(primaryKey)
     .sort()
     .map((column) => `${encodeURIComponent(column)}=${encodeURIComponent(String(primaryKey[column]))}`)

@@ -1,7 +1,7 @@
-import type { Consumer, EachBatchPayload, IHeaders, Message, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Message, Producer } from 'kafkajs';
 import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
-import { TOPICS } from '../../streams/kafka';
+import { TOPICS, quarantineMessage } from '../../streams/kafka';
 import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
 import { describeIssues } from '../../contracts/issues';
 
@@ -12,9 +12,7 @@ import { describeIssues } from '../../contracts/issues';
 export const CDC_TOPICS = [TOPICS.cdcPayments, TOPICS.cdcLedgerEntries] as const;
 
 export type Normalized =
-  | { kind: 'fact'; fact: PaymentEvent }
-  | { kind: 'quarantine'; reason: string; idempotencyKey?: string }
-  | { kind: 'skip'; reason: string };
+  { kind: 'fact'; fact: PaymentEvent } | { kind: 'quarantine'; reason: string } | { kind: 'skip'; reason: string };
 
 /** Maps one change of `*.payments` that creates a row onto the `created` fact. */
 export function createdFactOf(change: ChangeEvent): ParseResult<PaymentEvent> {
@@ -60,29 +58,19 @@ export function normalizeChange(key: Buffer | null, value: Buffer | null): Norma
     return { kind: 'skip', reason: `${change.op} of a payment row: state for reconciliation, not a fact` };
   }
   const fact = createdFactOf(change);
-  return fact.ok
-    ? { kind: 'fact', fact: fact.value }
-    : { kind: 'quarantine', reason: fact.reason, idempotencyKey: change.idempotencyKey };
+  return fact.ok ? { kind: 'fact', fact: fact.value } : { kind: 'quarantine', reason: fact.reason };
 }
 
 export interface CdcNormalizerOptions {
   consumer: Consumer;
   producer: Producer;
   log: Logger;
-  /** Read the topics from the start when the group has no offsets (a new group must not miss a creation). */
-  fromBeginning?: boolean;
 }
 
-export interface CdcNormalizerCounters {
-  facts: number;
-  quarantined: number;
-  skipped: number;
-}
-
-export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<CdcNormalizerCounters> {
+export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<void> {
   const { consumer, producer, log } = options;
-  const counters: CdcNormalizerCounters = { facts: 0, quarantined: 0, skipped: 0 };
-  for (const topic of CDC_TOPICS) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? true });
+  // From the start when the group has no offsets: a new group must not miss a creation.
+  for (const topic of CDC_TOPICS) await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
@@ -90,13 +78,9 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<C
       const { batch } = payload;
       const facts: Message[] = [];
       const quarantined: Message[] = [];
-      let skipped = 0;
       for (const message of batch.messages) {
         const result = normalizeChange(message.key, message.value);
-        if (result.kind === 'skip') {
-          skipped += 1;
-          continue;
-        }
+        if (result.kind === 'skip') continue;
         if (result.kind === 'fact') {
           facts.push({
             key: result.fact.paymentId,
@@ -105,17 +89,7 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<C
           });
           continue;
         }
-        quarantined.push({
-          key: message.key,
-          value: message.value,
-          headers: {
-            ...withoutUndefined(message.headers),
-            'quarantine-reason': result.reason,
-            'source-topic': batch.topic,
-            'source-partition': String(batch.partition),
-            'source-offset': message.offset,
-          },
-        });
+        quarantined.push(quarantineMessage(batch.topic, batch.partition, message, result.reason));
         log.warn('quarantined change event', {
           topic: batch.topic,
           partition: batch.partition,
@@ -135,15 +109,7 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<C
       await consumer.commitOffsets([
         { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
       ]);
-      counters.facts += facts.length;
-      counters.quarantined += quarantined.length;
-      counters.skipped += skipped;
       await payload.heartbeat();
     },
   });
-  return counters;
-}
-
-function withoutUndefined(headers: IHeaders | undefined): IHeaders {
-  return Object.fromEntries(Object.entries(headers ?? {}).filter(([, v]) => v !== undefined));
 }

@@ -60,54 +60,40 @@ class Reader {
   offset = 0;
   constructor(readonly buf: Buffer) {}
 
-  private need(n: number, what: string): void {
+  /** Checks that `n` bytes remain, moves past them and returns where they start. */
+  private take(n: number, what: string): number {
     if (this.offset + n > this.buf.length) {
       throw new PgOutputError(
         `truncated message: ${what} needs ${n} bytes, ${this.buf.length - this.offset} left`,
         this.offset,
       );
     }
+    const at = this.offset;
+    this.offset += n;
+    return at;
   }
   u8(what: string): number {
-    this.need(1, what);
-    return this.buf.readUInt8(this.offset++);
+    return this.buf.readUInt8(this.take(1, what));
   }
   i16(what: string): number {
-    this.need(2, what);
-    const v = this.buf.readInt16BE(this.offset);
-    this.offset += 2;
-    return v;
+    return this.buf.readInt16BE(this.take(2, what));
   }
   i32(what: string): number {
-    this.need(4, what);
-    const v = this.buf.readInt32BE(this.offset);
-    this.offset += 4;
-    return v;
+    return this.buf.readInt32BE(this.take(4, what));
   }
   u32(what: string): number {
-    this.need(4, what);
-    const v = this.buf.readUInt32BE(this.offset);
-    this.offset += 4;
-    return v;
+    return this.buf.readUInt32BE(this.take(4, what));
   }
   u64(what: string): bigint {
-    this.need(8, what);
-    const v = this.buf.readBigUInt64BE(this.offset);
-    this.offset += 8;
-    return v;
+    return this.buf.readBigUInt64BE(this.take(8, what));
   }
   i64(what: string): bigint {
-    this.need(8, what);
-    const v = this.buf.readBigInt64BE(this.offset);
-    this.offset += 8;
-    return v;
+    return this.buf.readBigInt64BE(this.take(8, what));
   }
   bytes(n: number, what: string): Buffer {
     if (n < 0) throw new PgOutputError(`${what}: negative length ${n}`, this.offset);
-    this.need(n, what);
-    const v = this.buf.subarray(this.offset, this.offset + n);
-    this.offset += n;
-    return v;
+    const at = this.take(n, what);
+    return this.buf.subarray(at, at + n);
   }
   /** A NUL-terminated string. */
   cstring(what: string): string {

@@ -1,6 +1,6 @@
 import type { Message, Producer } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
-import type { Logger } from '../../logger';
+import { type Logger, errorMessage } from '../../logger';
 import { OLTP_TABLES, assertSchemaName, ensureOltpSchema } from '../../simulator/oltp';
 import type { Vault } from '../../stores/vault';
 import { TOPICS } from '../../streams/kafka';
@@ -140,21 +140,13 @@ function keyOf(row: Row, keyColumns: readonly string[], what: string): Row {
 function changeRecord(ctx: SourceContext, value: DebeziumValue, key: Row | null): ChangeRecord {
   const table = `${value.source.schema}.${value.source.table}`;
   const lsn = String(value.source.lsn);
-  const pk =
-    key === null
-      ? null
-      : Object.fromEntries(
-          Object.entries(key).map(([k, v]) => [
-            k,
-            typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' ? v : String(v),
-          ]),
-        );
   return {
     topic: topicOf(ctx, value.source.schema, value.source.table),
     table,
     key,
     value,
-    idempotencyKey: pk === null ? `cdc:${ctx.db}.${table}:truncate:${lsn}` : cdcIdempotencyKey(ctx.db, table, pk, lsn),
+    idempotencyKey:
+      key === null ? `cdc:${ctx.db}.${table}:truncate:${lsn}` : cdcIdempotencyKey(ctx.db, table, key, lsn),
   };
 }
 
@@ -206,7 +198,7 @@ export function decodeSlotRows(
     try {
       message = parsePgOutputMessage(row.data);
     } catch (err) {
-      throw new Error(`slot row at ${row.lsn} (xid ${row.xid}): ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(`slot row at ${row.lsn} (xid ${row.xid}): ${errorMessage(err)}`);
     }
     const lsn = parseLsn(row.lsn);
     const emit = (op: DebeziumValue['op'], rel: Relation, before: Row | null, after: Row | null): void => {
@@ -223,6 +215,7 @@ export function decodeSlotRows(
         lsn,
         lastCommitLsn,
       });
+      // A truncate has neither row, so no key.
       const keyRow = op === 'd' ? before : after;
       txn.records.push(
         changeRecord(
@@ -261,8 +254,8 @@ export function decodeSlotRows(
         const rel = relation(message.relationId, 'update');
         const after = decodeTuple(rel.columns, message.newTuple);
         const old = message.oldTuple ? decodeTuple(rel.columns, message.oldTuple.values) : null;
-        const keyChanged =
-          old !== null && rel.keyColumns.some((c) => stringifyExact(old[c]) !== stringifyExact(after[c]));
+        // Column values are primitives (bigint included), so !== compares them by value.
+        const keyChanged = old !== null && rel.keyColumns.some((c) => old[c] !== after[c]);
         if (keyChanged) {
           // As Debezium does for a primary-key change: a delete under the old key, a create under the new one.
           emit('d', rel, old, null);
@@ -280,23 +273,7 @@ export function decodeSlotRows(
         break;
       }
       case 'truncate':
-        for (const id of message.relationIds) {
-          const rel = relation(id, 'truncate');
-          if (!txn) throw new Error(`pgoutput: truncate at ${row.lsn} outside a transaction`);
-          const value = buildEnvelope(ctx, {
-            op: 't',
-            schema: rel.namespace,
-            table: rel.name,
-            before: null,
-            after: null,
-            tsMs: txn.tsMs,
-            snapshot: 'false',
-            txId: txn.xid,
-            lsn,
-            lastCommitLsn,
-          });
-          txn.records.push(changeRecord(ctx, value, null));
-        }
+        for (const id of message.relationIds) emit('t', relation(id, 'truncate'), null, null);
         break;
       case 'type':
       case 'origin':
@@ -393,12 +370,14 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
     // Originals reach the vault before any token reaches Kafka: a token on Kafka can always be resolved.
     await vault.store(vaultEntries);
     // One transaction can hold thousands of changes: chunks keep each request under the broker's size limit.
-    const chunks: { topic: string; messages: Message[] }[] = [];
     for (const [topic, messages] of byTopic) {
-      for (let k = 0; k < messages.length; k += PRODUCE_CHUNK)
-        chunks.push({ topic, messages: messages.slice(k, k + PRODUCE_CHUNK) });
+      for (let k = 0; k < messages.length; k += PRODUCE_CHUNK) {
+        await producer.sendBatch({
+          acks: -1,
+          topicMessages: [{ topic, messages: messages.slice(k, k + PRODUCE_CHUNK) }],
+        });
+      }
     }
-    for (const chunk of chunks) await producer.sendBatch({ acks: -1, topicMessages: [chunk] });
   };
 
   const snapshot = async (snapshotLsn: bigint): Promise<number> => {
