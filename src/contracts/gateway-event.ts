@@ -21,12 +21,14 @@ export interface GatewayIdentity {
 
 const Ref = z.string().regex(/^[A-Za-z0-9_.-]{1,120}$/, 'ref: 1–120 of letters, digits, _ . -');
 
+/** PayLink's payment id, which the merchant passed to the gateway (the Kafka key, even of a quarantined event). */
+export const PaymentReference = z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'paymentReference: PayLink payment id');
+
 const GatewayEventBase = z.object({
   seq: z.number().int().positive(),
   eventId: z.string().min(1).max(200),
   txnRef: Ref,
-  /** PayLink's payment id, which the merchant passed to the gateway. */
-  paymentReference: z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'paymentReference: PayLink payment id'),
+  paymentReference: PaymentReference,
   merchantId: z.string().min(1).max(120),
   /** Minor units; 0 on CANCELLATION and REFUSAL (no money moves, the currency still counts). */
   amount: z.object({ value: MinorUnits, currency: CurrencyCode }),

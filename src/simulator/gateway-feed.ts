@@ -11,7 +11,7 @@ import { describeIssues } from '../contracts/issues';
 // A simulated regional payment gateway: an HTTP server over its append-only, sequenced event feed,
 // in the gateway's own format (not PayLink's). Tests stop and start it to play a regional outage.
 
-export const MAX_PAGE_LIMIT = 1000;
+const MAX_PAGE_LIMIT = 1000;
 
 export interface GatewayFeedOptions {
   region: string;
@@ -19,17 +19,13 @@ export interface GatewayFeedOptions {
   gateway?: string;
   /** 0 = any free port (kept across stop/start). */
   port?: number;
-  host?: string;
 }
 
 export interface GatewayFeed {
   region: string;
   gateway: string;
-  /** Base URL, e.g. http://127.0.0.1:8091 (valid once started). */
-  readonly url: string;
+  /** Valid once started. */
   readonly port: number;
-  /** Entries in the feed (the last seq). */
-  readonly size: number;
   /** Appends the region's gateway facts in order; a fact delivered twice becomes a second entry. */
   publish(facts: readonly PaymentEvent[]): number;
   /** Appends an entry exactly as given (a drifted or broken event), with the next seq. */
@@ -44,13 +40,6 @@ const FeedQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().min(1).max(MAX_PAGE_LIMIT).default(100),
 });
-
-const EVENT_TYPES = {
-  authorized: 'AUTHORISATION',
-  captured: 'CAPTURE',
-  voided: 'CANCELLATION',
-  failed: 'REFUSAL',
-} as const;
 
 const FIRST_NAMES = ['Ana', 'Ben', 'Chloé', 'Dev', 'Eitan', 'Fatima', 'Goro', 'Hana', 'Ivan', 'Jia'] as const;
 const LAST_NAMES = ['Silva', 'Okafor', 'Müller', 'Patel', 'Tanaka', 'Kowalski', 'Haddad', 'Nguyen'] as const;
@@ -119,23 +108,23 @@ export function encodeGatewayEvent(fact: PaymentEvent, gateway: string): Unseque
     case 'authorized':
       return {
         ...base,
-        eventType: EVENT_TYPES.authorized,
+        eventType: 'AUTHORISATION',
         amount: { value: fact.amountMinor, currency: fact.currency },
       };
     case 'captured':
       return {
         ...base,
-        eventType: EVENT_TYPES.captured,
+        eventType: 'CAPTURE',
         amount: { value: fact.amountMinor, currency: fact.currency },
         captureRef: fact.captureId,
         platformFee: fact.platformFeeMinor,
       };
     case 'voided':
-      return { ...base, eventType: EVENT_TYPES.voided, amount: { value: 0, currency: fact.currency } };
+      return { ...base, eventType: 'CANCELLATION', amount: { value: 0, currency: fact.currency } };
     case 'failed':
       return {
         ...base,
-        eventType: EVENT_TYPES.failed,
+        eventType: 'REFUSAL',
         amount: { value: 0, currency: fact.currency },
         refusalReason: fact.reason,
       };
@@ -147,7 +136,7 @@ export function encodeGatewayEvent(fact: PaymentEvent, gateway: string): Unseque
 export function createGatewayFeed(options: GatewayFeedOptions): GatewayFeed {
   const region = options.region;
   const gateway = options.gateway ?? `gw-${region}`;
-  const host = options.host ?? '127.0.0.1';
+  const host = '127.0.0.1';
   let port = options.port ?? 0;
   const entries: Record<string, unknown>[] = [];
   let server: Server | undefined;
@@ -180,14 +169,8 @@ export function createGatewayFeed(options: GatewayFeedOptions): GatewayFeed {
   const feed: GatewayFeed = {
     region,
     gateway,
-    get url() {
-      return `http://${host}:${port}`;
-    },
     get port() {
       return port;
-    },
-    get size() {
-      return entries.length;
     },
     publish(facts) {
       for (const fact of facts) {

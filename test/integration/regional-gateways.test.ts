@@ -23,7 +23,7 @@ import {
 import { REGIONS, simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { TOPICS, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
+import { TOPICS, createConsumer, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
 import { type Netcut, startNetcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, uniqueId } from '../support/stack';
@@ -49,7 +49,7 @@ async function startCollector(admin: Admin, runId: string, topics: string[]) {
       partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })),
     });
   }
-  const consumer: Consumer = createKafka(config, groupId).consumer({ groupId });
+  const consumer: Consumer = createConsumer(createKafka(config, groupId), groupId);
   const seen = new Map<string, Seen[]>(topics.map((t) => [t, []]));
   await consumer.connect();
   await consumer.subscribe({ topics });
@@ -298,8 +298,14 @@ describe('regional gateways: per-region ingest through outages', () => {
     children.push(doomed);
     await doomed.ready;
     const third = REGIONS.flatMap((r) => batch(r, 2, 3));
-    const thirdA = REGIONS.flatMap((r) => batch(r, 2, 3).slice(0, Math.ceil(batch(r, 2, 3).length / 2)));
-    for (const r of REGIONS) feeds.get(r)!.publish(batch(r, 2, 3).slice(0, Math.ceil(batch(r, 2, 3).length / 2)));
+    /** A region's third batch in two halves: the first is read before the kill, the second after. */
+    const halves = (r: string): [PaymentEvent[], PaymentEvent[]] => {
+      const all = batch(r, 2, 3);
+      const mid = Math.ceil(all.length / 2);
+      return [all.slice(0, mid), all.slice(mid)];
+    };
+    const thirdA = REGIONS.flatMap((r) => halves(r)[0]);
+    for (const r of REGIONS) feeds.get(r)!.publish(halves(r)[0]);
     await waitFor(
       'the first facts after restart',
       Date.now() + 30_000,
@@ -308,7 +314,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     );
     await doomed.kill9();
     const atKill = thirdA.length - missing(thirdA).length;
-    for (const r of REGIONS) feeds.get(r)!.publish(batch(r, 2, 3).slice(Math.ceil(batch(r, 2, 3).length / 2)));
+    for (const r of REGIONS) feeds.get(r)!.publish(halves(r)[1]);
 
     const restarted = startPipelineProcess(
       'gateway-connector-restart',

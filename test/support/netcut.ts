@@ -12,9 +12,6 @@ export type CutMode = 'refuse' | 'blackhole';
 
 export interface NetcutOptions {
   target: { host: string; port: number };
-  /** 0 = any free port (kept across cut/heal). */
-  port?: number;
-  host?: string;
 }
 
 export interface Netcut {
@@ -22,7 +19,6 @@ export interface Netcut {
   readonly port: number;
   /** host:port clients should connect to instead of the target. */
   readonly address: string;
-  readonly isCut: boolean;
   /** Drops every open connection (both sides) and refuses or black-holes new ones until heal(). */
   cut(mode?: CutMode): Promise<void>;
   /** Lets traffic through again; black-holed connections are dropped so their clients reconnect. */
@@ -31,8 +27,8 @@ export interface Netcut {
 }
 
 export async function startNetcut(options: NetcutOptions): Promise<Netcut> {
-  const host = options.host ?? '127.0.0.1';
-  let port = options.port ?? 0;
+  const host = '127.0.0.1';
+  let port = 0; // any free port at first, then kept across cut/heal
   let mode: CutMode | undefined;
   const piped = new Set<Socket>();
   const held = new Set<Socket>();
@@ -89,9 +85,6 @@ export async function startNetcut(options: NetcutOptions): Promise<Netcut> {
     },
     get address() {
       return `${host}:${port}`;
-    },
-    get isCut() {
-      return mode !== undefined;
     },
     async cut(how: CutMode = 'blackhole') {
       mode = how;

@@ -4,6 +4,7 @@ import {
   GATEWAY_EVENT_SCHEMA,
   GatewayFeedPage,
   type GatewayIdentity,
+  PaymentReference,
   gatewayEventToFact,
 } from '../../contracts/gateway-event';
 import { type Logger, errorMessage } from '../../logger';
@@ -177,15 +178,10 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
   ): Promise<{ facts: number; quarantined: number }> => {
     const gw: GatewayIdentity = { gateway: feed.gateway, region: feed.region };
     const receivedAt = new Date().toISOString();
-    const byTopic = new Map<string, Message[]>();
-    const put = (topic: string, m: Message): void => {
-      const list = byTopic.get(topic) ?? [];
-      list.push(m);
-      byTopic.set(topic, list);
-    };
+    const raws: Message[] = [];
+    const facts: Message[] = [];
+    const quarantined: Message[] = [];
     const vaultEntries = new Map<string, VaultEntry>();
-    let facts = 0;
-    let quarantined = 0;
     events.forEach((event, i) => {
       // Tokenized before anything else: the fact is mapped from what may travel, never from the original.
       const tokenized = deps.tokenizer.tokenize(event);
@@ -201,26 +197,26 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
         'idempotency-key': idem,
       };
       const raw = Buffer.from(JSON.stringify(tokenized.payload));
-      put(TOPICS.rawGateways, { key, value: raw, headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA } });
+      raws.push({ key, value: raw, headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA } });
       if (fact.ok) {
-        facts += 1;
-        put(TOPICS.paymentEvents, { key, value: JSON.stringify(fact.value), headers });
+        facts.push({ key, value: JSON.stringify(fact.value), headers });
       } else {
-        quarantined += 1;
-        put(TOPICS.quarantine, {
+        quarantined.push({
           key,
           value: raw,
           headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA, 'quarantine-reason': fact.reason },
         });
       }
     });
-    // Vault first: a token on Kafka must always be resolvable. Sorted, so concurrent regions lock rows in one order.
-    await deps.vault.store([...vaultEntries.values()].sort((a, b) => (a.token < b.token ? -1 : 1)));
-    await deps.producer.sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-    });
-    return { facts, quarantined };
+    // Vault first: a token on Kafka must always be resolvable (the vault sorts, so regions lock rows in one order).
+    await deps.vault.store([...vaultEntries.values()]);
+    const topicMessages = [
+      { topic: TOPICS.rawGateways, messages: raws },
+      { topic: TOPICS.paymentEvents, messages: facts },
+      { topic: TOPICS.quarantine, messages: quarantined },
+    ].filter((t) => t.messages.length > 0);
+    if (topicMessages.length > 0) await deps.producer.sendBatch({ acks: -1, topicMessages });
+    return { facts: facts.length, quarantined: quarantined.length };
   };
 
   const pollOnce = async (feed: GatewayFeedConfig, st: RegionStatus): Promise<boolean> => {
@@ -297,8 +293,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** The payment id of an event that failed its contract, when it has a usable one (keeps it findable). */
 function paymentReferenceOf(event: unknown): string | null {
-  const ref = (event as { paymentReference?: unknown } | null)?.paymentReference;
-  return typeof ref === 'string' && /^[A-Za-z0-9_.:-]{1,120}$/.test(ref) ? ref : null;
+  const ref = PaymentReference.safeParse((event as { paymentReference?: unknown } | null)?.paymentReference);
+  return ref.success ? ref.data : null;
 }
 
 /** An invalid event's key: its event id if it has one, else its position in the gateway's feed. */

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describeIssues } from '../../contracts/issues';
+import { errorMessage } from '../../logger';
 
 // One cursor file per gateway: the feed seq up to which every event is acknowledged by Kafka.
 // Replaced atomically (temp file + fsync + rename + directory fsync), so a crash leaves the old or the new one.
@@ -30,7 +31,7 @@ export async function readGatewayCursor(dir: string, gateway: string): Promise<n
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new Error(`cursor file ${file} is not JSON: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`cursor file ${file} is not JSON: ${errorMessage(err)}`);
   }
   const parsed = GatewayCursor.safeParse(json);
   if (!parsed.success || parsed.data.gateway !== gateway) {
