@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
-import { PaymentEvent, type ParseResult } from './payment-event';
+import { ID_PATTERN, PaymentEvent, type ParseResult } from './payment-event';
 
 // A regional payment gateway's own event format (v1), as its sequenced feed serves it, and its
 // mapping onto PayLink's payment facts. Unknown fields pass (gateways add fields); missing or
@@ -22,7 +22,7 @@ export interface GatewayIdentity {
 const Ref = z.string().regex(/^[A-Za-z0-9_.-]{1,120}$/, 'ref: 1–120 of letters, digits, _ . -');
 
 /** PayLink's payment id, which the merchant passed to the gateway (the Kafka key, even of a quarantined event). */
-export const PaymentReference = z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'paymentReference: PayLink payment id');
+export const PaymentReference = z.string().regex(ID_PATTERN, 'paymentReference: PayLink payment id');
 
 const GatewayEventBase = z.object({
   seq: z.number().int().positive(),

@@ -8,7 +8,9 @@ import { describeIssues } from './issues';
 export const EventSource = z.enum(['gateway', 'webhook', 'cdc', 'partner']);
 export type EventSource = z.infer<typeof EventSource>;
 
-const Id = z.string().regex(/^[A-Za-z0-9_.:-]{1,120}$/, 'id: 1–120 of letters, digits, _ . : -');
+/** Payment, capture, refund … ids: what fits in a workflow id and a Kafka key. */
+export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,120}$/;
+const Id = z.string().regex(ID_PATTERN, 'id: 1–120 of letters, digits, _ . : -');
 
 const Envelope = z.object({
   version: z.literal(1),
