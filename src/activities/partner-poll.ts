@@ -9,7 +9,7 @@ import {
   partnerSettlementToFact,
 } from '../contracts/partner-api';
 import type { Tokenizer, VaultEntry } from '../ingest/tokenize';
-import type { Logger } from '../logger';
+import { type Logger, errorMessage } from '../logger';
 import type { Vault } from '../stores/vault';
 import { TOPICS } from '../streams/kafka';
 import { describeIssues } from '../contracts/issues';
@@ -42,11 +42,12 @@ export interface PartnerPollDeps {
   tokenizer: Tokenizer;
   vault: Vault;
   log: Logger;
-  /** One HTTP request may take this long before it counts as a failure (retried). */
-  requestTimeoutMs?: number;
   /** Crash tests only (0 = off): hold each page after it was produced, before reporting it. */
   faultPageDelayMs?: number;
 }
+
+/** One HTTP request may take this long before it counts as a failure (retried). */
+const REQUEST_TIMEOUT_MS = 20_000;
 
 /** Retry-After in seconds or as an HTTP date; at least 1 s, as partners expect. */
 export function retryAfterMs(header: string | null, now = Date.now()): number {
@@ -59,7 +60,6 @@ export function retryAfterMs(header: string | null, now = Date.now()): number {
 
 export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollActivities {
   const partners = new Map(deps.partners.map((p) => [p.id, p]));
-  const requestTimeoutMs = deps.requestTimeoutMs ?? 20_000;
 
   const fetchPage = async (
     partner: PartnerApiConfig,
@@ -74,13 +74,10 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
     try {
       res = await fetch(url, {
         headers: { authorization: `Bearer ${partner.token}`, accept: 'application/json' },
-        signal: AbortSignal.timeout(requestTimeoutMs),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (err) {
-      throw ApplicationFailure.retryable(
-        `${at}: ${err instanceof Error ? err.message : String(err)}`,
-        'PartnerUnavailable',
-      );
+      throw ApplicationFailure.retryable(`${at}: ${errorMessage(err)}`, 'PartnerUnavailable');
     }
     const text = await res.text();
     if (res.status === 429) {
@@ -101,10 +98,7 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
     try {
       json = JSON.parse(text);
     } catch (err) {
-      throw ApplicationFailure.retryable(
-        `${at}: malformed JSON page: ${err instanceof Error ? err.message : String(err)}`,
-        'PartnerPageInvalid',
-      );
+      throw ApplicationFailure.retryable(`${at}: malformed JSON page: ${errorMessage(err)}`, 'PartnerPageInvalid');
     }
     const page = PartnerSettlementPage.safeParse(json);
     if (!page.success) {
@@ -125,9 +119,10 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
       }
       const page = await fetchPage(partner, cursor, limit);
       const receivedAt = new Date().toISOString();
-      const messages: { topic: string; message: Message }[] = [];
+      const raw: Message[] = [];
+      const facts: Message[] = [];
+      const quarantine: Message[] = [];
       const vaultEntries: VaultEntry[] = [];
-      let quarantined = 0;
       for (const [i, record] of page.data.entries()) {
         // Tokenize before anything leaves: the fact is mapped from the tokenized record.
         const tokenized = deps.tokenizer.tokenize(record);
@@ -151,41 +146,30 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
           ...(region !== undefined && { region }),
         };
         const value = JSON.stringify(tokenized.payload);
-        messages.push({
-          topic: TOPICS.rawPartnerApi,
-          message: { key, value, headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA } },
-        });
+        raw.push({ key, value, headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA } });
         if (mapped.ok) {
-          messages.push({
-            topic: TOPICS.paymentEvents,
-            message: {
-              key,
-              value: JSON.stringify(mapped.value),
-              headers: { 'idempotency-key': idempotencyKey, source: 'partner' },
-            },
+          facts.push({
+            key,
+            value: JSON.stringify(mapped.value),
+            headers: { 'idempotency-key': idempotencyKey, source: 'partner' },
           });
         } else {
-          quarantined += 1;
-          messages.push({
-            topic: TOPICS.quarantine,
-            message: {
-              key,
-              value,
-              headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA, 'quarantine-reason': mapped.reason },
-            },
+          quarantine.push({
+            key,
+            value,
+            headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA, 'quarantine-reason': mapped.reason },
           });
         }
       }
       // Originals first, so every token on Kafka resolves in the vault.
       await deps.vault.store(vaultEntries);
-      if (messages.length > 0) {
-        const byTopic = new Map<string, Message[]>();
-        for (const m of messages) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m.message]);
-        await deps.producer.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
-        });
-      }
+      const topicMessages = [
+        { topic: TOPICS.rawPartnerApi, messages: raw },
+        { topic: TOPICS.paymentEvents, messages: facts },
+        { topic: TOPICS.quarantine, messages: quarantine },
+      ].filter((t) => t.messages.length > 0);
+      if (topicMessages.length > 0) await deps.producer.sendBatch({ acks: -1, topicMessages });
+      const quarantined = quarantine.length;
       deps.log.info('partner page produced', {
         partner: partner.id,
         records: page.data.length,

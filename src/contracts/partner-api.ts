@@ -67,6 +67,16 @@ export function partnerIdempotencyKey(partnerId: string, recordId: string): stri
   return `partner:${partnerId}:${recordId}`;
 }
 
+// Name the partner's fields, not the fact's, so a quarantine reason points at the record.
+const PARTNER_FIELD_OF: Readonly<Record<string, string>> = {
+  paymentId: 'payment_reference',
+  captureId: 'capture_reference',
+  settlementId: 'settlement_reference',
+  amountMinor: 'gross.value',
+  feeMinor: 'fee.value',
+  merchantId: 'merchant_id',
+};
+
 /** A settlement record (tokenized) → `settled` fact; the reason names the failing field. */
 export function partnerSettlementToFact(
   partnerId: string,
@@ -95,17 +105,8 @@ export function partnerSettlementToFact(
     feeMinor: r.fee.value,
   });
   if (fact.success) return { ok: true, value: fact.data };
-  // Name the partner's fields, not the fact's, so the quarantine reason points at the record.
-  const partnerField: Record<string, string> = {
-    paymentId: 'payment_reference',
-    captureId: 'capture_reference',
-    settlementId: 'settlement_reference',
-    amountMinor: 'gross.value',
-    feeMinor: 'fee.value',
-    merchantId: 'merchant_id',
-  };
   return {
     ok: false,
-    reason: describeIssues(fact.error, { rename: (field) => partnerField[field] ?? field }),
+    reason: describeIssues(fact.error, { rename: (field) => PARTNER_FIELD_OF[field] ?? field }),
   };
 }

@@ -1,5 +1,4 @@
-import type { Logger } from '../logger';
-import { errorMessage } from '../logger';
+import { type Logger, errorMessage } from '../logger';
 import {
   type EncryptedVaultEntry,
   type Vault,
@@ -21,6 +20,11 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 // Pending-token index bound: past it, a lookup can only say "may be in the journal".
 const MAX_INDEXED_TOKENS = 200_000;
+// Requests per drain batch: ~3 entries each keeps one Postgres insert near 3,000 rows.
+const DRAIN_BATCH_RECORDS = 1000;
+// Each drain pass costs an insert and a cursor fsync; 200 ms batches them at a vault lag nobody reads sooner.
+const DRAIN_IDLE_MS = 200;
+const DRAIN_MAX_BACKOFF_MS = 2000;
 
 export class VaultJournalFullError extends Error {
   constructor(readonly records: number) {
@@ -61,7 +65,7 @@ export interface VaultJournal {
   /** Writes what the journal holds into Postgres; returns records drained (throws if Postgres fails). */
   drain(): Promise<number>;
   /** Drains continuously (short pause when empty, backoff while Postgres fails) until stop(). */
-  startDraining(options?: { idleMs?: number; maxBackoffMs?: number }): { stop(): Promise<void> };
+  startDraining(): { stop(): Promise<void> };
   status(): VaultJournalStatus;
   /** true: known to be waiting here; false: not known here (the journal may still hold it after a restart). */
   isPending(token: string): boolean;
@@ -119,8 +123,6 @@ export function createVaultJournal(deps: {
   /** Where drained entries go: Vault.storeEncrypted (idempotent). */
   vault: Pick<Vault, 'storeEncrypted'>;
   log: Logger;
-  /** Entries per Postgres insert while draining. */
-  drainBatch?: number;
 }): VaultJournal {
   const pending = new Map<string, number>();
   let drainError: string | undefined;
@@ -144,8 +146,7 @@ export function createVaultJournal(deps: {
 
   const drain = async (): Promise<number> => {
     try {
-      // A spool batch is records (requests); ~3 entries each keeps an insert near drainBatch rows.
-      const n = await deps.spool.drain(send, { batch: Math.max(1, Math.floor((deps.drainBatch ?? 3000) / 3)) });
+      const n = await deps.spool.drain(send, { batch: DRAIN_BATCH_RECORDS });
       if (drainError !== undefined) deps.log.info('vault journal draining again', { left: deps.spool.size().records });
       drainError = undefined;
       drainedRecords += n;
@@ -180,10 +181,7 @@ export function createVaultJournal(deps: {
       }
     },
     drain,
-    startDraining(options = {}) {
-      // Each drain pass costs an insert and a cursor fsync; 200 ms batches them at a vault lag nobody reads sooner.
-      const idleMs = options.idleMs ?? 200;
-      const maxBackoffMs = options.maxBackoffMs ?? 2000;
+    startDraining() {
       let stopped = false;
       let wake: (() => void) | undefined;
       const sleep = (ms: number): Promise<void> =>
@@ -200,10 +198,10 @@ export function createVaultJournal(deps: {
           try {
             const n = await drain();
             backoff = 100;
-            if (n === 0) await sleep(idleMs);
+            if (n === 0) await sleep(DRAIN_IDLE_MS);
           } catch {
             await sleep(backoff);
-            backoff = Math.min(maxBackoffMs, backoff * 2);
+            backoff = Math.min(DRAIN_MAX_BACKOFF_MS, backoff * 2);
           }
         }
       })();

@@ -3,7 +3,7 @@ import type { Message, Producer } from 'kafkajs';
 import { z } from 'zod';
 import { AdyenNotification, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
 import type { ParseResult, PaymentEvent } from '../contracts/payment-event';
-import type { Logger } from '../logger';
+import { type Logger, errorMessage } from '../logger';
 import type { Vault, VaultEntry } from '../stores/vault';
 import { TOPICS } from '../streams/kafka';
 import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } from './signatures';
@@ -85,6 +85,7 @@ class HttpError extends Error {
   }
 }
 
+// Covers a signature's whole validity (300 s either side of its timestamp): a forgotten one is stale anyway.
 const REPLAY_WINDOW_MS = 10 * 60_000;
 
 export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceiver {
@@ -152,7 +153,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         return 'kafka';
       } catch (err) {
         kafkaHealthy = false;
-        deps.log.warn('kafka unreachable, spooling', { error: err instanceof Error ? err.message : String(err) });
+        deps.log.warn('kafka unreachable, spooling', { error: errorMessage(err) });
       }
     }
     for (const m of messages) {
@@ -166,13 +167,13 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     partner: PartnerConfig,
     topic: string,
     key: string | null,
-    value: unknown,
+    value: Buffer,
     receivedAt: string,
     headers: Record<string, string>,
   ): SpoolRecord => ({
     topic,
     key,
-    value: Buffer.from(JSON.stringify(value)),
+    value,
     headers: {
       source: 'webhook',
       partner: partner.id,
@@ -187,12 +188,11 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     if (!partner) throw new HttpError(404, `unknown partner "${partnerId}"`);
     const raw = await readBody(req, deps.maxBodyBytes);
 
-    let json: unknown;
     const parseJson = (): unknown => {
       try {
         return JSON.parse(raw.toString('utf8'));
       } catch (err) {
-        throw new HttpError(400, `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+        throw new HttpError(400, `malformed JSON body: ${errorMessage(err)}`);
       }
     };
     // Verified items and how each maps to a payment fact; the mapping runs on the tokenized item.
@@ -212,7 +212,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       const replayKey = `${partner.id}|${String(header)}`;
       if (seenSignatures.has(replayKey))
         throw new HttpError(401, `replayed: this ${STRIPE_SIGNATURE_HEADER} was already accepted`);
-      json = parseJson();
+      const json = parseJson();
       rememberSignature(seenSignatures, replayKey);
       const eventId = typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id : 'unknown';
       items.push({
@@ -222,8 +222,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         toFact: (t) => stripeStyleToFact(partner.id, partner.region, t),
       });
     } else {
-      json = parseJson();
-      const notification = AdyenNotification.safeParse(json);
+      const notification = AdyenNotification.safeParse(parseJson());
       if (!notification.success) {
         throw new HttpError(400, `not an Adyen-style notification: ${describeIssues(notification.error)}`);
       }
@@ -253,20 +252,23 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       const mapped = item.toFact(tokenized.payload);
       const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(item.rawItem); // quarantined events stay findable
       const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${item.eventId}`;
+      const rawValue = Buffer.from(JSON.stringify(tokenized.payload));
       messages.push(
-        envelope(partner, TOPICS.rawWebhooks, key, tokenized.payload, receivedAt, {
+        envelope(partner, TOPICS.rawWebhooks, key, rawValue, receivedAt, {
           'idempotency-key': idem,
           schema: item.schema,
         }),
       );
       if (mapped.ok) {
         messages.push(
-          envelope(partner, TOPICS.paymentEvents, key, mapped.value, receivedAt, { 'idempotency-key': idem }),
+          envelope(partner, TOPICS.paymentEvents, key, Buffer.from(JSON.stringify(mapped.value)), receivedAt, {
+            'idempotency-key': idem,
+          }),
         );
       } else {
         quarantined += 1;
         messages.push(
-          envelope(partner, TOPICS.quarantine, key, tokenized.payload, receivedAt, {
+          envelope(partner, TOPICS.quarantine, key, rawValue, receivedAt, {
             'idempotency-key': idem,
             'quarantine-reason': mapped.reason,
           }),
@@ -308,7 +310,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       throw new HttpError(404, `no route ${req.method ?? ''} ${pathname}`);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       counters.rejected += 1;
       if (status >= 500) deps.log.error('webhook failed', { status, error: message });
       else deps.log.info('webhook rejected', { status, reason: message, path: pathname });
@@ -357,8 +359,12 @@ function paymentIdOf(raw: unknown): string | null {
 
 function rememberSignature(seen: Map<string, number>, key: string): void {
   const now = Date.now();
+  // A Map iterates in insertion order, i.e. oldest first: stop at the first signature still in the window.
+  for (const [k, at] of seen) {
+    if (now - at <= REPLAY_WINDOW_MS) break;
+    seen.delete(k);
+  }
   seen.set(key, now);
-  if (seen.size > 100_000) for (const [k, at] of seen) if (now - at > REPLAY_WINDOW_MS) seen.delete(k);
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {

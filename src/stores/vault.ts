@@ -42,10 +42,14 @@ export function vaultKeyring(config: Config): VaultKeyring {
   return versionedKeys('VAULT_ENCRYPTION_KEYS', config.VAULT_ENCRYPTION_KEYS);
 }
 
+const vaultPool = (config: Config): Pool => createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
+const migrateVault = (pool: Pool): Promise<unknown> =>
+  migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations');
+
 /** Opens the vault and applies its migrations now (Postgres must answer). */
 export async function openVault(config: Config): Promise<Vault> {
-  const pool = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
-  await migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations');
+  const pool = vaultPool(config);
+  await migrateVault(pool);
   return createVault(pool, vaultKeyring(config));
 }
 
@@ -54,12 +58,12 @@ export async function openVault(config: Config): Promise<Vault> {
  * after a failure. The edge opens it this way so it starts (and journals) while Postgres is down.
  */
 export function openVaultLazily(config: Config): Vault {
-  const pool = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
+  const pool = vaultPool(config);
   // An idle client losing its server must not crash the edge; the next query reports the outage.
   pool.on('error', () => undefined);
   let migrated: Promise<unknown> | undefined;
   const ready = (): Promise<unknown> => {
-    migrated ??= migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations').catch((err: unknown) => {
+    migrated ??= migrateVault(pool).catch((err: unknown) => {
       migrated = undefined;
       throw err;
     });

@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
 import { scanValue } from '../../src/ingest/pii-scanner';
 import { signAdyen, signStripe } from '../../src/ingest/signatures';
 import { type Spool, openSpool } from '../../src/ingest/spool';
@@ -15,7 +14,7 @@ import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../.
 import { createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
-import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { TOPICS, createConsumer, createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { config, requireServices, uniqueId } from '../support/stack';
 
@@ -61,7 +60,7 @@ function postOnNewConnection(url: string, body: string, headers: Record<string, 
 const suiteStart = new Map<string, { partition: number; offset: string }[]>();
 
 async function rememberTopicEnds(topics: string[]): Promise<void> {
-  const admin = new Kafka({ brokers: config.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING }).admin();
+  const admin = createKafka(config, 'webhook-test').admin();
   await admin.connect();
   try {
     for (const topic of topics) {
@@ -82,8 +81,7 @@ async function readKeyed(
   want: number,
   timeoutMs = 30_000,
 ): Promise<{ value: string; headers: Record<string, string> }[]> {
-  const kafka = new Kafka({ brokers: config.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: uniqueId('webhook-test') });
+  const consumer = createConsumer(createKafka(config, 'webhook-test'), uniqueId('webhook-test'));
   const found: { value: string; headers: Record<string, string> }[] = [];
   await consumer.connect();
   try {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { retryAfterMs } from '../../src/activities/partner-poll';
-import { versionedKeys } from '../../src/config';
+import { loadConfig } from '../../src/config';
 import { parsePartnerApis, partnerSettlementToFact } from '../../src/contracts/partner-api';
 import type { FactOf, PaymentEvent } from '../../src/contracts/payment-event';
 import { scanValue } from '../../src/ingest/pii-scanner';
-import { createTokenizer } from '../../src/ingest/tokenize';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { splitByChannel } from '../../src/simulator/channels';
 import {
   type PartnerApiSimulator,
@@ -15,8 +15,7 @@ import {
 } from '../../src/simulator/partner-api';
 import { simulatePayments } from '../../src/simulator/payments';
 
-const keys = versionedKeys('TOKENIZATION_KEYS', '1:cGF5bGluay1kZXYtdG9rZW4ta2V5LTMyLWJ5dGVzISE=');
-const tokenizer = createTokenizer({ keys: Object.fromEntries(keys.keys), activeVersion: keys.active });
+const tokenizer = tokenizerFromConfig(loadConfig({})); // the public dev key, whatever the environment says
 
 const settledFacts = (payments: number, seed: number, duplicateRate = 0): PaymentEvent[] =>
   splitByChannel(simulatePayments({ payments, seed, duplicateRate, runId: `pa${seed}` }).deliveries)['partner-api'];
