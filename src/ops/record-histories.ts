@@ -220,7 +220,7 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
   const token = `ptk_${partnerId}`;
   const taskQueue = `${ctx.runTag}-${PARTNER_POLL_SCENARIO}`;
   const workflowId = partnerPollWorkflowId(partnerId);
-  const sim = createPartnerApiSimulator({ partnerId, tokens: [token], rateLimit: PARTNER_POLL_RATE_LIMIT, seed: 5 });
+  const sim = createPartnerApiSimulator({ tokens: [token], rateLimit: PARTNER_POLL_RATE_LIMIT, seed: 5 });
   const settled = splitByChannel(
     simulatePayments({ payments: PARTNER_POLL_RECORDS, seed: 104, duplicateRate: 0, runId: partnerId }).deliveries,
   )['partner-api'];

@@ -51,7 +51,6 @@ export async function startExternalParties(config: Config, seed: number): Promis
     createGatewayFeed({ region: f.region, gateway: f.gateway, port: Number(new URL(f.url).port) }),
   );
   const partnerApi = createPartnerApiSimulator({
-    partnerId: partnerConfig.id,
     tokens: [partnerConfig.token],
     rateLimit: { burst: 20, perSecond: 10 },
     seed,

@@ -14,7 +14,6 @@ import { seededRandom } from './random';
 // limit (429 + Retry-After) and injectable 500s. It counts how clients behaved, for the tests.
 
 export interface PartnerApiSimulatorOptions {
-  partnerId: string;
   /** Bearer tokens it accepts; each has its own bucket. */
   tokens: string[];
   /** Token bucket per bearer token: `burst` requests at once, refilled at `perSecond`. */
@@ -260,7 +259,6 @@ async function main(): Promise<void> {
   const partner = parsePartnerApis(loadConfig().PARTNER_APIS)[0];
   if (!partner) throw new Error('PARTNER_APIS lists no partner');
   const sim = createPartnerApiSimulator({
-    partnerId: partner.id,
     tokens: [partner.token],
     rateLimit: { burst: 10, perSecond: 5 },
   });

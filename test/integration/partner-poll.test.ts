@@ -94,7 +94,7 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
     const deadline = began + RUN_TIMEOUT_MS;
     const partnerId = uniqueId('pp');
     const token = `ptk_${partnerId}`;
-    sim = createPartnerApiSimulator({ partnerId, tokens: [token], rateLimit: { burst: 3, perSecond: 1 }, seed: 4 });
+    sim = createPartnerApiSimulator({ tokens: [token], rateLimit: { burst: 3, perSecond: 1 }, seed: 4 });
     const url = await sim.listen(0);
 
     // Truth: the simulator's settled facts (redeliveries included), in two batches, plus one broken record.
