@@ -155,7 +155,6 @@ describe('simulated partner settlement API', () => {
 
   before(async () => {
     sim = createPartnerApiSimulator({
-      partnerId: 'acme-pay',
       tokens: ['ptk_unit_test'],
       rateLimit: { burst: 3, perSecond: 0.01 },
     });
@@ -188,7 +187,7 @@ describe('simulated partner settlement API', () => {
   });
 
   it('fails the next N requests with 500 when told to; a cursor it never issued is a 400', async () => {
-    const fresh = createPartnerApiSimulator({ partnerId: 'acme-pay', tokens: ['ptk_unit_test'] });
+    const fresh = createPartnerApiSimulator({ tokens: ['ptk_unit_test'] });
     const url = await fresh.listen(0);
     try {
       fresh.failNext(2);
