@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import { errorMessage } from '../logger';
 import { type Incompatibility, backwardIncompatibilities } from '../quality/backward-compat';
 import {
   REGISTERED_SCHEMAS,
@@ -135,7 +136,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`schemas:check: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(`schemas:check: ${errorMessage(err)}\n`);
       process.exit(2);
     },
   );

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { isJsonObject, joinPath, resolveLocalRef, schemaTypes } from './json-schema';
 import type { JsonSchema } from './schema-registry';
 
 // BACKWARD compatibility of two frozen versions: a reader of `next` must accept every document
@@ -73,17 +74,13 @@ interface Node {
   root: JsonSchema;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const asSchema = (v: unknown): JsonSchema | false => (v === true || v === undefined ? {} : isObject(v) ? v : false);
+const asSchema = (v: unknown): JsonSchema | false => (v === true || v === undefined ? {} : isJsonObject(v) ? v : false);
 const show = (path: string): string => path || '(root)';
-const join = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);
 
 function deref(node: Node, depth = 0): Node {
   const ref = node.schema.$ref;
-  if (typeof ref !== 'string' || !ref.startsWith('#/') || depth > 32) return node;
-  let at: unknown = node.root;
-  for (const part of ref.slice(2).split('/')) at = isObject(at) ? at[part] : undefined;
-  return isObject(at) ? deref({ schema: at, root: node.root }, depth + 1) : node;
+  const target = typeof ref === 'string' && depth <= 32 ? resolveLocalRef(node.root, ref) : undefined;
+  return target ? deref({ schema: target, root: node.root }, depth + 1) : node;
 }
 
 function branches(node: Node): Node[] {
@@ -97,11 +94,6 @@ function branches(node: Node): Node[] {
 }
 
 const constrains = (s: JsonSchema): boolean => Object.keys(s).some((k) => !ANNOTATIONS.has(k) && !k.startsWith('x-'));
-
-function typeSet(s: JsonSchema): string[] | undefined {
-  if (typeof s.type === 'string') return [s.type];
-  return Array.isArray(s.type) ? (s.type as string[]) : undefined;
-}
 
 function allowedValues(s: JsonSchema): unknown[] | undefined {
   if ('const' in s) return [s.const];
@@ -186,8 +178,8 @@ function compareBranch(prevNode: Node, nextNode: Node, path: string, out: Incomp
   };
 
   // Types and allowed values.
-  const pTypes = typeSet(p);
-  const nTypes = typeSet(n);
+  const pTypes = schemaTypes(p);
+  const nTypes = schemaTypes(n);
   const pValues = allowedValues(p);
   const nValues = allowedValues(n);
   if (nTypes) {
@@ -237,8 +229,8 @@ function compareBranch(prevNode: Node, nextNode: Node, path: string, out: Incomp
     for (let i = 0; i < Math.max(pi.length, ni.length); i++) child(pi[i], ni[i] ?? n.items, `${path}[${i}]`);
   }
 
-  const pProps = isObject(p.properties) ? p.properties : {};
-  const nProps = isObject(n.properties) ? n.properties : {};
+  const pProps = isJsonObject(p.properties) ? p.properties : {};
+  const nProps = isJsonObject(n.properties) ? n.properties : {};
   const pRequired = new Set(Array.isArray(p.required) ? (p.required as string[]) : []);
   const nRequired = Array.isArray(n.required) ? (n.required as string[]) : [];
   const pOpen = p.additionalProperties;
@@ -246,25 +238,25 @@ function compareBranch(prevNode: Node, nextNode: Node, path: string, out: Incomp
   for (const key of nRequired) {
     if (!pRequired.has(key))
       out.push({
-        path: join(path, key),
+        path: joinPath(path, key),
         rule: 'required-field-added',
         detail: key in pProps ? 'optional before, required now' : 'new required field without a default',
       });
   }
   for (const [key, prev] of Object.entries(pProps)) {
-    if (key in nProps) child(prev, nProps[key], join(path, key));
+    if (key in nProps) child(prev, nProps[key], joinPath(path, key));
     else if (nOpen === false)
-      out.push({ path: join(path, key), rule: 'field-removed', detail: 'removed and the object is now closed' });
-    else child(prev, nOpen, join(path, key));
+      out.push({ path: joinPath(path, key), rule: 'field-removed', detail: 'removed and the object is now closed' });
+    else child(prev, nOpen, joinPath(path, key));
   }
   for (const [key, next] of Object.entries(nProps)) {
     // Documents could only carry a new field through the old additionalProperties; open-ended
     // objects are taken as compatible (docs/schema-drift.md says why).
-    if (!(key in pProps) && isObject(pOpen) && constrains(pOpen)) child(pOpen, next, join(path, key));
+    if (!(key in pProps) && isJsonObject(pOpen) && constrains(pOpen)) child(pOpen, next, joinPath(path, key));
   }
   if (nOpen === false && pOpen !== false) push('additional-properties-closed', 'unknown fields are now rejected');
-  else if (isObject(nOpen) && pOpen !== false) child(pOpen, nOpen, join(path, '*'));
-  if ('propertyNames' in n) child(p.propertyNames, n.propertyNames, join(path, '{key}'));
+  else if (isJsonObject(nOpen) && pOpen !== false) child(pOpen, nOpen, joinPath(path, '*'));
+  if ('propertyNames' in n) child(p.propertyNames, n.propertyNames, joinPath(path, '{key}'));
 
   for (const key of new Set([...Object.keys(p), ...Object.keys(n)])) {
     if (ANNOTATIONS.has(key) || HANDLED.has(key) || key.startsWith('x-')) continue;

@@ -3,7 +3,7 @@ import { createLogger, errorMessage } from '../logger';
 import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { createConsumer, createKafka, ensureTopics } from '../streams/kafka';
-import { readDriftReport, runQualityConsumer } from './quality-consumer';
+import { type DriftReportFilter, readDriftReport, runQualityConsumer } from './quality-consumer';
 import { createSchemaRegistry } from './schema-registry';
 
 // `npm run quality`: the drift consumer (group QUALITY_CONSUMER_GROUP) until SIGTERM.
@@ -12,7 +12,7 @@ import { createSchemaRegistry } from './schema-registry';
 const log = createLogger('quality');
 
 async function report(args: string[]): Promise<void> {
-  const filter: { source?: string; schema?: string; fieldPathPrefix?: string; limit?: number } = {};
+  const filter: DriftReportFilter = {};
   for (let i = 0; i < args.length; i += 2) {
     const [flag, value] = [args[i], args[i + 1]];
     if (value === undefined) throw new Error(`${flag} needs a value`);

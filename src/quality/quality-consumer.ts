@@ -1,6 +1,6 @@
-import type { Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
+import type { Batch, Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
-import type { Logger } from '../logger';
+import { type Logger, errorMessage } from '../logger';
 import { RAW_TOPICS, TOPICS } from '../streams/kafka';
 import { documentsOf, unknownFieldPaths } from './schema-drift';
 import type { SchemaRegistry } from './schema-registry';
@@ -42,14 +42,14 @@ const TOPIC_SOURCES: Record<string, string> = {
 /** Marks the row of a message that had more unknown paths than QUALITY_MAX_UNKNOWN_PATHS. */
 export const TRUNCATED_PATH = '(more unknown paths than the limit)';
 
-export function headerText(headers: IHeaders | undefined, name: string): string | undefined {
+function headerText(headers: IHeaders | undefined, name: string): string | undefined {
   const raw = headers?.[name];
   const first = Array.isArray(raw) ? raw[0] : raw;
   return first === undefined ? undefined : first.toString();
 }
 
 /** When PayLink received the message: the edge's `received-at`, else the Kafka timestamp. */
-export function seenAt(message: Pick<KafkaMessage, 'headers' | 'timestamp'>): Date {
+function seenAt(message: Pick<KafkaMessage, 'headers' | 'timestamp'>): Date {
   const received = headerText(message.headers, 'received-at');
   const at = received === undefined ? NaN : Date.parse(received);
   return Number.isNaN(at) ? new Date(Number(message.timestamp)) : new Date(at);
@@ -85,7 +85,7 @@ export function observeMessage(
   try {
     value = JSON.parse(message.value.toString('utf8'));
   } catch (err) {
-    return [malformed(base, `not JSON: ${err instanceof Error ? err.message : String(err)}`)];
+    return [malformed(base, `not JSON: ${errorMessage(err)}`)];
   }
   const paths = new Set<string>();
   let truncated = false;
@@ -113,22 +113,22 @@ interface DriftRow {
 const rowKey = (o: DriftObservation): string =>
   JSON.stringify([o.source, o.schemaName, o.schemaVersion, o.kind, o.fieldPath]);
 
+/** One partition's messages, as kafkajs hands them to eachBatch (non-empty). */
+type PartitionBatch = Pick<Batch, 'topic' | 'partition' | 'messages'>;
+type Observe = (message: KafkaMessage) => DriftObservation[];
+
 /** Counts one partition's batch exactly once: returns how many messages were new and how many seen. */
-export async function countBatch(
+async function countBatch(
   pool: Pool,
   group: string,
-  topic: string,
-  partition: number,
-  messages: KafkaMessage[],
-  observe: (message: KafkaMessage) => DriftObservation[],
-): Promise<{ counted: number; alreadyCounted: number; observations: number }> {
-  const last = messages[messages.length - 1];
-  if (!last) return { counted: 0, alreadyCounted: 0, observations: 0 };
+  batch: PartitionBatch,
+  observe: Observe,
+): Promise<QualityCounters> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     try {
       await client.query('begin');
-      const result = await countInTransaction(client, group, topic, partition, messages, observe);
+      const result = await countInTransaction(client, group, batch, observe);
       await client.query('commit');
       return result;
     } catch (err) {
@@ -146,19 +146,14 @@ export async function countBatch(
 async function countInTransaction(
   client: PoolClient,
   group: string,
-  topic: string,
-  partition: number,
-  messages: KafkaMessage[],
-  observe: (message: KafkaMessage) => DriftObservation[],
-): Promise<{ counted: number; alreadyCounted: number; observations: number }> {
-  await client.query(
-    `insert into quality.consumed_offsets (consumer_group, topic, partition, next_offset)
-     values ($1, $2, $3, 0) on conflict do nothing`,
-    [group, topic, partition],
-  );
+  { topic, partition, messages }: PartitionBatch,
+  observe: Observe,
+): Promise<QualityCounters> {
+  // One round trip: creates the partition's row if new and locks it until commit.
   const { rows } = await client.query<{ next_offset: string }>(
-    `select next_offset::text from quality.consumed_offsets
-      where consumer_group = $1 and topic = $2 and partition = $3 for update`,
+    `insert into quality.consumed_offsets (consumer_group, topic, partition, next_offset) values ($1, $2, $3, 0)
+     on conflict (consumer_group, topic, partition) do update set next_offset = quality.consumed_offsets.next_offset
+     returning next_offset::text`,
     [group, topic, partition],
   );
   const next = BigInt(rows[0]!.next_offset);
@@ -166,8 +161,10 @@ async function countInTransaction(
   const byKey = new Map<string, DriftRow>();
   let observations = 0;
   for (const message of fresh) {
+    const observed = observe(message);
+    if (observed.length === 0) continue; // most messages: no drift, so no need to read their time
     const at = seenAt(message);
-    for (const observation of observe(message)) {
+    for (const observation of observed) {
       observations += 1;
       const key = rowKey(observation);
       const row = byKey.get(key);
@@ -239,7 +236,7 @@ export async function runQualityConsumer(options: QualityConsumerOptions): Promi
       const { batch } = payload;
       const last = batch.messages[batch.messages.length - 1];
       if (!last) return;
-      const result = await countBatch(pool, group, batch.topic, batch.partition, batch.messages, (m) =>
+      const result = await countBatch(pool, group, batch, (m) =>
         observeMessage(registry, batch.topic, m, maxUnknownPaths),
       );
       counters.counted += result.counted;
@@ -271,11 +268,16 @@ export interface DriftReportRow {
   detail: string | null;
 }
 
-/** The drift table, newest first; filters are exact matches. */
-export async function readDriftReport(
-  pool: Pool,
-  filter: { source?: string; schema?: string; fieldPathPrefix?: string; limit?: number } = {},
-): Promise<DriftReportRow[]> {
+export interface DriftReportFilter {
+  source?: string;
+  /** `<name>@<version>`, or a name for every version. */
+  schema?: string;
+  fieldPathPrefix?: string;
+  limit?: number;
+}
+
+/** The drift table, newest first; source and schema match exactly, the path by prefix. */
+export async function readDriftReport(pool: Pool, filter: DriftReportFilter = {}): Promise<DriftReportRow[]> {
   const ref = filter.schema === undefined ? undefined : /^(.+)@(\d+)$/.exec(filter.schema);
   const { rows } = await pool.query<{
     source: string;

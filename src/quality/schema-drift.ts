@@ -1,4 +1,5 @@
 import { TOKEN_PATTERN } from '../ingest/pii-scanner';
+import { isJsonObject, joinPath, resolveLocalRef, schemaTypes } from './json-schema';
 import { type DocumentLocation, FIELDS_OF_KEYWORD, type JsonSchema } from './schema-registry';
 
 // Drift = field paths a document carries that its schema version does not declare. Paths are
@@ -48,22 +49,9 @@ const CONSTRAINING = [
   FIELDS_OF_KEYWORD,
 ];
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function asSchema(value: unknown): JsonSchema | undefined {
   if (value === true) return {};
-  return isObject(value) ? value : undefined;
-}
-
-function resolveLocalRef(root: JsonSchema, ref: string): JsonSchema | undefined {
-  if (!ref.startsWith('#/')) return undefined;
-  let at: unknown = root;
-  for (const part of ref.slice(2).split('/')) {
-    at = isObject(at) ? at[part.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined;
-  }
-  return asSchema(at);
+  return isJsonObject(value) ? value : undefined;
 }
 
 /** Flattens unions, $refs and fields-of maps into the plain branches a value may match. */
@@ -92,15 +80,22 @@ function expand(branch: Branch, options: DriftOptions, depth = 0): Branch[] {
   return [branch];
 }
 
-const isWildcard = (s: JsonSchema): boolean => !CONSTRAINING.some((k) => k in s);
-
-function types(s: JsonSchema): string[] | undefined {
-  if (typeof s.type === 'string') return [s.type];
-  return Array.isArray(s.type) ? (s.type as string[]) : undefined;
+// Frozen schemas never change: a branch is expanded once per resolver, not once per message.
+const expansions = new WeakMap<DriftOptions['resolve'], WeakMap<JsonSchema, Map<JsonSchema, Branch[]>>>();
+function expandOnce(branch: Branch, options: DriftOptions): Branch[] {
+  let bySchema = expansions.get(options.resolve);
+  if (!bySchema) expansions.set(options.resolve, (bySchema = new WeakMap<JsonSchema, Map<JsonSchema, Branch[]>>()));
+  let byRoot = bySchema.get(branch.schema);
+  if (!byRoot) bySchema.set(branch.schema, (byRoot = new Map<JsonSchema, Branch[]>()));
+  let found = byRoot.get(branch.root);
+  if (!found) byRoot.set(branch.root, (found = expand(branch, options)));
+  return found;
 }
 
+const isWildcard = (s: JsonSchema): boolean => !CONSTRAINING.some((k) => k in s);
+
 const admits = (s: JsonSchema, type: 'object' | 'array'): boolean => {
-  const t = types(s);
+  const t = schemaTypes(s);
   if (t) return t.includes(type);
   return type === 'object'
     ? 'properties' in s || 'additionalProperties' in s || 'patternProperties' in s
@@ -112,13 +107,13 @@ function fieldSchemas(branches: Branch[], key: string): Branch[] | undefined {
   const found: Branch[] = [];
   let declared = false;
   for (const { schema, root } of branches) {
-    const property = isObject(schema.properties) ? asSchema(schema.properties[key]) : undefined;
+    const property = isJsonObject(schema.properties) ? asSchema(schema.properties[key]) : undefined;
     if (property) {
       declared = true;
       found.push({ schema: property, root });
       continue;
     }
-    if (isObject(schema.patternProperties)) {
+    if (isJsonObject(schema.patternProperties)) {
       for (const [pattern, sub] of Object.entries(schema.patternProperties)) {
         const s = asSchema(sub);
         if (s && new RegExp(pattern, 'u').test(key)) {
@@ -144,8 +139,6 @@ function isTokenizerSibling(object: Record<string, unknown>, key: string): boole
   return typeof original === 'string' && TOKEN_PATTERN.exec(original)?.[1] === 'pan';
 }
 
-const join = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);
-
 /** Field paths `doc` carries that `schema` does not declare, in document order. */
 export function unknownFieldPaths(doc: unknown, schema: JsonSchema, options: DriftOptions): UnknownPaths {
   const found = new Set<string>();
@@ -163,10 +156,10 @@ export function unknownFieldPaths(doc: unknown, schema: JsonSchema, options: Dri
   const walkUnknown = (value: unknown, path: string, depth: number): void => {
     if (depth > MAX_DEPTH) return;
     if (Array.isArray(value)) for (const item of value) walkUnknown(item, `${path}[]`, depth + 1);
-    else if (isObject(value)) {
+    else if (isJsonObject(value)) {
       for (const [key, child] of Object.entries(value)) {
         if (isTokenizerSibling(value, key)) continue;
-        const p = join(path, key);
+        const p = joinPath(path, key);
         if (!add(p)) return;
         walkUnknown(child, p, depth + 1);
       }
@@ -174,8 +167,8 @@ export function unknownFieldPaths(doc: unknown, schema: JsonSchema, options: Dri
   };
 
   const walk = (value: unknown, candidates: Branch[], path: string, depth: number): void => {
-    if (depth > MAX_DEPTH || (!Array.isArray(value) && !isObject(value))) return;
-    const branches = candidates.flatMap((b) => expand(b, options));
+    if (depth > MAX_DEPTH || (!Array.isArray(value) && !isJsonObject(value))) return;
+    const branches = candidates.flatMap((b) => expandOnce(b, options));
     if (branches.length === 0 || branches.some((b) => isWildcard(b.schema))) return;
     if (Array.isArray(value)) {
       const items = branches
@@ -193,7 +186,7 @@ export function unknownFieldPaths(doc: unknown, schema: JsonSchema, options: Dri
     if (objects.length === 0) return;
     for (const [key, child] of Object.entries(value)) {
       if (isTokenizerSibling(value, key)) continue;
-      const p = join(path, key);
+      const p = joinPath(path, key);
       const declared = fieldSchemas(objects, key);
       if (declared) {
         walk(child, declared, p, depth + 1);
@@ -212,9 +205,9 @@ export function unknownFieldPaths(doc: unknown, schema: JsonSchema, options: Dri
 export function documentsOf(location: DocumentLocation, value: unknown): unknown[] {
   if (location === 'value') return [value];
   // Debezium JsonConverter with schemas.enable=true wraps the event as {schema, payload}.
-  const event = isObject(value) && 'payload' in value && 'schema' in value ? value.payload : value;
-  if (isObject(event) && ('op' in event || 'after' in event || 'before' in event)) {
-    return [event.after, event.before].filter(isObject);
+  const event = isJsonObject(value) && 'payload' in value && 'schema' in value ? value.payload : value;
+  if (isJsonObject(event) && ('op' in event || 'after' in event || 'before' in event)) {
+    return [event.after, event.before].filter(isJsonObject);
   }
-  return isObject(event) ? [event] : [];
+  return isJsonObject(event) ? [event] : [];
 }

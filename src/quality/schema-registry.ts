@@ -5,6 +5,7 @@ import { GatewayEvent } from '../contracts/gateway-event';
 import { AdyenNotificationRequestItem, StripeStyleEvent } from '../contracts/partner-webhooks';
 import { PartnerSettlementRecord } from '../contracts/partner-api';
 import { PaymentEvent } from '../contracts/payment-event';
+import { errorMessage } from '../logger';
 import { OltpLedgerEntryRow, OltpPaymentRow } from './oltp-rows';
 
 // The schema registry: the zod contracts stay the code's source of truth; each version of a
@@ -92,7 +93,7 @@ export function loadFrozenSchemas(dir = SCHEMAS_DIR): Map<string, Map<number, Js
       try {
         parsed = JSON.parse(readFileSync(path, 'utf8'));
       } catch (err) {
-        throw new Error(`${path}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+        throw new Error(`${path}: not JSON: ${errorMessage(err)}`);
       }
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
         throw new Error(`${path}: a JSON Schema must be an object`);

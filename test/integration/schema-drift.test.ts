@@ -30,6 +30,7 @@ import {
   createProducer,
   ensureTopics,
 } from '../../src/streams/kafka';
+import { type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // Field names carry this run's tag, so rows are this run's whatever else the table holds.
@@ -74,7 +75,8 @@ describe('schema drift (quality consumer on the raw topics)', () => {
   let vault: Vault;
   let receiver: WebhookReceiver;
   let base: string;
-  let startOffsets: Map<string, { partition: number; offset: string }[]>;
+  let startOffsets: Map<string, TopicOffsets>;
+  let quarantineStart: TopicOffsets;
   const kafka = createKafka(config, 'schema-drift-test');
 
   before(async () => {
@@ -87,11 +89,11 @@ describe('schema drift (quality consumer on the raw topics)', () => {
     // The test's group starts at the current end of every raw topic: it counts only what this run sends.
     startOffsets = new Map();
     for (const topic of topics) {
-      const ends = await admin.fetchTopicOffsets(topic);
-      const partitions = ends.map((e) => ({ partition: e.partition, offset: e.high }));
+      const partitions = await topicEnds(admin, topic);
       startOffsets.set(topic, partitions);
       await admin.setOffsets({ groupId: group, topic, partitions });
     }
+    quarantineStart = await topicEnds(admin, TOPICS.quarantine);
     producer = createProducer(kafka);
     await producer.connect();
     spoolDir = mkdtempSync(join(tmpdir(), 'paylink-drift-spool-'));
@@ -124,15 +126,13 @@ describe('schema drift (quality consumer on the raw topics)', () => {
   /** Runs the quality consumer in-process until the group has committed everything sent so far. */
   async function consumeUntilCaughtUp(): Promise<QualityCounters> {
     // Others may be producing to the raw topics: wait for today's ends, not for zero lag.
-    const targets = await Promise.all(
-      topics.map(async (topic) => ({ topic, ends: await admin.fetchTopicOffsets(topic) })),
-    );
+    const targets = await Promise.all(topics.map(async (topic) => ({ topic, ends: await topicEnds(admin, topic) })));
     const behind = async (): Promise<string[]> => {
       const out: string[] = [];
       for (const { topic, ends } of targets) {
         const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
         const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
-        for (const e of ends) if ((at.get(e.partition) ?? -1n) < BigInt(e.high)) out.push(`${topic}/${e.partition}`);
+        for (const e of ends) if ((at.get(e.partition) ?? -1n) < BigInt(e.offset)) out.push(`${topic}/${e.partition}`);
       }
       return out;
     };
@@ -271,28 +271,14 @@ describe('schema drift (quality consumer on the raw topics)', () => {
   });
 
   it('an authentic webhook with a missing or mistyped required field is quarantined with the field named', async () => {
-    const reasons = new Map<string, string>();
-    const consumer = kafka.consumer({ groupId: uniqueId('drift-quarantine-test') });
-    await consumer.connect();
-    try {
-      await consumer.subscribe({ topic: TOPICS.quarantine, fromBeginning: true });
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`quarantined: ${[...reasons.keys()].join(', ')}`)), 30_000);
-        void consumer.run({
-          eachMessage: async ({ message }) => {
-            const key = message.key?.toString() ?? '';
-            if (!quarantinedIds.includes(key)) return;
-            reasons.set(key, String(message.headers?.['quarantine-reason']));
-            if (reasons.size === quarantinedIds.length) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        });
-      });
-    } finally {
-      await consumer.disconnect();
-    }
+    const quarantined = await readKeyed(
+      kafka,
+      TOPICS.quarantine,
+      quarantineStart,
+      (key) => quarantinedIds.includes(key),
+      (kept) => new Set(kept.map((m) => m.key)).size === quarantinedIds.length,
+    );
+    const reasons = new Map(quarantined.map((m) => [m.key, m.headers['quarantine-reason']]));
     assert.match(reasons.get(quarantinedIds[0]!)!, /^data\.object\.amountMinor: /);
     assert.match(reasons.get(quarantinedIds[1]!)!, /^data\.object\.merchantId: /);
   });
