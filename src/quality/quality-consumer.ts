@@ -1,7 +1,7 @@
 import type { Batch, Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
 import { type Logger, errorMessage } from '../logger';
-import { RAW_TOPICS, TOPICS } from '../streams/kafka';
+import { RAW_TOPICS, TOPICS, commitBatch } from '../streams/kafka';
 import { documentsOf, unknownFieldPaths } from './schema-drift';
 import type { SchemaRegistry } from './schema-registry';
 
@@ -234,8 +234,7 @@ export async function runQualityConsumer(options: QualityConsumerOptions): Promi
     partitionsConsumedConcurrently: 3,
     eachBatch: async (payload: EachBatchPayload) => {
       const { batch } = payload;
-      const last = batch.messages[batch.messages.length - 1];
-      if (!last) return;
+      if (batch.messages.length === 0) return;
       const result = await countBatch(pool, group, batch, (m) =>
         observeMessage(registry, batch.topic, m, maxUnknownPaths),
       );
@@ -244,13 +243,8 @@ export async function runQualityConsumer(options: QualityConsumerOptions): Promi
       counters.observations += result.observations;
       if (result.alreadyCounted > 0)
         log.info('skipped redelivered messages', { topic: batch.topic, partition: batch.partition, ...result });
-      payload.resolveOffset(last.offset);
       // Counted in Postgres first; a crash before this commit only causes a redelivery that is skipped.
-      if (payload.isRunning() && !payload.isStale())
-        await consumer.commitOffsets([
-          { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-        ]);
-      await payload.heartbeat();
+      await commitBatch(consumer, payload);
     },
   });
   return counters;

@@ -4,6 +4,7 @@ import {
   logLevel,
   type Admin,
   type Consumer,
+  type EachBatchPayload,
   type ITopicConfig,
   type KafkaMessage,
   type Message,
@@ -67,6 +68,22 @@ export function quarantineMessage(topic: string, partition: number, message: Kaf
       'source-offset': message.offset,
     },
   };
+}
+
+/**
+ * Call once the batch's work is durable (signalled, produced, counted): commits the next offset to read,
+ * only while this member still owns the partition; otherwise the batch is redelivered, which every
+ * consumer here makes harmless. Then heartbeats.
+ */
+export async function commitBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+  const { batch } = payload;
+  const last = batch.messages[batch.messages.length - 1];
+  if (!last || !payload.isRunning() || payload.isStale()) return;
+  payload.resolveOffset(last.offset);
+  await consumer.commitOffsets([
+    { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
+  ]);
+  await payload.heartbeat();
 }
 
 export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): Kafka {

@@ -12,7 +12,7 @@ import {
   paymentWorkflowId,
 } from '../workflows/payment';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
-import { TOPICS, quarantineMessage } from './kafka';
+import { TOPICS, commitBatch, quarantineMessage } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
@@ -152,16 +152,8 @@ export async function runPaymentRouter(options: PaymentRouterOptions): Promise<v
       const result = await routeFacts(client, pool, facts, policy, options.concurrency, running, () =>
         payload.heartbeat(),
       );
-      if (!result.complete || !running()) return; // not all signalled: leave offsets for redelivery
-      const last = batch.messages[batch.messages.length - 1];
-      if (last) {
-        payload.resolveOffset(last.offset);
-        // Committed offset = next message to read; only now that every fact of the batch is accepted.
-        await consumer.commitOffsets([
-          { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-        ]);
-      }
-      await payload.heartbeat();
+      if (!result.complete) return; // not all signalled: leave offsets for redelivery
+      await commitBatch(consumer, payload); // only now that every fact of the batch is accepted
     },
   });
 }

@@ -1,7 +1,7 @@
 import type { Consumer, EachBatchPayload, Message, Producer } from 'kafkajs';
 import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
-import { TOPICS, quarantineMessage } from '../../streams/kafka';
+import { TOPICS, commitBatch, quarantineMessage } from '../../streams/kafka';
 import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
 import { describeIssues } from '../../contracts/issues';
 
@@ -102,14 +102,7 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<v
         ...(quarantined.length > 0 ? [{ topic: TOPICS.quarantine, messages: quarantined }] : []),
       ];
       if (topicMessages.length > 0) await producer.sendBatch({ acks: -1, topicMessages });
-      const last = batch.messages[batch.messages.length - 1];
-      if (!last || !payload.isRunning() || payload.isStale()) return; // not committed: redelivered, and the facts dedup downstream
-      payload.resolveOffset(last.offset);
-      // Committed offset = next message to read; only now that Kafka acknowledged every fact of the batch.
-      await consumer.commitOffsets([
-        { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-      ]);
-      await payload.heartbeat();
+      await commitBatch(consumer, payload); // only now that Kafka acknowledged every fact of the batch
     },
   });
 }
