@@ -10,6 +10,7 @@ import { simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
 import { TOPICS, createKafka } from '../../src/streams/kafka';
+import { topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // The CDC path end to end against the real Postgres and Kafka: `npm run cdc` as a child process with
@@ -66,10 +67,7 @@ async function endOffsets(
 ): Promise<Map<string, { partition: number; offset: string }[]>> {
   const out = new Map<string, { partition: number; offset: string }[]>();
   for (const topic of topics) {
-    out.set(
-      topic,
-      (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high })),
-    );
+    out.set(topic, await topicEnds(admin, topic));
   }
   return out;
 }

@@ -20,6 +20,7 @@ import { type PipelineProcess, startPipelineProcess } from '../../src/starters/p
 import { TOPICS, createConsumer, createKafka, ensureTopics } from '../../src/streams/kafka';
 import { type PartnerPollState, partnerPollStateQuery, partnerPollWorkflowId } from '../../src/workflows/partner-poll';
 import { waitFor, within } from '../support/pipeline';
+import { topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // PartnerPoll against the simulated partner API with the ingest worker as a real child process:
@@ -70,9 +71,7 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
   async function capture(partnerId: string): Promise<Record<string, Seen[]>> {
     const topics = [TOPICS.paymentEvents, TOPICS.rawPartnerApi, TOPICS.quarantine];
     const seen: Record<string, Seen[]> = Object.fromEntries(topics.map((t) => [t, []]));
-    const starts = await Promise.all(
-      topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) })),
-    );
+    const starts = await Promise.all(topics.map(async (topic) => ({ topic, offsets: await topicEnds(admin, topic) })));
     consumer = createConsumer(kafka, uniqueId('partner-poll-test'));
     await consumer.connect();
     await consumer.subscribe({ topics, fromBeginning: false });
@@ -85,7 +84,7 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
       },
     });
     for (const { topic, offsets } of starts)
-      for (const o of offsets) consumer.seek({ topic, partition: o.partition, offset: o.high });
+      for (const o of offsets) consumer.seek({ topic, partition: o.partition, offset: o.offset });
     return seen;
   }
 

@@ -26,6 +26,7 @@ import { type Vault, openVault } from '../../src/stores/vault';
 import { TOPICS, createConsumer, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
 import { type Netcut, startNetcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
+import { topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // A regional outage: eu-west's link is cut (black-holed) and us-east's gateway goes down while
@@ -42,12 +43,7 @@ async function startCollector(admin: Admin, runId: string, topics: string[]) {
   const groupId = uniqueId('gateway-test');
   // A fresh group starting at today's ends: nothing of this run is older, and older runs are not re-read.
   for (const topic of topics) {
-    const ends = await admin.fetchTopicOffsets(topic);
-    await admin.setOffsets({
-      groupId,
-      topic,
-      partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })),
-    });
+    await admin.setOffsets({ groupId, topic, partitions: await topicEnds(admin, topic) });
   }
   const consumer: Consumer = createConsumer(createKafka(config, groupId), groupId);
   const seen = new Map<string, Seen[]>(topics.map((t) => [t, []]));

@@ -14,8 +14,9 @@ import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../.
 import { createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
-import { TOPICS, createConsumer, createKafka, createProducer } from '../../src/streams/kafka';
+import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
+import { type ReadMessage, type TopicOffsets, readKeyed as readTopic, topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
@@ -56,58 +57,30 @@ function postOnNewConnection(url: string, body: string, headers: Record<string, 
 }
 
 // End offsets when the suite started: reading from them, not from the beginning, keeps each read short
-// however much the shared topics already hold (benchmarks put hundreds of thousands of events there).
-const suiteStart = new Map<string, { partition: number; offset: string }[]>();
+// however much the shared topics already hold.
+const kafka = createKafka(config, 'webhook-test');
+const suiteStart = new Map<string, TopicOffsets>();
 
 async function rememberTopicEnds(topics: string[]): Promise<void> {
-  const admin = createKafka(config, 'webhook-test').admin();
+  const admin = kafka.admin();
   await admin.connect();
   try {
-    for (const topic of topics) {
-      suiteStart.set(
-        topic,
-        (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.offset })),
-      );
-    }
+    for (const topic of topics) suiteStart.set(topic, await topicEnds(admin, topic));
   } finally {
     await admin.disconnect();
   }
 }
 
-/** Reads a topic from where it ended at suite start, with a fresh group, until `want` messages keyed by `key` arrived. */
-async function readKeyed(
-  topic: string,
-  key: string,
-  want: number,
-  timeoutMs = 30_000,
-): Promise<{ value: string; headers: Record<string, string> }[]> {
-  const consumer = createConsumer(createKafka(config, 'webhook-test'), uniqueId('webhook-test'));
-  const found: { value: string; headers: Record<string, string> }[] = [];
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`only ${found.length}/${want} messages for ${key} on ${topic} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          if (message.key?.toString() !== key) return;
-          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
-          found.push({ value: String(message.value), headers });
-          if (found.length >= want) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-      for (const p of suiteStart.get(topic) ?? []) consumer.seek({ topic, partition: p.partition, offset: p.offset });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return found;
+/** The first `want` messages keyed `key` on `topic` since the suite started. */
+function readKeyed(topic: string, key: string, want: number, timeoutMs?: number): Promise<ReadMessage[]> {
+  return readTopic(
+    kafka,
+    topic,
+    suiteStart.get(topic) ?? [],
+    (k) => k === key,
+    (kept) => kept.length >= want,
+    timeoutMs,
+  );
 }
 
 describe('webhook receiver (the edge)', () => {
