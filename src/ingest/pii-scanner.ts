@@ -90,9 +90,17 @@ function findEmails(text: string): PiiSpan[] {
   const spans: PiiSpan[] = [];
   const re = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
   for (const m of text.matchAll(re)) {
-    const tld = m[0].slice(m[0].lastIndexOf('.') + 1);
+    let start = m.index;
+    let found = m[0];
+    // As for numbers: the letter of a JSON escape (\n@type.googleapis.com) is not part of a local part.
+    if (text[start - 1] === '\\' && 'nrtbf'.includes(found[0]!)) {
+      start += 1;
+      found = found.slice(1);
+      if (found.startsWith('@')) continue;
+    }
+    const tld = found.slice(found.lastIndexOf('.') + 1);
     if (!/^[A-Za-z]{2,24}$/.test(tld)) continue;
-    spans.push({ kind: 'email', start: m.index, end: m.index + m[0].length, normalized: m[0].toLowerCase() });
+    spans.push({ kind: 'email', start, end: start + found.length, normalized: found.toLowerCase() });
   }
   return spans;
 }

@@ -1,7 +1,7 @@
 import type { Batch, Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
 import { type Logger, errorMessage } from '../logger';
-import { RAW_TOPICS, TOPICS, commitBatch } from '../streams/kafka';
+import { RAW_TOPICS, TOPICS, commitBatch, runBatches } from '../streams/kafka';
 import { documentsOf, unknownFieldPaths } from './schema-drift';
 import type { SchemaRegistry } from './schema-registry';
 
@@ -228,24 +228,19 @@ export async function runQualityConsumer(options: QualityConsumerOptions): Promi
   const { consumer, pool, registry, group, log, maxUnknownPaths } = options;
   const counters: QualityCounters = { counted: 0, alreadyCounted: 0, observations: 0 };
   await consumer.subscribe({ topics: [...(options.topics ?? RAW_TOPICS)], fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: 3,
-    eachBatch: async (payload: EachBatchPayload) => {
-      const { batch } = payload;
-      if (batch.messages.length === 0) return;
-      const result = await countBatch(pool, group, batch, (m) =>
-        observeMessage(registry, batch.topic, m, maxUnknownPaths),
-      );
-      counters.counted += result.counted;
-      counters.alreadyCounted += result.alreadyCounted;
-      counters.observations += result.observations;
-      if (result.alreadyCounted > 0)
-        log.info('skipped redelivered messages', { topic: batch.topic, partition: batch.partition, ...result });
-      // Counted in Postgres first; a crash before this commit only causes a redelivery that is skipped.
-      await commitBatch(consumer, payload);
-    },
+  await runBatches(consumer, async (payload: EachBatchPayload) => {
+    const { batch } = payload;
+    if (batch.messages.length === 0) return;
+    const result = await countBatch(pool, group, batch, (m) =>
+      observeMessage(registry, batch.topic, m, maxUnknownPaths),
+    );
+    counters.counted += result.counted;
+    counters.alreadyCounted += result.alreadyCounted;
+    counters.observations += result.observations;
+    if (result.alreadyCounted > 0)
+      log.info('skipped redelivered messages', { topic: batch.topic, partition: batch.partition, ...result });
+    // Counted in Postgres first; a crash before this commit only causes a redelivery that is skipped.
+    await commitBatch(consumer, payload);
   });
   return counters;
 }

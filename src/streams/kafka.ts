@@ -70,6 +70,11 @@ export function quarantineMessage(topic: string, partition: number, message: Kaf
   };
 }
 
+/** Batch consumption with manual commits, 3 partitions at a time: `eachBatch` ends with commitBatch once its work is durable. */
+export function runBatches(consumer: Consumer, eachBatch: (payload: EachBatchPayload) => Promise<void>): Promise<void> {
+  return consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 3, eachBatch });
+}
+
 /**
  * Call once the batch's work is durable (signalled, produced, counted): commits the next offset to read,
  * only while this member still owns the partition; otherwise the batch is redelivered, which every

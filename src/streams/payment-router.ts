@@ -12,7 +12,7 @@ import {
   paymentWorkflowId,
 } from '../workflows/payment';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
-import { TOPICS, commitBatch, quarantineMessage } from './kafka';
+import { TOPICS, commitBatch, runBatches, quarantineMessage } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
@@ -127,33 +127,28 @@ export async function quarantine(
 export async function runPaymentRouter(options: PaymentRouterOptions): Promise<void> {
   const { client, consumer, producer, pool, log, policy } = options;
   await consumer.subscribe({ topic: TOPICS.paymentEvents, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: 3,
-    eachBatch: async (payload: EachBatchPayload) => {
-      const { batch } = payload;
-      const facts: PaymentEvent[] = [];
-      for (const message of batch.messages) {
-        const parsed = parsePaymentEvent(message.value);
-        if (parsed.ok) {
-          facts.push(parsed.value);
-          continue;
-        }
-        await quarantine(producer, batch.topic, batch.partition, message, parsed.reason);
-        log.warn('quarantined payment event', {
-          partition: batch.partition,
-          offset: message.offset,
-          reason: parsed.reason,
-        });
+  await runBatches(consumer, async (payload: EachBatchPayload) => {
+    const { batch } = payload;
+    const facts: PaymentEvent[] = [];
+    for (const message of batch.messages) {
+      const parsed = parsePaymentEvent(message.value);
+      if (parsed.ok) {
+        facts.push(parsed.value);
+        continue;
       }
-      const running = (): boolean => payload.isRunning() && !payload.isStale();
-      // kafkajs sends a heartbeat only when its interval is due, so calling it per payment is cheap.
-      const result = await routeFacts(client, pool, facts, policy, options.concurrency, running, () =>
-        payload.heartbeat(),
-      );
-      if (!result.complete) return; // not all signalled: leave offsets for redelivery
-      await commitBatch(consumer, payload); // only now that every fact of the batch is accepted
-    },
+      await quarantine(producer, batch.topic, batch.partition, message, parsed.reason);
+      log.warn('quarantined payment event', {
+        partition: batch.partition,
+        offset: message.offset,
+        reason: parsed.reason,
+      });
+    }
+    const running = (): boolean => payload.isRunning() && !payload.isStale();
+    // kafkajs sends a heartbeat only when its interval is due, so calling it per payment is cheap.
+    const result = await routeFacts(client, pool, facts, policy, options.concurrency, running, () =>
+      payload.heartbeat(),
+    );
+    if (!result.complete) return; // not all signalled: leave offsets for redelivery
+    await commitBatch(consumer, payload); // only now that every fact of the batch is accepted
   });
 }

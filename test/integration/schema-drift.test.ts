@@ -1,16 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { Admin, Consumer, Message, Producer } from 'kafkajs';
 import type { Pool } from 'pg';
 import { signStripe } from '../../src/ingest/signatures';
-import { type Spool, openSpool } from '../../src/ingest/spool';
-import { tokenizerFromConfig } from '../../src/ingest/tokenize';
-import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
+import { parsePartners } from '../../src/ingest/webhook-receiver';
 import { createLogger } from '../../src/logger';
 import {
   type DriftReportRow,
@@ -21,7 +15,6 @@ import {
 import { createSchemaRegistry } from '../../src/quality/schema-registry';
 import { migrate } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
-import { type Vault, openVault } from '../../src/stores/vault';
 import {
   TOPICS,
   consumerGroupLag,
@@ -31,6 +24,7 @@ import {
   ensureTopics,
 } from '../../src/streams/kafka';
 import { type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
+import { type TestEdge, startTestEdge } from '../support/edge';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // Field names carry this run's tag, so rows are this run's whatever else the table holds.
@@ -42,7 +36,6 @@ const topics = [TOPICS.rawWebhooks, TOPICS.rawGateways, TOPICS.cdcPayments];
 const log = createLogger('test-quality');
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
 const acme = partners.find((p) => p.scheme === 'stripe')!;
-const tokenizer = tokenizerFromConfig(config);
 
 const fact = (paymentId: string) => ({
   paymentId,
@@ -70,10 +63,7 @@ describe('schema drift (quality consumer on the raw topics)', () => {
   let pool: Pool;
   let admin: Admin;
   let producer: Producer;
-  let spoolDir: string;
-  let spool: Spool;
-  let vault: Vault;
-  let receiver: WebhookReceiver;
+  let edge: TestEdge | undefined;
   let base: string;
   let startOffsets: Map<string, TopicOffsets>;
   let quarantineStart: TopicOffsets;
@@ -96,31 +86,15 @@ describe('schema drift (quality consumer on the raw topics)', () => {
     quarantineStart = await topicEnds(admin, TOPICS.quarantine);
     producer = createProducer(kafka);
     await producer.connect();
-    spoolDir = mkdtempSync(join(tmpdir(), 'paylink-drift-spool-'));
-    spool = await openSpool({ dir: spoolDir, maxBytes: 8 * 1024 * 1024 });
-    vault = await openVault(config);
-    receiver = createWebhookReceiver({
-      partners,
-      producer,
-      spool,
-      tokenizer,
-      vault,
-      log,
-      maxBodyBytes: 64 * 1024,
-      kafkaTimeoutMs: 5000,
-    });
-    await new Promise<void>((r) => receiver.server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(receiver.server.address() as AddressInfo).port}`;
+    edge = await startTestEdge(producer, log);
+    base = edge.base;
   });
 
   after(async () => {
-    await receiver?.close();
-    await spool?.close();
-    await vault?.close();
+    await edge?.close();
     await producer?.disconnect();
     await admin?.disconnect();
     await pool?.end();
-    rmSync(spoolDir, { recursive: true, force: true });
   });
 
   /** Runs the quality consumer in-process until the group has committed everything sent so far. */

@@ -7,16 +7,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { scanValue } from '../../src/ingest/pii-scanner';
 import { signAdyen, signStripe } from '../../src/ingest/signatures';
-import { type Spool, openSpool } from '../../src/ingest/spool';
+import { openSpool } from '../../src/ingest/spool';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createVaultJournal } from '../../src/ingest/vault-journal';
-import { type WebhookReceiver, createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
+import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import { createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
-import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
+import { type Vault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
 import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { type ReadMessage, type TopicOffsets, readKeyed as readTopic, topicEnds } from '../support/kafka';
+import { type TestEdge, startTestEdge } from '../support/edge';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
@@ -84,39 +85,21 @@ function readKeyed(topic: string, key: string, want: number, timeoutMs?: number)
 }
 
 describe('webhook receiver (the edge)', () => {
-  let spoolDir: string;
-  let spool: Spool;
+  let edge: TestEdge;
   let vault: Vault;
-  let receiver: WebhookReceiver;
   let base: string;
   const producer = createProducer(createKafka(config, 'webhook-test'));
 
   before(async () => {
     await requireServices('kafka', 'postgres');
     await rememberTopicEnds([TOPICS.paymentEvents, TOPICS.rawWebhooks, TOPICS.quarantine]);
-    spoolDir = mkdtempSync(join(tmpdir(), 'paylink-spool-'));
-    spool = await openSpool({ dir: spoolDir, maxBytes: 8 * 1024 * 1024 });
-    vault = await openVault(config);
     await producer.connect();
-    receiver = createWebhookReceiver({
-      partners,
-      producer,
-      spool,
-      tokenizer,
-      vault,
-      log: createLogger('test-edge'),
-      maxBodyBytes: 64 * 1024,
-      kafkaTimeoutMs: 5000,
-    });
-    await new Promise<void>((r) => receiver.server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(receiver.server.address() as AddressInfo).port}`;
+    edge = await startTestEdge(producer, createLogger('test-edge'));
+    ({ base, vault } = edge);
   });
   after(async () => {
-    await receiver.close();
-    await spool.close();
-    await vault.close();
+    await edge.close();
     await producer.disconnect();
-    rmSync(spoolDir, { recursive: true, force: true });
   });
 
   const postStripe = (body: string, signature?: string, partner = acme.id): Promise<Response> =>

@@ -268,4 +268,15 @@ describe('pii scanner false positives found in real data', () => {
     assert.deepEqual(scanForPii('45799016-3224-499f-8ac3-1234567890ab'), []);
     assert.equal(scanForPii('card 4242-4242-4242-4242 exp').length, 1, 'a dashed card number is still found');
   });
+
+  it('does not read a JSON escape before @ (a protobuf type URL in a Temporal log line) as an email', () => {
+    assert.deepEqual(scanForPii('details: b"\\x1aB\\n@type.googleapis.com/temporal.api.errordetails.v1"'), []);
+    const text = '"note":"line one\\njane.doe@example.com"';
+    const glued = scanForPii(text);
+    assert.deepEqual(
+      glued.map((f) => ({ kind: f.kind, found: text.slice(f.offset, f.offset + f.length) })),
+      [{ kind: 'email', found: 'jane.doe@example.com' }],
+      'an email after an escape is still found, without the escape letter',
+    );
+  });
 });

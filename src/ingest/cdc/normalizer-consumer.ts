@@ -1,7 +1,7 @@
 import type { Consumer, EachBatchPayload, Message, Producer } from 'kafkajs';
 import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
-import { TOPICS, commitBatch, quarantineMessage } from '../../streams/kafka';
+import { TOPICS, commitBatch, runBatches, quarantineMessage } from '../../streams/kafka';
 import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
 import { describeIssues } from '../../contracts/issues';
 
@@ -71,38 +71,34 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<v
   const { consumer, producer, log } = options;
   // From the start when the group has no offsets: a new group must not miss a creation.
   for (const topic of CDC_TOPICS) await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    eachBatch: async (payload: EachBatchPayload) => {
-      const { batch } = payload;
-      const facts: Message[] = [];
-      const quarantined: Message[] = [];
-      for (const message of batch.messages) {
-        const result = normalizeChange(message.key, message.value);
-        if (result.kind === 'skip') continue;
-        if (result.kind === 'fact') {
-          facts.push({
-            key: result.fact.paymentId,
-            value: JSON.stringify(result.fact),
-            headers: { 'idempotency-key': result.fact.idempotencyKey, source: 'cdc' },
-          });
-          continue;
-        }
-        quarantined.push(quarantineMessage(batch.topic, batch.partition, message, result.reason));
-        log.warn('quarantined change event', {
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: message.offset,
-          reason: result.reason,
+  await runBatches(consumer, async (payload: EachBatchPayload) => {
+    const { batch } = payload;
+    const facts: Message[] = [];
+    const quarantined: Message[] = [];
+    for (const message of batch.messages) {
+      const result = normalizeChange(message.key, message.value);
+      if (result.kind === 'skip') continue;
+      if (result.kind === 'fact') {
+        facts.push({
+          key: result.fact.paymentId,
+          value: JSON.stringify(result.fact),
+          headers: { 'idempotency-key': result.fact.idempotencyKey, source: 'cdc' },
         });
+        continue;
       }
-      const topicMessages = [
-        ...(facts.length > 0 ? [{ topic: TOPICS.paymentEvents, messages: facts }] : []),
-        ...(quarantined.length > 0 ? [{ topic: TOPICS.quarantine, messages: quarantined }] : []),
-      ];
-      if (topicMessages.length > 0) await producer.sendBatch({ acks: -1, topicMessages });
-      await commitBatch(consumer, payload); // only now that Kafka acknowledged every fact of the batch
-    },
+      quarantined.push(quarantineMessage(batch.topic, batch.partition, message, result.reason));
+      log.warn('quarantined change event', {
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: message.offset,
+        reason: result.reason,
+      });
+    }
+    const topicMessages = [
+      ...(facts.length > 0 ? [{ topic: TOPICS.paymentEvents, messages: facts }] : []),
+      ...(quarantined.length > 0 ? [{ topic: TOPICS.quarantine, messages: quarantined }] : []),
+    ];
+    if (topicMessages.length > 0) await producer.sendBatch({ acks: -1, topicMessages });
+    await commitBatch(consumer, payload); // only now that Kafka acknowledged every fact of the batch
   });
 }
