@@ -14,6 +14,29 @@ const forbiddenInWorkflows = [
   '@temporalio/activity',
 ];
 
+// Settings with public dev defaults (SECRET_SETTINGS in src/config.ts): read only through
+// secretSetting(config, name), which refuses those defaults in production, so no call site can skip the check.
+const secretSettings = [
+  'DATABASE_URL',
+  'MIGRATION_DATABASE_URL',
+  'VAULT_DATABASE_URL',
+  'OLTP_DATABASE_URL',
+  'VAULT_ENCRYPTION_KEYS',
+  'TOKENIZATION_KEYS',
+  'WEBHOOK_PARTNERS',
+  'PARTNER_APIS',
+  'S3_SECRET_ACCESS_KEY',
+  'SNOWFLAKE_PASSWORD',
+];
+const secretName = `/^(${secretSettings.join('|')})$/`;
+const secretReadMessage =
+  'Read this secret through secretSetting(config, name) from src/config.ts: production refuses its dev default.';
+const secretReads = [
+  { selector: `MemberExpression[property.name=${secretName}]`, message: secretReadMessage },
+  { selector: `MemberExpression[property.value=${secretName}]`, message: secretReadMessage },
+  { selector: `ObjectPattern > Property[key.name=${secretName}]`, message: secretReadMessage },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', '.paylink/**', 'tools/**/*.py'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -33,6 +56,12 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
     },
+  },
+  {
+    // The local stack installer provisions the dev defaults themselves and never runs in production.
+    files: ['src/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['src/config.ts', 'src/stack/**'],
+    rules: { 'no-restricted-syntax': ['error', ...secretReads] },
   },
   {
     files: ['src/workflows/**/*.ts'],
@@ -66,6 +95,7 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'No clock in workflow code.' },
+        ...secretReads, // this block's no-restricted-syntax replaces the one above for workflow files
       ],
     },
   },

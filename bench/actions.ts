@@ -6,7 +6,7 @@ import { summarizeLedger } from '../src/ledger/checks';
 import { countActionsForWorkflows } from '../src/ops/billable-actions';
 import { simulatePayments } from '../src/simulator/payments';
 import { up } from '../src/stack/cli';
-import { migrate } from '../src/stores/migrate';
+import { migrateAsOwner } from '../src/stores/migrate';
 import { createPool } from '../src/stores/postgres';
 import { type RoutingPolicy, routeFacts } from '../src/streams/payment-router';
 import { createPaymentWorker } from '../src/workers/payment-worker';
@@ -38,8 +38,8 @@ const VARIANTS: Variant[] = [
 async function main(): Promise<void> {
   const config = loadConfig();
   await up();
+  await migrateAsOwner(config);
   const pool = createPool(config, 8);
-  await migrate(pool);
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });

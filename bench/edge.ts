@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../src/config';
+import { loadConfig, secretSetting } from '../src/config';
 import { stripeStyleToFact } from '../src/contracts/partner-webhooks';
 import { signStripe, verifyStripeSignature } from '../src/ingest/signatures';
 import { tokenizerFromConfig } from '../src/ingest/tokenize';
@@ -77,7 +77,7 @@ async function measured(serverPid: number | undefined, run: () => Promise<Result
 }
 
 function bodies(n: number): { body: string; signature: string }[] {
-  const partner = parsePartners(loadConfig().WEBHOOK_PARTNERS).find((p) => p.scheme === 'stripe')!;
+  const partner = parsePartners(secretSetting(loadConfig(), 'WEBHOOK_PARTNERS')).find((p) => p.scheme === 'stripe')!;
   const now = Math.floor(Date.now() / 1000);
   return Array.from({ length: n }, (_, i) => {
     const body = JSON.stringify({
@@ -185,7 +185,7 @@ function startProfiled(
 /** CPU µs per call of each in-process stage of the edge, on the same requests (no I/O: Kafka and fsync are not in it). */
 function stageCosts(reqs: { body: string; signature: string }[]): Record<string, number> {
   const config = loadConfig();
-  const partner = parsePartners(config.WEBHOOK_PARTNERS).find((p) => p.scheme === 'stripe')!;
+  const partner = parsePartners(secretSetting(config, 'WEBHOOK_PARTNERS')).find((p) => p.scheme === 'stripe')!;
   const tokenizer = tokenizerFromConfig(config);
   const keyring = vaultKeyring(config);
   const sample = reqs.slice(0, 3000).map((r) => ({ ...r, raw: Buffer.from(r.body) }));

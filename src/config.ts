@@ -5,6 +5,9 @@ import { errorMessage } from './logger';
 // One config loader: every address comes from the environment, with local-stack defaults,
 // so the same code runs against MSK, RDS, S3, Temporal Cloud and Snowflake.
 const Env = z.object({
+  // The public dev defaults of SECRET_SETTINGS apply only in development; production refuses them (secretSetting).
+  PAYLINK_ENV: z.enum(['development', 'production']).default('development'),
+
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_UI_URL: z.string().default('http://127.0.0.1:8233'),
@@ -153,8 +156,11 @@ const Env = z.object({
     .default(''),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().positive().default(6),
 
-  DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink'),
-  // The token vault: its own role and schema; the ledger role cannot read it.
+  // The application role: owns nothing and may only read and append to the ledger (migration 004).
+  DATABASE_URL: z.string().default('postgres://paylink_app:paylink_app@127.0.0.1:5433/paylink'),
+  // The schemas' owner, used only to migrate (npm run migrate, the demo, test setup), never by a pipeline process.
+  MIGRATION_DATABASE_URL: z.string().default('postgres://paylink:paylink@127.0.0.1:5433/paylink'),
+  // The token vault's role: reads and appends to vault.tokens only; the application role cannot read the vault.
   VAULT_DATABASE_URL: z.string().default('postgres://paylink_vault:paylink_vault@127.0.0.1:5433/paylink'),
   // Versioned keys "version:base64(32 bytes)", comma-separated; the highest version is active.
   // Local defaults are public dev keys: production sets both from a secrets manager.
@@ -186,6 +192,86 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment configuration: ${problems}`);
   }
   return parsed.data;
+}
+
+// Settings whose local defaults are in this repository, each with where a secret sits in its value.
+// eslint.config.mjs forbids reading them except through secretSetting (test/unit/production-guard.test.ts ties the lists).
+const SECRET_SHAPES = {
+  DATABASE_URL: 'url',
+  MIGRATION_DATABASE_URL: 'url',
+  VAULT_DATABASE_URL: 'url',
+  OLTP_DATABASE_URL: 'url',
+  VAULT_ENCRYPTION_KEYS: 'keys',
+  TOKENIZATION_KEYS: 'keys',
+  WEBHOOK_PARTNERS: 'partners',
+  PARTNER_APIS: 'partners',
+  S3_SECRET_ACCESS_KEY: 'whole',
+  SNOWFLAKE_PASSWORD: 'whole',
+} as const satisfies Partial<Record<keyof Config, 'url' | 'keys' | 'partners' | 'whole'>>;
+
+export type SecretSetting = keyof typeof SECRET_SHAPES;
+export const SECRET_SETTINGS = Object.keys(SECRET_SHAPES) as SecretSetting[];
+
+/** A URL's password, a key ring's keys, a partner list's secrets and tokens, or the whole value. */
+function secretParts(name: SecretSetting, value: string): string[] {
+  switch (SECRET_SHAPES[name]) {
+    case 'url': {
+      const url = URL.canParse(value) ? new URL(value) : undefined;
+      return [url ? decodeURIComponent(url.password) || (url.searchParams.get('password') ?? '') : ''].filter(Boolean);
+    }
+    case 'keys':
+      return value.split(',').flatMap((entry) => {
+        const key = entry.slice(entry.indexOf(':') + 1).trim();
+        return key ? [Buffer.from(key, 'base64').toString('hex')] : [];
+      });
+    case 'partners': {
+      const found: string[] = [];
+      const walk = (v: unknown, key?: string): void => {
+        if (typeof v === 'string' && (key === 'secrets' || key === 'token')) found.push(v);
+        else if (Array.isArray(v)) for (const item of v) walk(item, key);
+        else if (v && typeof v === 'object') for (const [k, item] of Object.entries(v)) walk(item, k);
+      };
+      try {
+        walk(JSON.parse(value));
+      } catch {
+        // Malformed JSON: its own parser (parseJsonSetting) names the setting when it is read.
+      }
+      return found;
+    }
+    case 'whole':
+      return [value];
+  }
+}
+
+const DEV_DEFAULTS: Config = Env.parse({});
+const DEV_SECRETS = new Set(SECRET_SETTINGS.flatMap((name) => secretParts(name, DEV_DEFAULTS[name])));
+
+/** A production process met a secret setting that is unset, empty or public; `setting` names it, the value is never shown. */
+export class DevSecretInProduction extends Error {
+  constructor(
+    readonly setting: SecretSetting,
+    problem: string,
+  ) {
+    super(`${setting} ${problem}; set it from the secrets manager (PAYLINK_ENV=production)`);
+    this.name = 'DevSecretInProduction';
+  }
+}
+
+/**
+ * The one way to read a secret setting. In production it refuses the public dev default (which is
+ * also what an unset variable gets), an empty value, and a value carrying any dev secret (a dev
+ * partner list with one partner added). Call it where the client or key ring is built, so a
+ * process refuses at start rather than at first use.
+ */
+export function secretSetting(config: Config, name: SecretSetting): string {
+  const value = config[name];
+  if (config.PAYLINK_ENV !== 'production') return value;
+  if (value === DEV_DEFAULTS[name]) throw new DevSecretInProduction(name, 'is the public development default');
+  if (value.trim() === '') throw new DevSecretInProduction(name, 'is empty');
+  if (secretParts(name, value).some((part) => DEV_SECRETS.has(part))) {
+    throw new DevSecretInProduction(name, 'carries a public development secret');
+  }
+  return value;
 }
 
 /** A JSON-valued setting (partners, feeds) checked against `schema`; errors name the setting and the path, never the value. */

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, loadConfig } from '../config';
+import { type Config, loadConfig, secretSetting } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { dataDir } from '../stack/service';
 import { openVaultLazily, vaultKeyring } from '../stores/vault';
@@ -68,6 +68,12 @@ function sumStatuses(statuses: EdgeStatus[]): EdgeStatus {
 }
 
 async function runReceiver(config: Config, index: number, workers: number): Promise<void> {
+  // Secrets first: a refused production setting stops the start before any spool is opened.
+  const partners = parsePartners(secretSetting(config, 'WEBHOOK_PARTNERS'));
+  const tokenizer = tokenizerFromConfig(config);
+  const keyring = vaultKeyring(config);
+  // Lazily: the edge starts, journals and answers 2xx while Postgres is down.
+  const vault = openVaultLazily(config);
   const spoolBase = config.WEBHOOK_SPOOL_DIR || join(dataDir, 'spool', 'webhooks');
   const journalBase = config.VAULT_JOURNAL_DIR || join(dataDir, 'vault-journal', 'webhooks');
   const spool = await openOwnedSpool(workerDir(spoolBase, index), config.WEBHOOK_SPOOL_MAX_BYTES);
@@ -78,9 +84,6 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   const orphanJournalSpools = await Promise.all(
     orphanDirs(journalBase, workers, index).map((d) => openOwnedSpool(d, config.VAULT_JOURNAL_MAX_BYTES)),
   );
-  // Lazily: the edge starts, journals and answers 2xx while Postgres is down.
-  const vault = openVaultLazily(config);
-  const keyring = vaultKeyring(config);
   const vaultJournal = createVaultJournal({ spool: journalSpool, keyring, vault, log });
   const orphanJournals = orphanJournalSpools.map((s) => createVaultJournal({ spool: s, keyring, vault, log }));
   const producer = createProducer(createKafka(config, 'paylink-webhook-receiver'));
@@ -89,10 +92,10 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
 
   let clusterStatuses: Record<number, EdgeStatus> = {};
   const receiver = createWebhookReceiver({
-    partners: parsePartners(config.WEBHOOK_PARTNERS),
+    partners,
     producer,
     spool,
-    tokenizer: tokenizerFromConfig(config),
+    tokenizer,
     vault,
     vaultJournal,
     readiness: () => {
@@ -165,11 +168,15 @@ async function runPrimary(config: Config, workers: number): Promise<void> {
   const byWorker = new Map<Worker, number>();
   let stopping = false;
   let ready = 0;
+  const listened = new Set<number>();
+  let failStart: (err: Error) => void = () => undefined;
+  const startFailed = new Promise<Error>((resolve) => (failStart = resolve));
   const fork = (index: number): void => {
     const worker = cluster.fork({ WEBHOOK_WORKER_INDEX: String(index) });
     byWorker.set(worker, index);
     worker.on('message', (m: StatusMessage | ClusterMessage) => {
       if (m.kind === 'edge-status') statuses[m.index] = m.status;
+      if (m.kind === 'worker-ready') listened.add(index);
       if (m.kind === 'worker-ready' && ++ready === workers) {
         log.info('ready', { port: config.WEBHOOK_PORT, workers });
       }
@@ -177,18 +184,29 @@ async function runPrimary(config: Config, workers: number): Promise<void> {
     worker.on('exit', (code, signal) => {
       byWorker.delete(worker);
       if (stopping) return;
+      // A worker that never listened failed its start (configuration, a refused secret): every restart would too.
+      if (!listened.has(index)) {
+        failStart(new Error(`receiver worker ${index} exited (code ${code}, signal ${signal}) before it listened`));
+        return;
+      }
       log.error('receiver worker exited; starting it again', { worker: index, code, signal });
       setTimeout(() => fork(index), 500); // its spool and journal stay put; the new worker resumes them
     });
   };
   for (let i = 0; i < workers; i++) fork(i);
   const broadcast = setInterval(() => {
-    for (const w of byWorker.keys()) w.send({ kind: 'edge-cluster-status', statuses } satisfies ClusterMessage);
+    for (const w of byWorker.keys()) {
+      // A dying worker's channel closes before its exit event; sending then would crash the primary.
+      if (w.isConnected()) w.send({ kind: 'edge-cluster-status', statuses } satisfies ClusterMessage);
+    }
   }, 250);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const failed = await Promise.race([
+    startFailed,
+    new Promise<undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+    }),
+  ]);
   stopping = true;
   clearInterval(broadcast);
   await Promise.all(
@@ -200,6 +218,7 @@ async function runPrimary(config: Config, workers: number): Promise<void> {
         }),
     ),
   );
+  if (failed) throw failed;
 }
 
 async function main(): Promise<void> {

@@ -13,7 +13,7 @@ import { splitByChannel } from '../simulator/channels';
 import { createPartnerApiSimulator } from '../simulator/partner-api';
 import { type Simulation, simulatePayments } from '../simulator/payments';
 import { services } from '../stack/cli';
-import { migrate } from '../stores/migrate';
+import { migrateAsOwner } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { openVault } from '../stores/vault';
 import { createKafka, createProducer, ensureTopics } from '../streams/kafka';
@@ -383,7 +383,7 @@ async function main(): Promise<void> {
   const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
-    await migrate(pool);
+    await migrateAsOwner(config);
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });
     const ctx: RecordContext = {
       config,

@@ -1,6 +1,6 @@
+import type { Pool } from 'pg';
 import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
-import { migrate } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { createConsumer, createKafka, ensureTopics } from '../streams/kafka';
 import { type DriftReportFilter, readDriftReport, runQualityConsumer } from './quality-consumer';
@@ -10,6 +10,15 @@ import { createSchemaRegistry } from './schema-registry';
 // `npm run quality -- report [--source s] [--schema name@v] [--path prefix] [--limit n]`: the drift table as JSON.
 
 const log = createLogger('quality');
+
+/** The consumer runs as the application role and does not migrate: say so if the owner has not yet. */
+async function requireQualityTables(pool: Pool): Promise<void> {
+  try {
+    await pool.query('select 1 from quality.schema_drift, quality.consumed_offsets limit 0');
+  } catch (err) {
+    throw new Error(`quality tables are not usable (${errorMessage(err)}); run \`npm run migrate\` first`);
+  }
+}
 
 async function report(args: string[]): Promise<void> {
   const filter: DriftReportFilter = {};
@@ -24,7 +33,7 @@ async function report(args: string[]): Promise<void> {
   }
   const pool = createPool(loadConfig(), 1);
   try {
-    await migrate(pool);
+    await requireQualityTables(pool);
     process.stdout.write(`${JSON.stringify(await readDriftReport(pool, filter), null, 2)}\n`);
   } finally {
     await pool.end();
@@ -42,7 +51,7 @@ async function consume(): Promise<void> {
     process.once('SIGTERM', () => resolve());
   });
   try {
-    await migrate(pool);
+    await requireQualityTables(pool);
     await admin.connect();
     await ensureTopics(admin, config);
     await admin.disconnect();

@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import { type Config, secretSetting } from '../config';
 import type { FactOf, PaymentEvent } from '../contracts/payment-event';
 import { parsePartnerApis } from '../contracts/partner-api';
 import { parseGatewayFeeds } from '../ingest/gateways/gateway-connector';
@@ -43,9 +43,9 @@ export interface DeliveryReport {
 
 export async function startExternalParties(config: Config, seed: number): Promise<ExternalParties> {
   const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
-  const partnerConfig = parsePartnerApis(config.PARTNER_APIS)[0];
+  const partnerConfig = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'))[0];
   if (!partnerConfig) throw new Error('PARTNER_APIS lists no partner for the simulator to play');
-  const webhookPartners = parsePartners(config.WEBHOOK_PARTNERS);
+  const webhookPartners = parsePartners(secretSetting(config, 'WEBHOOK_PARTNERS'));
 
   const gateways = feeds.map((f) =>
     createGatewayFeed({ region: f.region, gateway: f.gateway, port: Number(new URL(f.url).port) }),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Pool } from 'pg';
-import type { Config } from '../config';
+import { type Config, secretSetting } from '../config';
 import type { PaymentEvent } from '../contracts/payment-event';
 
 // PayLink's own OLTP database as its payments API writes it: one row per payment (status updated in
@@ -18,7 +18,7 @@ export function assertSchemaName(schema: string): string {
 export function createOltpPool(config: Config, max = 4): Pool {
   // UTC + ISO dates: timestamptz text (also in logical decoding, which runs in this session) is unambiguous.
   return new Pool({
-    connectionString: config.OLTP_DATABASE_URL,
+    connectionString: secretSetting(config, 'OLTP_DATABASE_URL'),
     max,
     connectionTimeoutMillis: 5000,
     options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',

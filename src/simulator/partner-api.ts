@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadConfig } from '../config';
+import { loadConfig, secretSetting } from '../config';
 import { parsePartnerApis } from '../contracts/partner-api';
 import type { FactOf, PaymentEvent } from '../contracts/payment-event';
 import { createLogger, errorMessage } from '../logger';
@@ -256,7 +256,7 @@ function reply(res: ServerResponse, status: number, body: unknown, headers: Reco
 // new batch of settlements every few seconds so the cursor never runs dry.
 async function main(): Promise<void> {
   const log = createLogger('partner-api-simulator');
-  const partner = parsePartnerApis(loadConfig().PARTNER_APIS)[0];
+  const partner = parsePartnerApis(secretSetting(loadConfig(), 'PARTNER_APIS'))[0];
   if (!partner) throw new Error('PARTNER_APIS lists no partner');
   const sim = createPartnerApiSimulator({
     tokens: [partner.token],

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { Client } from 'pg';
 import { loadConfig } from '../config';
+import { APPLICATION_ROLE, VAULT_ROLE, migrateAsOwner } from '../stores/migrate';
 import {
   type LocalService,
   commandExists,
@@ -18,8 +19,21 @@ import {
 
 // PostgreSQL from Debian's packages, one cluster under the project's data dir, wal_level=logical for CDC.
 
-function target(): { host: string; port: number; user: string; password: string; database: string } {
-  const url = new URL(loadConfig().DATABASE_URL);
+interface PgTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/** The owner's connection (MIGRATION_DATABASE_URL): it exists before the application role is provisioned. */
+function target(): PgTarget {
+  return parseTarget(loadConfig().MIGRATION_DATABASE_URL);
+}
+
+function parseTarget(connectionString: string): PgTarget {
+  const url = new URL(connectionString);
   return {
     host: url.hostname,
     port: Number(url.port || 5432),
@@ -50,12 +64,46 @@ function socketDir(): string {
   return serviceDir('postgres');
 }
 
-async function superuserQuery(sql: string): Promise<void> {
+async function superuserQuery(sql: string, database = 'postgres'): Promise<void> {
   const t = target();
-  const client = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: 'postgres' });
+  const client = new Client({ host: socketDir(), port: t.port, user: 'postgres', database });
   await client.connect();
   try {
     await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+/** Creates the login role of a connection URL if missing; `attributes` (e.g. REPLICATION) are set either way. */
+async function ensureLoginRole(connectionString: string, attributes = ''): Promise<string> {
+  const { user, password } = parseTarget(connectionString);
+  await superuserQuery(
+    `do $$ begin
+       if not exists (select from pg_roles where rolname = ${literal(user)}) then
+         create role ${ident(user)} login password ${literal(password)};
+       end if;
+     end $$`,
+  );
+  if (attributes) await superuserQuery(`alter role ${ident(user)} ${attributes}`);
+  return user;
+}
+
+/** Creates the database if missing, and makes `owner` its owner. */
+async function ensureDatabase(database: string, owner: string): Promise<void> {
+  const client = new Client({ host: socketDir(), port: target().port, user: 'postgres', database: 'postgres' });
+  await client.connect();
+  try {
+    const found = await client.query<{ owner: string }>(
+      'select pg_get_userbyid(datdba) as owner from pg_database where datname = $1',
+      [database],
+    );
+    if (found.rowCount === 0) await client.query(`create database ${ident(database)} owner ${ident(owner)}`);
+    else if (found.rows[0]!.owner !== owner)
+      await client.query(`alter database ${ident(database)} owner to ${ident(owner)}`);
   } finally {
     await client.end();
   }
@@ -150,62 +198,62 @@ export const postgresService: LocalService = {
     await stopByPidFile('postgres', 30_000);
   },
   provision: async () => {
-    // Only our own cluster is provisioned; a managed one (RDS) comes with its role and database.
-    if (!existsSync(pidFile('postgres'))) return;
-    const t = target();
-    const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
-    const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
-    await superuserQuery(
-      `do $$ begin
-         if not exists (select from pg_roles where rolname = ${literal(t.user)}) then
-           create role ${ident(t.user)} login replication password ${literal(t.password)};
-         end if;
-       end $$`,
-    );
-    const client = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: 'postgres' });
-    await client.connect();
-    try {
-      const exists = await client.query('select 1 from pg_database where datname = $1', [t.database]);
-      if (exists.rowCount === 0) await client.query(`create database ${ident(t.database)} owner ${ident(t.user)}`);
-    } finally {
-      await client.end();
-    }
-    // PayLink's OLTP database (the simulator writes it, CDC reads it): its role needs REPLICATION for slots.
-    const oltp = new URL(loadConfig().OLTP_DATABASE_URL);
-    const oltpUser = decodeURIComponent(oltp.username);
-    const oltpDatabase = decodeURIComponent(oltp.pathname.replace(/^\//, ''));
-    await superuserQuery(
-      `do $$ begin
-         if not exists (select from pg_roles where rolname = ${literal(oltpUser)}) then
-           create role ${ident(oltpUser)} login replication password ${literal(decodeURIComponent(oltp.password))};
-         end if;
-       end $$`,
-    );
-    const server = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: 'postgres' });
-    await server.connect();
-    try {
-      const exists = await server.query('select 1 from pg_database where datname = $1', [oltpDatabase]);
-      if (exists.rowCount === 0) await server.query(`create database ${ident(oltpDatabase)} owner ${ident(oltpUser)}`);
-    } finally {
-      await server.end();
-    }
-    // The token vault's role owns its schema; the ledger role gets no access to it.
-    const vault = new URL(loadConfig().VAULT_DATABASE_URL);
-    const vaultUser = decodeURIComponent(vault.username);
-    await superuserQuery(
-      `do $$ begin
-         if not exists (select from pg_roles where rolname = ${literal(vaultUser)}) then
-           create role ${ident(vaultUser)} login password ${literal(decodeURIComponent(vault.password))};
-         end if;
-       end $$`,
-    );
-    const db = new Client({ host: socketDir(), port: t.port, user: 'postgres', database: t.database });
-    await db.connect();
-    try {
-      await db.query(`create schema if not exists vault authorization ${ident(vaultUser)}`);
-      await db.query(`revoke all on schema vault from public`);
-    } finally {
-      await db.end();
-    }
+    // Roles only on our own cluster; a managed one (RDS) is set up as docs/architecture.md says, and
+    // docker-compose's by tools/postgres/docker-init.sql.
+    if (existsSync(pidFile('postgres'))) await provisionRoles();
+    // Whichever Postgres answers is migrated, so a fresh stack (CI, `npm test`) has its schemas: no
+    // pipeline process migrates, the vault included.
+    const applied = await migrateAsOwner(loadConfig());
+    log(`postgres: ${applied.length > 0 ? `applied migrations ${applied.join(', ')}` : 'schema up to date'}`);
   },
 };
+
+/** Our own cluster: login roles, databases and who owns what; runs as the superuser, idempotently. */
+async function provisionRoles(): Promise<void> {
+  const config = loadConfig();
+  const t = target();
+  const app = parseTarget(config.DATABASE_URL);
+  if (app.port !== t.port || app.database !== t.database) {
+    throw new Error('DATABASE_URL and MIGRATION_DATABASE_URL must name the same database (port and name)');
+  }
+  // PayLink's OLTP database (the simulator writes it, CDC reads it): its role needs REPLICATION for
+  // slots. Locally it is the owner role too, so it goes first and keeps REPLICATION.
+  const oltp = parseTarget(config.OLTP_DATABASE_URL);
+  const oltpUser = await ensureLoginRole(config.OLTP_DATABASE_URL, 'replication');
+  await ensureDatabase(oltp.database, oltpUser);
+  // The owner runs migrations and owns the ledger, payments, quality and vault schemas.
+  const owner = await ensureLoginRole(config.MIGRATION_DATABASE_URL);
+  await ensureDatabase(t.database, owner);
+  // The application role owns nothing; migration 004 grants it what the pipeline needs.
+  const appUser = await ensureLoginRole(config.DATABASE_URL);
+  if (appUser === owner) {
+    log(`postgres: DATABASE_URL uses the owner role ${owner}: the application could rewrite the ledger`);
+  } else if (appUser !== APPLICATION_ROLE) {
+    // A login role of another name gets the privileges through membership, as on RDS.
+    await ensureMemberOf(APPLICATION_ROLE, appUser);
+  }
+  // The vault role owns nothing either; vault migration 002 grants it what src/stores/vault.ts runs.
+  const vaultUser = await ensureLoginRole(config.VAULT_DATABASE_URL);
+  if (vaultUser === owner) {
+    log(`postgres: VAULT_DATABASE_URL uses the owner role ${owner}: the vault role could rewrite its audit trail`);
+    return;
+  }
+  if (vaultUser !== VAULT_ROLE) await ensureMemberOf(VAULT_ROLE, vaultUser);
+  // Clusters provisioned before the owner took the vault over: the vault role owned schema vault and
+  // everything in it. Hand it all to the owner before migrating (a no-op once the vault role owns nothing).
+  for (const role of new Set([vaultUser, VAULT_ROLE])) {
+    await superuserQuery(`reassign owned by ${ident(role)} to ${ident(owner)}`, t.database);
+  }
+}
+
+/** Creates the NOLOGIN group role the migrations grant to, and makes `member` a member of it. */
+async function ensureMemberOf(group: string, member: string): Promise<void> {
+  await superuserQuery(
+    `do $$ begin
+       if not exists (select from pg_roles where rolname = ${literal(group)}) then
+         create role ${ident(group)} nologin;
+       end if;
+     end $$`,
+  );
+  await superuserQuery(`grant ${ident(group)} to ${ident(member)}`);
+}

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { parseSlas } from '../activities/sla';
-import { loadConfig } from '../config';
+import { loadConfig, secretSetting } from '../config';
 import { compareWithTruth, summarizeLedger } from '../ledger/checks';
 import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
@@ -16,7 +16,7 @@ import { readDriftReport } from '../quality/quality-consumer';
 import { parsePartnerApis } from '../contracts/partner-api';
 import { partnerPollWorkflowId } from '../workflows/partner-poll';
 import type { Config } from '../config';
-import { migrate } from '../stores/migrate';
+import { migrateAsOwner } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import type { Admin, Kafka } from 'kafkajs';
 import { TOPICS, createConsumer, createKafka } from '../streams/kafka';
@@ -86,8 +86,8 @@ async function main(): Promise<void> {
   const started = Date.now();
   const config = loadConfig();
   await up();
+  await migrateAsOwner(config);
   const pool = createPool(config);
-  await migrate(pool);
 
   const processes: PipelineProcess[] = [];
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -354,7 +354,7 @@ async function edgeStatus(baseUrl: string): Promise<{ spooled: number }> {
  */
 async function startPartnerPolls(client: Client, config: Config): Promise<void> {
   const settings = { ...partnerPollSettings(config), idleMs: 1000 };
-  for (const partner of parsePartnerApis(config.PARTNER_APIS)) {
+  for (const partner of parsePartnerApis(secretSetting(config, 'PARTNER_APIS'))) {
     const handle = client.workflow.getHandle(partnerPollWorkflowId(partner.id));
     await handle.terminate('demo: the simulated partner API restarted empty').catch(() => undefined);
     await ensurePartnerPoll(client, partner.id, settings);

@@ -1,5 +1,5 @@
 import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { type Config, loadConfig } from '../config';
+import { type Config, loadConfig, secretSetting } from '../config';
 import { parsePartnerApis } from '../contracts/partner-api';
 import { createLogger, errorMessage } from '../logger';
 import {
@@ -54,7 +54,7 @@ export async function partnerPollState(client: Client, partnerId: string): Promi
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const partners = parsePartnerApis(config.PARTNER_APIS);
+  const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });

@@ -2,13 +2,20 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
+import type { Config } from '../config';
 import { errorMessage } from '../logger';
+import { createPool } from './postgres';
 
 // The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
 
 const migrationsDir = join(__dirname, 'migrations');
 export const vaultMigrationsDir = join(__dirname, 'vault-migrations');
 const LOCK_ID = 7_240_001;
+/** The role migration 004 grants the pipeline's privileges to; a login role may also be a member of it (RDS). */
+export const APPLICATION_ROLE = 'paylink_app';
+/** The role vault migration 002 grants the vault's statements to; like APPLICATION_ROLE, it owns nothing. */
+export const VAULT_ROLE = 'paylink_vault';
+const VAULT_MIGRATIONS_TABLE = 'vault.schema_migrations';
 
 export interface Migration {
   version: string;
@@ -68,5 +75,50 @@ export async function migrate(
   } finally {
     await client.query('select pg_advisory_unlock($1)', [LOCK_ID]).catch(() => undefined);
     client.release();
+  }
+}
+
+/**
+ * Applies every migration as the schemas' owner (MIGRATION_DATABASE_URL): the ledger, payments and
+ * quality ones, then the vault's (tracked in vault.schema_migrations, returned as `vault/<version>`).
+ * No pipeline process migrates; this is the deploy step (`npm run migrate`, `stack up`, the demo).
+ */
+export async function migrateAsOwner(config: Config): Promise<string[]> {
+  const pool = createPool(config, 1, 'MIGRATION_DATABASE_URL');
+  try {
+    const applied = await migrate(pool);
+    await ensureVaultSchema(pool);
+    const vault = await migrate(pool, listMigrations(vaultMigrationsDir), VAULT_MIGRATIONS_TABLE);
+    return [...applied, ...vault.map((v) => `vault/${v}`)];
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * Creates schema vault for the owner, or checks that the owner already owns it and everything in it.
+ * Before vault migration 002 the vault role owned them: the owner could not even read
+ * vault.schema_migrations, so say what hands them over instead of failing on a bare "permission denied".
+ */
+async function ensureVaultSchema(pool: Pool): Promise<void> {
+  await pool.query('create schema if not exists vault');
+  const { rows } = await pool.query<{ me: string; owners: string[] }>(
+    `select current_user as me, array(
+       select distinct pg_get_userbyid(o.owner)::text from (
+         select nspowner as owner from pg_namespace where nspname = 'vault'
+         union all select relowner from pg_class where relnamespace = 'vault'::regnamespace
+         union all select proowner from pg_proc where pronamespace = 'vault'::regnamespace
+       ) o
+       where not pg_has_role(current_user, o.owner, 'usage')
+       order by 1) as owners`,
+  );
+  const { me, owners } = rows[0]!;
+  if (owners.length > 0) {
+    throw new Error(
+      `schema vault (or objects in it) is owned by ${owners.join(', ')}, not by the migration role ${me}: ` +
+        `as a superuser (on RDS the master user, a member of both roles) run ` +
+        owners.map((o) => `\`reassign owned by ${o} to ${me}\``).join(' and ') +
+        ` in this database, then migrate again (docs/architecture.md, "Database roles")`,
+    );
   }
 }

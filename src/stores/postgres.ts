@@ -1,5 +1,5 @@
 import { Pool, types } from 'pg';
-import type { Config } from '../config';
+import { type Config, type SecretSetting, secretSetting } from '../config';
 
 // bigint (int8) arrives as a string; money columns are bigint minor units, so parse them exactly.
 types.setTypeParser(types.builtins.INT8, (value: string) => {
@@ -10,6 +10,9 @@ types.setTypeParser(types.builtins.INT8, (value: string) => {
   return Number(n);
 });
 
-export function createPool(config: Config, max = 10): Pool {
-  return new Pool({ connectionString: config.DATABASE_URL, max, connectionTimeoutMillis: 5000 });
+export type DatabaseUrlSetting = Extract<SecretSetting, `${string}DATABASE_URL`>;
+
+/** A pool for one of the roles' URLs (DATABASE_URL, the application's, unless told otherwise). */
+export function createPool(config: Config, max = 10, url: DatabaseUrlSetting = 'DATABASE_URL'): Pool {
+  return new Pool({ connectionString: secretSetting(config, url), max, connectionTimeoutMillis: 5000 });
 }

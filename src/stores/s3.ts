@@ -1,5 +1,5 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client, type S3ServiceException } from '@aws-sdk/client-s3';
-import type { Config } from '../config';
+import { type Config, secretSetting } from '../config';
 
 // One S3 client factory: endpoint/credentials from config, path-style for S3-compatible servers.
 export function createS3Client(config: Config): S3Client {
@@ -12,7 +12,10 @@ export function createS3Client(config: Config): S3Client {
       ? {
           endpoint: config.S3_ENDPOINT,
           forcePathStyle: true,
-          credentials: { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY },
+          credentials: {
+            accessKeyId: config.S3_ACCESS_KEY_ID,
+            secretAccessKey: secretSetting(config, 'S3_SECRET_ACCESS_KEY'),
+          },
         }
       : {}),
     maxAttempts: 3,

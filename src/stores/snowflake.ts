@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import type * as snowflake from 'snowflake-sdk';
-import type { Config } from '../config';
+import { type Config, secretSetting } from '../config';
 
 // Finance tables in Snowflake through the official snowflake-sdk. Locally SNOWFLAKE_ACCESS_URL points
 // the SDK at tools/snowflake/server.py (fakesnow on DuckDB); in production it is empty and the SDK
@@ -55,7 +55,7 @@ export async function connectSnowflake(config: Config, options: ConnectOptions =
   const connection = loadSdk().createConnection({
     account: config.SNOWFLAKE_ACCOUNT,
     username: config.SNOWFLAKE_USERNAME,
-    password: config.SNOWFLAKE_PASSWORD,
+    password: secretSetting(config, 'SNOWFLAKE_PASSWORD'),
     database: config.SNOWFLAKE_DATABASE,
     schema: config.SNOWFLAKE_SCHEMA,
     warehouse: config.SNOWFLAKE_WAREHOUSE,

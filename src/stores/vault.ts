@@ -1,7 +1,6 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import type { Pool } from 'pg';
-import { type Config, versionedKeys } from '../config';
-import { listMigrations, migrate, vaultMigrationsDir } from './migrate';
+import { type Config, secretSetting, versionedKeys } from '../config';
 import { createPool } from './postgres';
 
 // The token vault: the only place originals of tokenized PAN/PII live, encrypted at rest with
@@ -39,37 +38,64 @@ export interface Vault {
 }
 
 export function vaultKeyring(config: Config): VaultKeyring {
-  return versionedKeys('VAULT_ENCRYPTION_KEYS', config.VAULT_ENCRYPTION_KEYS);
+  return versionedKeys('VAULT_ENCRYPTION_KEYS', secretSetting(config, 'VAULT_ENCRYPTION_KEYS'));
 }
 
-const vaultPool = (config: Config): Pool => createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 4);
-const migrateVault = (pool: Pool): Promise<unknown> =>
-  migrate(pool, listMigrations(vaultMigrationsDir), 'vault.schema_migrations');
+const vaultPool = (config: Config): Pool => createPool(config, 4, 'VAULT_DATABASE_URL');
 
-/** Opens the vault and applies its migrations now (Postgres must answer). */
+/**
+ * Opens the vault and checks now that Postgres answers and the vault role may run its statements.
+ * The vault role owns nothing and never migrates: `npm run migrate` (the owner) creates and grants.
+ */
 export async function openVault(config: Config): Promise<Vault> {
+  const keyring = vaultKeyring(config); // before any I/O: a refused or malformed key stops the start
   const pool = vaultPool(config);
-  await migrateVault(pool);
-  return createVault(pool, vaultKeyring(config));
+  try {
+    await checkVaultGrants(pool);
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+  return createVault(pool, keyring);
 }
 
 /**
- * The vault without touching Postgres yet: migrations run before the first query and are retried
- * after a failure. The edge opens it this way so it starts (and journals) while Postgres is down.
+ * The vault without touching Postgres yet: the first query connects. The edge opens it this way so
+ * it starts (and journals) while Postgres is down; its drainer reports a missing schema as a drain error.
  */
 export function openVaultLazily(config: Config): Vault {
+  const keyring = vaultKeyring(config);
   const pool = vaultPool(config);
   // An idle client losing its server must not crash the edge; the next query reports the outage.
   pool.on('error', () => undefined);
-  let migrated: Promise<unknown> | undefined;
-  const ready = (): Promise<unknown> => {
-    migrated ??= migrateVault(pool).catch((err: unknown) => {
-      migrated = undefined;
-      throw err;
-    });
-    return migrated;
-  };
-  return createVault(pool, vaultKeyring(config), ready);
+  return createVault(pool, keyring);
+}
+
+/** Fails, naming what is missing, unless the connected role may run what createVault runs (catalogs only). */
+async function checkVaultGrants(pool: Pool): Promise<void> {
+  const { rows } = await pool.query<{ role: string; missing: string[] }>(
+    `select current_user as role, array_remove(array[
+       case when not coalesce(has_schema_privilege(n.oid, 'usage'), false) then 'USAGE on schema vault' end,
+       case when not coalesce(has_table_privilege(t.oid, 'select') and has_table_privilege(t.oid, 'insert'), false)
+         then 'SELECT, INSERT on vault.tokens' end,
+       case when not coalesce(has_table_privilege(a.oid, 'insert'), false)
+         then 'INSERT on vault.detokenization_audit' end,
+       case when not coalesce(has_sequence_privilege(s.oid, 'usage'), false)
+         then 'USAGE on vault.detokenization_audit_audit_id_seq' end
+     ], null) as missing
+     from (select 1) one
+     left join pg_namespace n on n.nspname = 'vault'
+     left join pg_class t on t.relnamespace = n.oid and t.relname = 'tokens'
+     left join pg_class a on a.relnamespace = n.oid and a.relname = 'detokenization_audit'
+     left join pg_class s on s.relnamespace = n.oid and s.relname = 'detokenization_audit_audit_id_seq'`,
+  );
+  const { role, missing } = rows[0]!;
+  if (missing.length > 0) {
+    throw new Error(
+      `the vault is not ready for role ${role}: missing ${missing.join('; ')}. ` +
+        'Run `npm run migrate` (as MIGRATION_DATABASE_URL): the vault role owns nothing and does not migrate',
+    );
+  }
 }
 
 // IVs come from a pooled random buffer: one getrandom call per 4096 IVs instead of one per entry.
@@ -99,16 +125,11 @@ export function encryptVaultEntries(entries: readonly VaultEntry[], keyring: Vau
   });
 }
 
-export function createVault(
-  pool: Pool,
-  keyring: VaultKeyring,
-  ready: () => Promise<unknown> = () => Promise.resolve(),
-): Vault {
+export function createVault(pool: Pool, keyring: VaultKeyring): Vault {
   const storeEncrypted = async (unordered: EncryptedVaultEntry[]): Promise<number> => {
     if (unordered.length === 0) return 0;
     // Every writer locks tokens in the same order, so concurrent writers (edge, gateways, CDC) never deadlock.
     const rows = [...unordered].sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
-    await ready();
     const result = await pool.query(
       `insert into vault.tokens (token, kind, key_version, iv, ciphertext, auth_tag)
        select * from unnest($1::text[], $2::text[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[])
@@ -130,7 +151,6 @@ export function createVault(
 
     async detokenize(token, request) {
       if (!request.actor.trim() || !request.purpose.trim()) throw new Error('detokenize needs an actor and a purpose');
-      await ready();
       const row = await pool.query<{ key_version: number; iv: Buffer; ciphertext: Buffer; auth_tag: Buffer }>(
         'select key_version, iv, ciphertext, auth_tag from vault.tokens where token = $1',
         [token],

@@ -10,11 +10,11 @@ const log = createLogger('payment-router');
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  const pool = createPool(config); // first (it connects lazily): a refused production secret stops the start at once
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const kafka = createKafka(config, 'paylink-payment-router');
   const consumer = createConsumer(kafka, PAYMENT_ROUTER_GROUP);
   const producer = createProducer(kafka);
-  const pool = createPool(config);
   const stopped = new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);

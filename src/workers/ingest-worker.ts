@@ -1,7 +1,7 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Producer } from 'kafkajs';
 import { createPartnerPollActivities } from '../activities/partner-poll';
-import { loadConfig } from '../config';
+import { loadConfig, secretSetting } from '../config';
 import { type PartnerApiConfig, parsePartnerApis } from '../contracts/partner-api';
 import { type Tokenizer, tokenizerFromConfig } from '../ingest/tokenize';
 import { createLogger, errorMessage } from '../logger';
@@ -51,7 +51,7 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const partners = parsePartnerApis(config.PARTNER_APIS);
+  const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
   const tokenizer = tokenizerFromConfig(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const producer = createProducer(createKafka(config, 'ingest-worker'));

@@ -45,8 +45,8 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  const pool = createPool(config); // first (it connects lazily): a refused production secret stops the start at once
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const pool = createPool(config);
   try {
     const faultPostDelayMs = config.PAYLINK_FAULT_POST_DELAY_MS;
     const worker = await createPaymentWorker({

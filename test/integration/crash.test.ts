@@ -5,7 +5,7 @@ import { compareWithTruth, summarizeLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
 import { publishPaymentEvents } from '../../src/simulator/publish';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
-import { migrate } from '../../src/stores/migrate';
+import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { createKafka, createProducer } from '../../src/streams/kafka';
 import {
@@ -66,7 +66,7 @@ describe('crash recovery with real processes (kill -9)', () => {
 
   before(async () => {
     await requireServices('postgres', 'kafka', 'temporal');
-    await migrate(pool);
+    await migrateAsOwner(config);
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
     client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await Promise.all([producer.connect(), admin.connect()]);

@@ -3,18 +3,23 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { type JournalEntryRequest, createLedgerActivities } from '../../src/activities/ledger';
 import { summarizeLedger } from '../../src/ledger/checks';
-import { migrate } from '../../src/stores/migrate';
+import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 describe('ledger in Postgres', () => {
   const pool = createPool(config, 4);
+  // The append-only triggers are the second line behind privileges (ledger-roles.test.ts): test them as the owner.
+  const ownerPool = createPool(config, 1, 'MIGRATION_DATABASE_URL');
   const ledger = createLedgerActivities(pool);
   before(async () => {
     await requireServices('postgres');
-    await migrate(pool);
+    await migrateAsOwner(config);
   });
-  after(() => pool.end());
+  after(async () => {
+    await pool.end();
+    await ownerPool.end();
+  });
 
   const entry = (paymentId: string, amountMinor = 1000): JournalEntryRequest => ({
     postingKey: `payment/${paymentId}/gw:tx:captured:2`,
@@ -78,18 +83,18 @@ describe('ledger in Postgres', () => {
     await assert.rejects(ledger.postJournalEntry({ ...entry(id), lines: [] }), /has no lines/);
   });
 
-  it('the ledger is append-only: UPDATE, DELETE and TRUNCATE are rejected', async () => {
+  it('the ledger is append-only even for its owner: UPDATE, DELETE and TRUNCATE are rejected by triggers', async () => {
     const id = uniqueId('led');
     const posted = await ledger.postJournalEntry(entry(id));
     await assert.rejects(
-      pool.query('update ledger.journal_lines set amount_minor = 1 where entry_id = $1', [posted.entryId]),
+      ownerPool.query('update ledger.journal_lines set amount_minor = 1 where entry_id = $1', [posted.entryId]),
       /append-only/,
     );
     await assert.rejects(
-      pool.query('delete from ledger.journal_entries where entry_id = $1', [posted.entryId]),
+      ownerPool.query('delete from ledger.journal_entries where entry_id = $1', [posted.entryId]),
       /append-only/,
     );
-    await assert.rejects(pool.query('truncate ledger.journal_lines cascade'), /append-only/);
+    await assert.rejects(ownerPool.query('truncate ledger.journal_lines cascade'), /append-only/);
     assert.equal((await summarizeLedger(pool, id)).entries, 1);
   });
 });

@@ -6,7 +6,7 @@ import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { createLedgerActivities } from '../../src/activities/ledger';
 import { summarizeLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
-import { migrate } from '../../src/stores/migrate';
+import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { type RoutingPolicy, routeFact, routeFacts } from '../../src/streams/payment-router';
 import { createPaymentWorker } from '../../src/workers/payment-worker';
@@ -50,7 +50,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
 
   before(async () => {
     await requireServices('temporal', 'postgres');
-    await migrate(pool);
+    await migrateAsOwner(config);
     // The stack's dev server (same binary, same search attributes), not the SDK's time-skipping fake.
     env = await TestWorkflowEnvironment.createFromExistingServer({
       address: config.TEMPORAL_ADDRESS,

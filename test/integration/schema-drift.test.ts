@@ -13,7 +13,7 @@ import {
   runQualityConsumer,
 } from '../../src/quality/quality-consumer';
 import { createSchemaRegistry } from '../../src/quality/schema-registry';
-import { migrate } from '../../src/stores/migrate';
+import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import {
   TOPICS,
@@ -71,8 +71,8 @@ describe('schema drift (quality consumer on the raw topics)', () => {
 
   before(async () => {
     await requireServices('kafka', 'postgres');
+    await migrateAsOwner(config);
     pool = createPool(config, 4);
-    await migrate(pool);
     admin = kafka.admin();
     await admin.connect();
     await ensureTopics(admin, config);

@@ -6,22 +6,26 @@ import { after, before, describe, it } from 'node:test';
 import { openSpool } from '../../src/ingest/spool';
 import { VaultEntryPendingError, createVaultJournal, journaledVault } from '../../src/ingest/vault-journal';
 import { createLogger } from '../../src/logger';
+import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 describe('token vault in Postgres', () => {
   let vault: Vault;
-  const ledgerRole = createPool(config, 2);
+  const appRole = createPool(config, 2);
+  const ownerRole = createPool(config, 1, 'MIGRATION_DATABASE_URL');
   const vaultRole = createPool({ ...config, DATABASE_URL: config.VAULT_DATABASE_URL }, 2);
 
   before(async () => {
     await requireServices('postgres');
+    await migrateAsOwner(config); // the vault role does not migrate
     vault = await openVault(config);
   });
   after(async () => {
     await vault.close();
-    await ledgerRole.end();
+    await appRole.end();
+    await ownerRole.end();
     await vaultRole.end();
   });
 
@@ -36,7 +40,8 @@ describe('token vault in Postgres', () => {
     assert.ok(!raw.rows[0]!.ciphertext.toString('latin1').includes(original), 'the original is not stored in clear');
     assert.equal(await vault.detokenize(token, { actor: 'risk@paylink', purpose: 'chargeback evidence' }), original);
     assert.equal(await vault.detokenize(`${token}x`, { actor: 'risk@paylink', purpose: 'typo' }), undefined);
-    const audit = await vaultRole.query<{ actor: string; purpose: string; found: boolean }>(
+    // The vault role appends to the audit trail but cannot read it; its owner (an auditor) does.
+    const audit = await ownerRole.query<{ actor: string; purpose: string; found: boolean }>(
       'select actor, purpose, found from vault.detokenization_audit where token like $1 order by audit_id',
       [`${token}%`],
     );
@@ -47,9 +52,19 @@ describe('token vault in Postgres', () => {
     await assert.rejects(vault.detokenize(token, { actor: ' ', purpose: 'x' }), /actor and a purpose/);
   });
 
-  it('the ledger role cannot read the vault, and the audit trail is append-only', async () => {
-    await assert.rejects(ledgerRole.query('select count(*) from vault.tokens'), /permission denied/);
-    await assert.rejects(vaultRole.query('delete from vault.detokenization_audit'), /append-only/);
+  it('the application role cannot read the vault, and the audit trail is append-only', async () => {
+    await assert.rejects(appRole.query('select count(*) from vault.tokens'), /permission denied for schema vault/);
+    // The vault role may not delete at all (test/integration/vault-roles.test.ts); the trigger stops even the owner.
+    await assert.rejects(vaultRole.query('delete from vault.detokenization_audit'), /permission denied for table/);
+    await assert.rejects(ownerRole.query('delete from vault.detokenization_audit'), /append-only/);
+  });
+
+  it('openVault says what is missing when its role may not run the vault statements (no lazy migration)', async () => {
+    // The application role stands in for a vault role on a database `npm run migrate` has not set up.
+    await assert.rejects(
+      openVault({ ...config, VAULT_DATABASE_URL: config.DATABASE_URL }),
+      /^Error: the vault is not ready for role \S+: missing USAGE on schema vault; .*Run `npm run migrate`/,
+    );
   });
 
   it('the vault journal keeps entries while Postgres is unreachable and says a pending token is pending', async () => {

@@ -16,6 +16,7 @@ const log = createLogger('cdc');
 async function main(): Promise<void> {
   const config = loadConfig();
   const pool = createOltpPool(config);
+  const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
   const kafka = createKafka(config, 'paylink-cdc');
   const producer = createProducer(kafka);
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
     const reader = createCdcReader({
       pool,
       producer,
-      tokenizer: tokenizerFromConfig(config),
+      tokenizer,
       vault,
       log,
       slot: config.CDC_SLOT,

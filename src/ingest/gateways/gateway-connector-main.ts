@@ -15,6 +15,7 @@ const STOP_DEADLINE_MS = 10_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
+  const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
   const producer = createProducer(createKafka(config, 'paylink-gateway-connector'));
   try {
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
     const connector = createGatewayConnector({
       feeds,
       producer,
-      tokenizer: tokenizerFromConfig(config),
+      tokenizer,
       vault,
       log,
       stateDir: config.GATEWAY_STATE_DIR || join(dataDir, 'ingest', 'gateways'),
