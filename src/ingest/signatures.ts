@@ -47,7 +47,7 @@ export interface StripeVerifyOptions {
 const MAX_STRIPE_HEADER_LENGTH = 4096;
 const MAX_V1_SIGNATURES = 8; // bounds the HMAC comparisons a single request can make us do
 
-type StripeHeader = { t: number; v1: Buffer[] } | { error: string };
+type StripeHeader = { t: number; v1: Buffer[]; malformedV1: number } | { error: string };
 
 function parseStripeHeader(header: string): StripeHeader {
   const name = STRIPE_SIGNATURE_HEADER;
@@ -55,7 +55,10 @@ function parseStripeHeader(header: string): StripeHeader {
     return { error: `${name} is ${header.length} characters (max ${MAX_STRIPE_HEADER_LENGTH})` };
   }
   let t: number | undefined;
+  let v1Count = 0;
   const v1: Buffer[] = [];
+  // As Stripe's libraries do, a malformed v1 cannot match and is skipped; it matters only when no v1 is well-formed.
+  const malformed: string[] = [];
   for (const [position, item] of header.split(',').entries()) {
     const eq = item.indexOf('=');
     const key = item.slice(0, Math.max(eq, 0)).trim();
@@ -66,18 +69,18 @@ function parseStripeHeader(header: string): StripeHeader {
       if (!/^[0-9]{1,12}$/.test(value)) return { error: `${name} t= is not a unix timestamp in seconds` };
       t = Number(value);
     } else if (key === 'v1') {
-      if (!/^[0-9a-fA-F]{64}$/.test(value)) {
-        return { error: `${name} v1 #${v1.length + 1} is not 64 hex characters (${value.length} characters)` };
-      }
-      v1.push(Buffer.from(value, 'hex'));
+      v1Count++;
+      if (/^[0-9a-fA-F]{64}$/.test(value)) v1.push(Buffer.from(value, 'hex'));
+      else malformed.push(`v1 #${v1Count} is not 64 hex characters (${value.length} characters)`);
     }
   }
   if (t === undefined) return { error: `${name} has no t= timestamp` };
-  if (v1.length === 0) return { error: `${name} at t=${t} has no v1 signature` };
-  if (v1.length > MAX_V1_SIGNATURES) {
-    return { error: `${name} carries ${v1.length} v1 signatures (max ${MAX_V1_SIGNATURES})` };
+  if (v1Count > MAX_V1_SIGNATURES) {
+    return { error: `${name} carries ${v1Count} v1 signatures (max ${MAX_V1_SIGNATURES})` };
   }
-  return { t, v1 };
+  if (v1Count === 0) return { error: `${name} at t=${t} has no v1 signature` };
+  if (v1.length === 0) return { error: `${name} has no well-formed v1 signature: ${malformed.join('; ')}` };
+  return { t, v1, malformedV1: malformed.length };
 }
 
 /** Verifies a Stripe-style signature header against the raw request body bytes. */
@@ -102,7 +105,8 @@ export function verifyStripeSignature(
   if (secretIndex === undefined) {
     return fail(
       'mismatch',
-      `${name} at t=${parsed.t}: none of ${parsed.v1.length} v1 signature(s) matches any of ${options.secrets.length} secret(s)`,
+      `${name} at t=${parsed.t}: none of ${parsed.v1.length} v1 signature(s) matches any of ${options.secrets.length} secret(s)` +
+        (parsed.malformedV1 > 0 ? ` (${parsed.malformedV1} malformed v1 ignored)` : ''),
     );
   }
 

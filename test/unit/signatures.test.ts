@@ -62,6 +62,32 @@ describe('verifyStripeSignature', () => {
     });
   });
 
+  it('accepts a matching v1 next to malformed ones, in either order, as Stripe does', () => {
+    const v1 = signStripe(body, NEW_SECRET, NOW).split(',')[1]!;
+    for (const malformed of ['v1=abc123', 'v1=', `v1=${'z'.repeat(64)}`, `v1=${'a'.repeat(65)}`]) {
+      for (const header of [`t=${NOW},${malformed},${v1}`, `t=${NOW},${v1},${malformed}`]) {
+        assert.deepEqual(
+          verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW }),
+          { ok: true, secretIndex: 0 },
+          header,
+        );
+      }
+    }
+  });
+
+  it('reports a forgery next to a malformed v1 as a mismatch that counts the ignored one', () => {
+    const forged = `t=${NOW},v1=${'0'.repeat(64)},v1=abc123`;
+    const check = verifyStripeSignature(body, forged, { secrets: [NEW_SECRET], nowSeconds: NOW });
+    assert.match(assertFailure(check, 'mismatch', [NEW_SECRET], forged), /none of 1 v1 .*\(1 malformed v1 ignored\)/);
+  });
+
+  it('still caps the v1 entries, malformed ones included', () => {
+    const v1 = signStripe(body, NEW_SECRET, NOW).split(',')[1]!;
+    const header = `t=${NOW},${v1},${Array.from({ length: 8 }, () => 'v1=abc').join(',')}`;
+    const check = verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW });
+    assert.match(assertFailure(check, 'malformed-signature', [NEW_SECRET], header), /9 v1 signatures \(max 8\)/);
+  });
+
   it('rejects a timestamp older than the tolerance (300 s by default), accepting the boundary', () => {
     const at = (t: number): SignatureCheck =>
       verifyStripeSignature(body, signStripe(body, NEW_SECRET, t), { secrets: [NEW_SECRET], nowSeconds: NOW });
@@ -143,6 +169,10 @@ describe('verifyStripeSignature', () => {
       [`t=${NOW},t=${NOW},${v1}`, /more than one t=/],
       [`t=${NOW},v1=abc123`, /v1 #1 is not 64 hex characters \(6 characters\)/],
       [`t=${NOW},v1=${'z'.repeat(64)}`, /not 64 hex/],
+      [
+        `t=${NOW},v1=abc,v1=`,
+        /no well-formed v1 signature: v1 #1 is not 64 hex .*; v1 #2 is not 64 hex .*\(0 characters\)/,
+      ],
       [`t=${NOW},${Array.from({ length: 9 }, () => v1).join(',')}`, /9 v1 signatures \(max 8\)/],
       [`t=${NOW},${v1},`, /item 3 is not key=value/],
       [`t=${NOW},${v1}`.padEnd(5000, ' '), /max 4096/],
