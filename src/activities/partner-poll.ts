@@ -123,14 +123,22 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
       const facts: Message[] = [];
       const quarantine: Message[] = [];
       const vaultEntries: VaultEntry[] = [];
+      // The partner's cursor is opaque to us: tokenize it like any other text before it joins a key.
+      const tokenizedId = (id: string, into: VaultEntry[]): string => {
+        const t = deps.tokenizer.tokenize(id);
+        into.push(...t.vault);
+        return t.payload as string;
+      };
       for (const [i, record] of page.data.entries()) {
         // Tokenize before anything leaves: the fact is mapped from the tokenized record.
         const tokenized = deps.tokenizer.tokenize(record);
         vaultEntries.push(...tokenized.vault);
         const mapped = partnerSettlementToFact(partner.id, partner.region, tokenized.payload);
-        const r = (record ?? {}) as { id?: unknown; payment_reference?: unknown; region?: unknown };
+        // Keys and headers come from the tokenized record only: a raw id could carry a card number.
+        const r = (tokenized.payload ?? {}) as { id?: unknown; payment_reference?: unknown; region?: unknown };
         // A record without a usable id is still keyed deterministically: the same page re-run gives the same key.
-        const recordId = typeof r.id === 'string' && r.id !== '' ? r.id : `${cursor || 'start'}#${i}`;
+        const recordId =
+          typeof r.id === 'string' && r.id !== '' ? r.id : tokenizedId(`${cursor || 'start'}#${i}`, vaultEntries);
         const key = mapped.ok
           ? mapped.value.paymentId
           : typeof r.payment_reference === 'string'

@@ -1,5 +1,6 @@
-// Finds raw card numbers, emails, IBANs and phone numbers in text. The tokenizer replaces exactly
-// what locatePii finds, and the scanner is the check that nothing raw got past the edge.
+// The tokenizer's detectors: raw card numbers, emails, IBANs and phone numbers in text. The tokenizer
+// replaces exactly what locatePii finds. The leak scanner (src/quality/pii-scanner.ts) is written
+// apart and stricter, so a blind spot here is not a blind spot there.
 
 export type PiiKind = 'pan' | 'email' | 'iban' | 'phone';
 
@@ -9,14 +10,6 @@ export interface PiiSpan {
   start: number;
   end: number;
   normalized: string;
-}
-
-/** A finding safe to log: its position and a masked sample, never the raw value. */
-export interface PiiFinding {
-  kind: PiiKind;
-  offset: number;
-  length: number;
-  sample: string;
 }
 
 export const TOKEN_KINDS = ['pan', 'email', 'phone', 'iban', 'name', 'address'] as const;
@@ -157,12 +150,15 @@ function findPhones(text: string): PiiSpan[] {
 
 // Maximal runs of digit groups split by one space or dash; inside a run, the first and longest
 // consecutive groups that form a card number win (so "4242 4242 4242 4242 12/26" still finds the PAN).
+// A single group counts wherever it sits, glued inside an identifier too ("evt_4242…_x", "INV4242…"):
+// a card number pasted into an id is still a card number. A separated run glued to a word character is
+// an identifier (a UUID like 88085465-8270-46ac-…), so only its single groups are candidates.
 // Digits right after "+" are a phone number unless they are longer than E.164's 15 digits.
 function findPans(text: string): PiiSpan[] {
   const spans: PiiSpan[] = [];
   let i = 0;
   while (i < text.length) {
-    if (!isDigit(text[i]) || isDigit(text[i - 1]) || wordCharBefore(text, i)) {
+    if (!isDigit(text[i]) || isDigit(text[i - 1])) {
       i++;
       continue;
     }
@@ -176,12 +172,7 @@ function findPans(text: string): PiiSpan[] {
       else break;
     }
     const runEnd = groups[groups.length - 1]!.end;
-    const glued = isWordChar(text[runEnd]);
-    // A separated run glued to a word character is an identifier (a UUID like 88085465-8270-46ac-…).
-    if (glued && groups.length > 1) {
-      i = runEnd;
-      continue;
-    }
+    const glued = wordCharBefore(text, i) || isWordChar(text[runEnd]);
     const afterPlus = text[i - 1] === '+';
     let a = 0;
     while (a < groups.length) {
@@ -189,12 +180,11 @@ function findPans(text: string): PiiSpan[] {
       let digits = '';
       for (let b = a; b < groups.length; b++) {
         digits += text.slice(groups[b]!.start, groups[b]!.end);
-        if (digits.length > 19) break;
-        const atRunEnd = b === groups.length - 1;
+        if (digits.length > 19 || (glued && b > a)) break;
         const phoneLike = a === 0 && afterPlus && digits.length <= 15;
         // Printed card numbers group digits by 4–6 (4-4-4-4, 4-6-5); longer groups are other numbers.
         const cardGrouping = a === b || groups.slice(a, b + 1).every((g) => g.end - g.start <= 6);
-        if (!(atRunEnd && glued) && !phoneLike && cardGrouping && panCandidateValid(digits)) found = b;
+        if (!phoneLike && cardGrouping && panCandidateValid(digits)) found = b;
       }
       if (found === -1) {
         a++;
@@ -210,6 +200,33 @@ function findPans(text: string): PiiSpan[] {
   return spans;
 }
 
+// National phone formats of the regions we serve, written with separators (a bare run of digits is
+// too often an amount or an id): NANP "(415) 555-2671" / "415-555-2671" / "415.555.2671" with an
+// optional "1"; a trunk "0" number split in groups (UK "020 7946 0958", "07700 900123", FR
+// "01 23 45 67 89", DE "030 12345678", IN "011 2345 6789", NL "06-12345678"), 10–12 digits in all;
+// Indian mobiles "98765 43210"; Spanish "612 345 678" / "912 34 56 78".
+const NATIONAL_PHONES: readonly RegExp[] = [
+  /(?<![\w+.-])(?:1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![\w]|[.-][0-9])/g,
+  /(?<![\w+.-])(?:\(0[1-9][0-9]{0,4}\)|0[1-9][0-9]{0,4})(?:[ .-]?[0-9]{2,8}){1,4}(?![\w]|[.-][0-9])/g,
+  /(?<![\w+.-])(?:0|91[ -]?)?[6-9][0-9]{4}[ -][0-9]{5}(?![\w]|[.-][0-9])/g,
+  /(?<![\w+.-])[6-9][0-9]{2}(?: [0-9]{3} [0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2})(?![\w]|[ .-][0-9])/g,
+];
+
+function findNationalPhones(text: string): PiiSpan[] {
+  const spans: PiiSpan[] = [];
+  let masked = text;
+  for (const [n, re] of NATIONAL_PHONES.entries()) {
+    for (const m of masked.matchAll(re)) {
+      const digits = m[0].replace(/[^0-9]/g, '');
+      // The trunk-"0" shape needs a separator: "07700900123" alone is as likely an id as a phone.
+      if (n === 1 && (digits.length < 10 || digits.length > 12 || !/[^0-9]/.test(m[0]))) continue;
+      spans.push({ kind: 'phone', start: m.index, end: m.index + m[0].length, normalized: digits });
+    }
+    for (const span of spans) masked = blank(masked, span.start, span.end);
+  }
+  return spans;
+}
+
 /** Every PII span in `text`, left to right, never overlapping each other or a token. */
 export function locatePii(text: string): PiiSpan[] {
   // Each detector sees the text with earlier claims blanked out, so a greedy phone number can
@@ -217,7 +234,7 @@ export function locatePii(text: string): PiiSpan[] {
   const chars = [...text.matchAll(TOKEN_IN_TEXT)].reduce((acc, m) => blank(acc, m.index, m.index + m[0].length), text);
   const found: PiiSpan[] = [];
   let masked = chars;
-  for (const detect of [findEmails, findIbans, findPans, findPhones]) {
+  for (const detect of [findEmails, findIbans, findPans, findPhones, findNationalPhones]) {
     for (const span of detect(masked)) {
       found.push(span);
       masked = blank(masked, span.start, span.end);
@@ -229,37 +246,3 @@ export function locatePii(text: string): PiiSpan[] {
 // Blanked text is U+0000: neither a word character nor a separator any detector accepts.
 const blank = (text: string, start: number, end: number): string =>
   text.slice(0, start) + '\u0000'.repeat(end - start) + text.slice(end);
-
-/** A masked sample: enough to recognise the kind in a report, never enough to recover the value. */
-export function maskPii(kind: PiiKind, normalized: string): string {
-  switch (kind) {
-    case 'pan':
-      return `${'*'.repeat(normalized.length - 4)}${normalized.slice(-4)}`;
-    case 'email': {
-      const at = normalized.indexOf('@');
-      const domain = normalized.slice(at + 1);
-      const tld = domain.slice(domain.lastIndexOf('.'));
-      return `${normalized[0] ?? ''}***@${domain[0] ?? ''}***${tld}`;
-    }
-    case 'iban':
-      return `${normalized.slice(0, 2)}${'*'.repeat(normalized.length - 6)}${normalized.slice(-4)}`;
-    case 'phone':
-      return `+${'*'.repeat(normalized.length - 3)}${normalized.slice(-2)}`;
-  }
-}
-
-/** Raw PAN/PII in `text`, as masked findings with their offsets. */
-export function scanForPii(text: string): PiiFinding[] {
-  return locatePii(text).map((s) => ({
-    kind: s.kind,
-    offset: s.start,
-    length: s.end - s.start,
-    sample: maskPii(s.kind, s.normalized),
-  }));
-}
-
-/** Scans the JSON text of `value` (offsets are into that text); undefined scans as nothing. */
-export function scanValue(value: unknown): PiiFinding[] {
-  const text = JSON.stringify(value) as string | undefined;
-  return text === undefined ? [] : scanForPii(text);
-}

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
-import { type Config, versionedKeys } from '../config';
-import { TOKEN_PATTERN, isToken, locatePii, panCandidateValid, type TokenKind } from './pii-scanner';
+import { type Config, secretSetting, versionedKeys } from '../config';
+import { TOKEN_PATTERN, isToken, locatePii, panCandidateValid, type TokenKind } from './pii-detect';
 
-export type { TokenKind } from './pii-scanner';
+export type { TokenKind } from './pii-detect';
 
 /** One tokenized original: the only place the raw value survives past the edge. */
 export interface VaultEntry {
@@ -80,9 +80,6 @@ const FIELD_KINDS: ReadonlyMap<string, TokenKind> = new Map<string, TokenKind>([
 
 // Every detector in locatePii needs an ASCII digit (PAN, IBAN, phone) or an "@" (email).
 const MAY_HOLD_PII = /[0-9@]/;
-
-// Numbers under these names, or in an object that has a currency, are money and never card numbers.
-const MONEY_FIELD = /(amount|minor|fee)$/i;
 
 const fieldKind = (key: string): TokenKind | undefined => FIELD_KINDS.get(key.toLowerCase().replace(/[_-]/g, ''));
 
@@ -166,7 +163,7 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
 
     type Walked = { value: unknown; wholePan?: string };
 
-    const walk = (value: unknown, key: string | undefined, parent: object | undefined, path: string): Walked => {
+    const walk = (value: unknown, key: string | undefined, path: string): Walked => {
       if (value === null || value === undefined || typeof value === 'boolean') return { value };
       const kind = key === undefined ? undefined : fieldKind(key);
       if (typeof value === 'string') {
@@ -181,21 +178,25 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
           const field = tokenizeField(kind, digits);
           if (field !== undefined) return field;
         }
-        const isMoney = (key !== undefined && MONEY_FIELD.test(key)) || (parent !== undefined && 'currency' in parent);
-        if (!isMoney && /^[0-9]{13,19}$/.test(digits) && panCandidateValid(digits)) {
-          return { value: tokenFor('pan', digits), wholePan: digits };
+        // Card-length numbers are card numbers wherever they sit, beside a currency or under an amount
+        // name too: no payment reaches 10^12 minor units, so a real amount never has 13 digits. Past
+        // 2^53 JSON.parse has already rounded the last digits, so Luhn cannot tell: it counts as a PAN.
+        const magnitude = digits.replace(/^-/, '').replace(/\.[0-9]+$/, '');
+        const lossy = typeof value === 'number' && !Number.isSafeInteger(value);
+        if (/^[2-9][0-9]{12,18}$/.test(magnitude) && (lossy || panCandidateValid(magnitude))) {
+          return { value: tokenFor('pan', magnitude), wholePan: magnitude };
         }
         return { value };
       }
       if (Array.isArray(value)) {
-        return { value: value.map((item, i) => walk(item, undefined, undefined, `${path}[${i}]`).value) };
+        return { value: value.map((item, i) => walk(item, undefined, `${path}[${i}]`).value) };
       }
       if (typeof value === 'object' && isPlainObject(value)) {
         const out: Record<string, unknown> = {};
         const siblings: Record<string, string> = {};
         for (const [rawKey, child] of Object.entries(value)) {
           const outKey = replaceInString(rawKey).text;
-          const walked = walk(child, rawKey, value, `${path}.${rawKey}`);
+          const walked = walk(child, rawKey, `${path}.${rawKey}`);
           out[outKey] = walked.value;
           if (walked.wholePan !== undefined) {
             // First six plus last four is the PCI display maximum; below 15 digits it leaves too few unknown.
@@ -209,7 +210,7 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
       throw new TypeError(`tokenize: ${path} is a ${what}, not a JSON value`);
     };
 
-    return { payload: walk(payload, undefined, undefined, '$').value, vault: [...vault.values()] };
+    return { payload: walk(payload, undefined, '$').value, vault: [...vault.values()] };
   }
 
   return {
@@ -223,6 +224,6 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
 
 /** The edge's tokenizer from TOKENIZATION_KEYS (the highest version is active). */
 export function tokenizerFromConfig(config: Config): Tokenizer {
-  const { keys, active } = versionedKeys('TOKENIZATION_KEYS', config.TOKENIZATION_KEYS);
+  const { keys, active } = versionedKeys('TOKENIZATION_KEYS', secretSetting(config, 'TOKENIZATION_KEYS'));
   return createTokenizer({ keys: Object.fromEntries(keys), activeVersion: active });
 }

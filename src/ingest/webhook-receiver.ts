@@ -247,12 +247,14 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     const receivedAt = new Date().toISOString();
     let quarantined = 0;
     for (const item of items) {
-      const tokenized = deps.tokenizer.tokenize(item.rawItem);
+      // The event id is tokenized with the item: a card number pasted into an id never becomes a key.
+      const tokenized = deps.tokenizer.tokenize({ item: item.rawItem, eventId: item.eventId });
       vaultEntries.push(...tokenized.vault);
-      const mapped = item.toFact(tokenized.payload);
-      const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(item.rawItem); // quarantined events stay findable
-      const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${item.eventId}`;
-      const rawValue = Buffer.from(JSON.stringify(tokenized.payload));
+      const { item: tokenizedItem, eventId } = tokenized.payload as { item: unknown; eventId: string };
+      const mapped = item.toFact(tokenizedItem);
+      const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(tokenizedItem); // quarantined events stay findable
+      const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${eventId}`;
+      const rawValue = Buffer.from(JSON.stringify(tokenizedItem));
       messages.push(
         envelope(partner, TOPICS.rawWebhooks, key, rawValue, receivedAt, {
           'idempotency-key': idem,

@@ -1,10 +1,12 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { Client, Connection } from '@temporalio/client';
 import type { Admin, Kafka } from 'kafkajs';
 import type { Pool } from 'pg';
 import { type Config, loadConfig } from '../config';
-import { type PiiFinding, scanForPii } from '../ingest/pii-scanner';
+import { type PiiFinding, scanForPii } from '../quality/pii-scanner';
 import { createLogger, errorMessage } from '../logger';
 import { dataDir } from '../stack/service';
 import { createPool } from '../stores/postgres';
@@ -13,45 +15,63 @@ import { connectSnowflake } from '../stores/snowflake';
 import { createKafka } from '../streams/kafka';
 
 // `npm run pii-scan`: proves no raw PAN/PII sits outside the edge and the vault — in any Kafka
-// topic, S3 object, non-vault table, warehouse table or log line. Exit 1 on any finding.
+// topic (key, headers, value), S3 object, non-vault table, warehouse table, log line or Temporal
+// workflow payload. Exit 1 on any finding; each finding names its exact place.
 
 export interface PiiLeak {
-  store: 'kafka' | 's3' | 'postgres' | 'snowflake' | 'logs';
+  store: 'kafka' | 's3' | 'postgres' | 'snowflake' | 'logs' | 'temporal';
+  /** The exact place: topic/partition@offset and part, schema.table.column, object key, file:line, workflow event. */
   where: string;
   kind: PiiFinding['kind'];
   sample: string;
 }
 
 export interface PiiScanReport {
+  /** Items read per store: messages, rows, objects, log lines, workflow histories. */
   scanned: Record<PiiLeak['store'], number>;
   leaks: PiiLeak[];
 }
 
 const MAX_ITEMS_PER_SOURCE = 200_000;
+const MAX_WORKFLOWS = 20_000;
 
 export async function scanStores(config: Config): Promise<PiiScanReport> {
-  const report: PiiScanReport = { scanned: { kafka: 0, s3: 0, postgres: 0, snowflake: 0, logs: 0 }, leaks: [] };
-  const record = (store: PiiLeak['store'], where: string, text: string): void => {
-    report.scanned[store] += 1;
-    for (const f of scanForPii(text)) report.leaks.push({ store, where, kind: f.kind, sample: f.sample });
+  const report: PiiScanReport = {
+    scanned: { kafka: 0, s3: 0, postgres: 0, snowflake: 0, logs: 0, temporal: 0 },
+    leaks: [],
   };
-  await scanKafka(createKafka(config, 'paylink-pii-scan'), record);
-  await scanS3(config, record);
-  const pool = createPool(config, 2);
+  const scan: Scan = {
+    item: (store) => {
+      report.scanned[store] += 1;
+    },
+    text: (store, where, text) => {
+      for (const f of scanForPii(text)) report.leaks.push({ store, where, kind: f.kind, sample: f.sample });
+    },
+  };
+  await scanKafka(createKafka(config, 'paylink-pii-scan'), scan);
+  await scanS3(config, scan);
+  // As the owner, which can read every table; the vault holds originals by design and is skipped by name.
+  const pool = createPool(config, 2, 'MIGRATION_DATABASE_URL');
   try {
-    await scanPostgres(pool, record);
+    await scanPostgres(pool, scan);
   } finally {
     await pool.end();
   }
-  await scanSnowflake(config, record);
-  scanLogs(record);
+  await scanSnowflake(config, scan);
+  await scanTemporal(config, scan);
+  scanLogs(scan);
   return report;
 }
 
-type Record_ = (store: PiiLeak['store'], where: string, text: string) => void;
+interface Scan {
+  /** Counts one item read from `store`. */
+  item(store: PiiLeak['store']): void;
+  /** Scans one part of an item; a finding is reported at `where`. */
+  text(store: PiiLeak['store'], where: string, text: string): void;
+}
 
-/** Every message of every project topic, from the start to the current end. */
-async function scanKafka(kafka: Kafka, record: Record_): Promise<void> {
+/** Every message of every project topic, from the start to the current end: key, each header, value. */
+async function scanKafka(kafka: Kafka, scan: Scan): Promise<void> {
   const admin: Admin = kafka.admin();
   await admin.connect();
   const topics = (await admin.listTopics()).filter((t) => t.startsWith('paylink.'));
@@ -74,14 +94,14 @@ async function scanKafka(kafka: Kafka, record: Record_): Promise<void> {
       );
       void consumer.run({
         eachMessage: async ({ topic, partition, message }) => {
-          const headers = Object.entries(message.headers ?? {})
-            .map(([k, v]) => `${k}=${String(v)}`)
-            .join(' ');
-          record(
-            'kafka',
-            `${topic}/${partition}@${message.offset}`,
-            `${message.key?.toString() ?? ''} ${headers} ${message.value?.toString() ?? ''}`,
-          );
+          const at = `${topic}/${partition}@${message.offset}`;
+          scan.item('kafka');
+          if (message.key) scan.text('kafka', `${at} key`, message.key.toString());
+          for (const [name, v] of Object.entries(message.headers ?? {})) {
+            scan.text('kafka', `${at} header ${name}`, name);
+            scan.text('kafka', `${at} header ${name}`, String(v));
+          }
+          if (message.value) scan.text('kafka', `${at} value`, message.value.toString());
           const partitions = ends.get(topic)!;
           if (BigInt(message.offset) + 1n >= (partitions.get(partition) ?? 0n)) partitions.set(partition, 0n);
           if (remaining() === 0 || ++seen >= MAX_ITEMS_PER_SOURCE) {
@@ -96,7 +116,7 @@ async function scanKafka(kafka: Kafka, record: Record_): Promise<void> {
   }
 }
 
-async function scanS3(config: Config, record: Record_): Promise<void> {
+async function scanS3(config: Config, scan: Scan): Promise<void> {
   const s3 = createS3Client(config);
   try {
     let token: string | undefined;
@@ -104,8 +124,15 @@ async function scanS3(config: Config, record: Record_): Promise<void> {
     do {
       const page = await s3.send(new ListObjectsV2Command({ Bucket: config.S3_BUCKET, ContinuationToken: token }));
       for (const o of page.Contents ?? []) {
+        const where = `s3://${config.S3_BUCKET}/${o.Key!}`;
         const got = await s3.send(new GetObjectCommand({ Bucket: config.S3_BUCKET, Key: o.Key! }));
-        record('s3', `s3://${config.S3_BUCKET}/${o.Key!}`, await got.Body!.transformToString());
+        const bytes = Buffer.from(await got.Body!.transformToByteArray());
+        scan.item('s3');
+        scan.text('s3', `${where} key`, o.Key!);
+        // The archive writes gzip'd NDJSON: read what a reader of the object would read.
+        const text =
+          bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8');
+        scan.text('s3', where, text);
         if (++n >= MAX_ITEMS_PER_SOURCE) return;
       }
       token = page.NextContinuationToken;
@@ -115,38 +142,96 @@ async function scanS3(config: Config, record: Record_): Promise<void> {
   }
 }
 
-/** Every table the application role can read (the vault schema is exactly what it cannot). */
-async function scanPostgres(pool: Pool, record: Record_): Promise<void> {
+/** Every non-vault table of the ledger database, column by column. */
+async function scanPostgres(pool: Pool, scan: Scan): Promise<void> {
   const tables = await pool.query<{ schema: string; name: string }>(
     `select table_schema as schema, table_name as name from information_schema.tables
       where table_type = 'BASE TABLE' and table_schema not in ('pg_catalog', 'information_schema', 'vault')
         and has_table_privilege(quote_ident(table_schema) || '.' || quote_ident(table_name), 'select')`,
   );
   for (const t of tables.rows) {
-    const rows = await pool.query<{ row: string }>(
-      `select row_to_json(x)::text as row from "${t.schema}"."${t.name}" x limit ${MAX_ITEMS_PER_SOURCE}`,
+    const rows = await pool.query<{ row: Record<string, unknown> }>(
+      `select row_to_json(x) as row from "${t.schema}"."${t.name}" x limit ${MAX_ITEMS_PER_SOURCE}`,
     );
-    for (const r of rows.rows) record('postgres', `${t.schema}.${t.name}`, r.row);
+    rows.rows.forEach((r, i) => {
+      scan.item('postgres');
+      for (const [column, v] of Object.entries(r.row)) {
+        if (v !== null) scan.text('postgres', `${t.schema}.${t.name}.${column} (row ${i + 1})`, JSON.stringify(v));
+      }
+    });
   }
 }
 
-async function scanSnowflake(config: Config, record: Record_): Promise<void> {
+async function scanSnowflake(config: Config, scan: Scan): Promise<void> {
   const session = await connectSnowflake(config);
   try {
     const tables = await session.query<{ TABLE_SCHEMA: string; TABLE_NAME: string }>(
       `select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' and table_schema <> 'INFORMATION_SCHEMA'`,
     );
     for (const t of tables) {
-      const rows = await session.query(`select * from ${t.TABLE_SCHEMA}.${t.TABLE_NAME} limit ${MAX_ITEMS_PER_SOURCE}`);
-      for (const r of rows) record('snowflake', `${t.TABLE_SCHEMA}.${t.TABLE_NAME}`, JSON.stringify(r));
+      const rows = await session.query<Record<string, unknown>>(
+        `select * from ${t.TABLE_SCHEMA}.${t.TABLE_NAME} limit ${MAX_ITEMS_PER_SOURCE}`,
+      );
+      rows.forEach((r, i) => {
+        scan.item('snowflake');
+        for (const [column, v] of Object.entries(r)) {
+          if (v !== null && v !== undefined) {
+            scan.text('snowflake', `${t.TABLE_SCHEMA}.${t.TABLE_NAME}.${column} (row ${i + 1})`, JSON.stringify(v));
+          }
+        }
+      });
     }
   } finally {
     await session.close();
   }
 }
 
+/** Workflow ids and every payload Temporal keeps of them: start input, signals, activity inputs, memo. */
+async function scanTemporal(config: Config, scan: Scan): Promise<void> {
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const payloadText = (payloads: { data?: Uint8Array | null }[] | null | undefined): string =>
+      (payloads ?? []).map((p) => (p.data ? Buffer.from(p.data).toString('utf8') : '')).join('\n');
+    const executions: { workflowId: string; runId: string }[] = [];
+    for await (const w of client.workflow.list()) {
+      executions.push({ workflowId: w.workflowId, runId: w.runId });
+      if (executions.length >= MAX_WORKFLOWS) break;
+    }
+    const one = async ({ workflowId, runId }: { workflowId: string; runId: string }): Promise<void> => {
+      const at = `workflow ${workflowId} run ${runId}`;
+      scan.item('temporal');
+      scan.text('temporal', `${at} id`, workflowId);
+      const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+      for (const e of history.events ?? []) {
+        const where = `${at} event ${String(e.eventId)}`;
+        const started = e.workflowExecutionStartedEventAttributes;
+        if (started) {
+          scan.text('temporal', `${where} start input`, payloadText(started.input?.payloads));
+          scan.text('temporal', `${where} memo`, payloadText(Object.values(started.memo?.fields ?? {})));
+        }
+        const signal = e.workflowExecutionSignaledEventAttributes;
+        if (signal)
+          scan.text('temporal', `${where} signal ${signal.signalName ?? ''}`, payloadText(signal.input?.payloads));
+        const activity = e.activityTaskScheduledEventAttributes;
+        if (activity) scan.text('temporal', `${where} activity input`, payloadText(activity.input?.payloads));
+        const marker = e.markerRecordedEventAttributes;
+        if (marker) {
+          for (const [name, p] of Object.entries(marker.details ?? {})) {
+            scan.text('temporal', `${where} marker ${name}`, payloadText(p.payloads));
+          }
+        }
+      }
+    };
+    // A few histories at a time: one RPC each, and the server is shared with the pipeline.
+    for (let i = 0; i < executions.length; i += 8) await Promise.all(executions.slice(i, i + 8).map(one));
+  } finally {
+    await connection.close();
+  }
+}
+
 /** The pipeline's own process logs and the services' logs under the data dir. */
-function scanLogs(record: Record_): void {
+function scanLogs(scan: Scan): void {
   const walk = (dir: string): string[] =>
     existsSync(dir)
       ? readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -159,7 +244,11 @@ function scanLogs(record: Record_): void {
       : [];
   for (const file of walk(dataDir)) {
     const lines = readFileSync(file, 'utf8').split('\n');
-    lines.forEach((line, i) => line && record('logs', `${file}:${i + 1}`, line));
+    lines.forEach((line, i) => {
+      if (!line) return;
+      scan.item('logs');
+      scan.text('logs', `${file}:${i + 1}`, line);
+    });
   }
 }
 

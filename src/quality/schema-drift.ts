@@ -1,4 +1,4 @@
-import { TOKEN_PATTERN } from '../ingest/pii-scanner';
+import { TOKEN_PATTERN } from '../ingest/pii-detect';
 import { isJsonObject, joinPath, resolveLocalRef, schemaTypes } from './json-schema';
 import { type DocumentLocation, FIELDS_OF_KEYWORD, type JsonSchema } from './schema-registry';
 

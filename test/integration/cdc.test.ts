@@ -4,7 +4,7 @@ import type { Admin } from 'kafkajs';
 import type { Pool } from 'pg';
 import { parsePaymentEvent } from '../../src/contracts/payment-event';
 import { CDC_FAULT_EXIT_CODE } from '../../src/ingest/cdc/reader';
-import { scanValue } from '../../src/ingest/pii-scanner';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { createOltpPool, customerEmailOf, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';

@@ -5,7 +5,7 @@ import { temporal } from '@temporalio/proto';
 import type { Consumer } from 'kafkajs';
 import { partnerIdempotencyKey } from '../../src/contracts/partner-api';
 import type { FactOf } from '../../src/contracts/payment-event';
-import { scanValue } from '../../src/ingest/pii-scanner';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { countBillableActions } from '../../src/ops/billable-actions';
 import { splitByChannel } from '../../src/simulator/channels';
 import {

@@ -10,7 +10,7 @@ import {
   type GatewayFeedConfig,
   createGatewayConnector,
 } from '../../src/ingest/gateways/gateway-connector';
-import { scanValue } from '../../src/ingest/pii-scanner';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createLogger } from '../../src/logger';
 import { splitByChannel } from '../../src/simulator/channels';

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { scanValue } from '../../src/ingest/pii-scanner';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { signAdyen, signStripe } from '../../src/ingest/signatures';
 import { openSpool } from '../../src/ingest/spool';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
@@ -17,33 +17,13 @@ import { type Vault, openVaultLazily, vaultKeyring } from '../../src/stores/vaul
 import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { type ReadMessage, type TopicOffsets, readKeyed as readTopic, topicEnds } from '../support/kafka';
-import { type TestEdge, startTestEdge } from '../support/edge';
+import { type TestEdge, startTestEdge, stripeEvent } from '../support/edge';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
 const acme = partners.find((p) => p.scheme === 'stripe')!;
 const adyen = partners.find((p) => p.scheme === 'adyen')!;
 const tokenizer = tokenizerFromConfig(config);
-
-function stripeEvent(paymentId: string, extra: Record<string, unknown> = {}) {
-  return {
-    id: uniqueId('evt'),
-    type: 'payment.captured',
-    created: Math.floor(Date.now() / 1000),
-    data: {
-      object: {
-        paymentId,
-        merchantId: 'm-1',
-        currency: 'EUR',
-        captureId: 'cap1',
-        amountMinor: 1999,
-        platformFeeMinor: 20,
-        customer: { email: 'Jane.Doe@example.com', name: 'Jane Doe', card: '4242 4242 4242 4242' },
-        ...extra,
-      },
-    },
-  };
-}
 
 /** One POST on a fresh connection (no keep-alive), so node:cluster spreads requests over its workers. */
 function postOnNewConnection(url: string, body: string, headers: Record<string, string>): Promise<number> {

@@ -8,7 +8,7 @@ import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import type { Logger } from '../../src/logger';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { config } from './stack';
+import { config, uniqueId } from './stack';
 
 export interface TestEdge {
   /** http://127.0.0.1:<port> of the receiver. */
@@ -41,6 +41,31 @@ export async function startTestEdge(producer: Producer, log: Logger): Promise<Te
       await spool.close();
       await vault.close();
       rmSync(spoolDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A Stripe-style `payment.captured` event for `paymentId`; `extra` overrides fields of data.object. */
+export function stripeEvent(
+  paymentId: string,
+  extra: Record<string, unknown> = {},
+  envelope: { id?: string; created?: number } = {},
+) {
+  return {
+    id: envelope.id ?? uniqueId('evt'),
+    type: 'payment.captured',
+    created: envelope.created ?? Math.floor(Date.now() / 1000),
+    data: {
+      object: {
+        paymentId,
+        merchantId: 'm-1',
+        currency: 'EUR',
+        captureId: 'cap1',
+        amountMinor: 1999,
+        platformFeeMinor: 20,
+        customer: { email: 'Jane.Doe@example.com', name: 'Jane Doe', card: '4242 4242 4242 4242' },
+        ...extra,
+      },
     },
   };
 }

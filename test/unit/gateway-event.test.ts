@@ -8,7 +8,8 @@ import { gatewayEventToFact, gatewayIdempotencyKey, parseGatewayEvent } from '..
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { cursorFile, readGatewayCursor, writeGatewayCursor } from '../../src/ingest/gateways/gateway-cursor';
 import { parseGatewayFeeds } from '../../src/ingest/gateways/gateway-connector';
-import { luhnValid, scanValue } from '../../src/ingest/pii-scanner';
+import { luhnValid } from '../../src/ingest/pii-detect';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { splitByChannel } from '../../src/simulator/channels';
 import { createGatewayFeed, encodeGatewayEvent } from '../../src/simulator/gateway-feed';

@@ -4,7 +4,7 @@ import { retryAfterMs } from '../../src/activities/partner-poll';
 import { loadConfig } from '../../src/config';
 import { parsePartnerApis, partnerSettlementToFact } from '../../src/contracts/partner-api';
 import type { FactOf, PaymentEvent } from '../../src/contracts/payment-event';
-import { scanValue } from '../../src/ingest/pii-scanner';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { splitByChannel } from '../../src/simulator/channels';
 import {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ibanValid, luhnValid, scanForPii, scanValue, type PiiFinding } from '../../src/ingest/pii-scanner';
+import { ibanValid, luhnValid } from '../../src/ingest/pii-detect';
+import { type PiiFinding, scanForPii, scanValue } from '../../src/quality/pii-scanner';
 import { createTokenizer } from '../../src/ingest/tokenize';
 import { seededRandom, type Random } from '../../src/simulator/random';
 
@@ -33,9 +34,42 @@ describe('scanForPii', () => {
     assertMasked(findings, text);
   });
 
-  it('does not flag Luhn failures, epoch milliseconds, or digits glued to letters', () => {
-    const text = 'id 4242424242424241 at 1717236000004 ref INV4242424242424242 order 42424242424242424242424';
+  it('does not flag Luhn failures, epoch milliseconds, or digit runs longer than a card', () => {
+    const text = 'id 4242424242424241 at 1717236000004 order 42424242424242424242424';
     assert.deepEqual(scanForPii(text), []);
+  });
+
+  it('flags a card number whatever its neighbours: glued in an id, a JSON number beside a currency', () => {
+    for (const text of [
+      'ref INV4242424242424242',
+      '"id":"evt_4242424242424242_x"',
+      '{"amount":4242424242424242,"currency":"EUR"}',
+      'pay_5555-5555-5555-4444',
+    ]) {
+      assert.deepEqual(kinds(scanForPii(text)), ['pan'], text);
+    }
+  });
+
+  it('finds national-format phone numbers of the regions we serve', () => {
+    for (const text of [
+      'call (415) 555-2671 now',
+      'us 415-555-2671',
+      'us 1 415.555.2671',
+      'uk 020 7946 0958',
+      'uk mobile 07700 900123',
+      'fr 01 23 45 67 89',
+      'de 030 12345678',
+      'nl 06-12345678',
+      'in 98765 43210',
+      'in +91 98765 43210',
+      'es 612 345 678',
+      'es 912 34 56 78',
+    ]) {
+      assert.deepEqual(kinds(scanForPii(text)), ['phone'], text);
+    }
+    for (const text of ['on 2024-06-01 at 10:00:00', 'version 0.12.1', 'amount 415555', 'ts 1717236000']) {
+      assert.deepEqual(scanForPii(text), [], text);
+    }
   });
 
   it('finds a PAN followed by more digits, e.g. an expiry written with spaces', () => {
@@ -73,8 +107,9 @@ describe('scanForPii', () => {
   it('does not let a phone number swallow the first group of a card number that follows it', () => {
     const text = 'note +53 015 6831 6011 9339 4251 5897 12/26';
     const spans = scanForPii(text).map((f) => [f.kind, text.slice(f.offset, f.offset + f.length)]);
+    // The scanner reports the longest prefix E.164 allows; overlapping findings both stay.
     assert.deepEqual(spans, [
-      ['phone', '+53 015 6831'],
+      ['phone', '+53 015 6831 6011'],
       ['pan', '6011 9339 4251 5897'],
     ]);
     assert.deepEqual(kinds(scanForPii('+4242424242424242')), ['pan'], 'too long for E.164, so a card number');
@@ -206,7 +241,7 @@ function randomPayload(rnd: Random): Planted {
   const payload: Record<string, unknown> = {
     version: 1,
     idempotencyKey: `gateway:gw-${rnd.int(1, 9)}:tx-${digits(rnd, 10)}:captured:${rnd.int(0, 5)}`,
-    paymentId: `pay_${digits(rnd, 16)}`,
+    paymentId: `pay_${digits(rnd, 11)}`, // 11 digits: never card-length
     amountMinor: rnd.int(1, 10_000_000),
     currency: rnd.pick(['EUR', 'USD', 'GBP']),
     occurredAt: new Date(1_700_000_000_000 + rnd.int(0, 1e9)).toISOString(),
@@ -278,5 +313,56 @@ describe('pii scanner false positives found in real data', () => {
       [{ kind: 'email', found: 'jane.doe@example.com' }],
       'an email after an escape is still found, without the escape letter',
     );
+  });
+});
+
+describe('scanner and tokenizer on the forms that once slipped past the edge (seeded)', () => {
+  const tokenizer = createTokenizer({ keys: { 3: Buffer.alloc(32, 0x3c) }, activeVersion: 3 });
+  const nationalPhone = (rnd: Random): string =>
+    rnd.pick([
+      () => `(${rnd.int(2, 9)}${digits(rnd, 2)}) ${rnd.int(2, 9)}${digits(rnd, 2)}-${digits(rnd, 4)}`,
+      () => `${rnd.int(2, 9)}${digits(rnd, 2)}-${rnd.int(2, 9)}${digits(rnd, 2)}-${digits(rnd, 4)}`,
+      () => `020 ${digits(rnd, 4)} ${digits(rnd, 4)}`,
+      () => `07${digits(rnd, 3)} ${digits(rnd, 6)}`,
+      () => `0${rnd.int(1, 9)} ${digits(rnd, 2)} ${digits(rnd, 2)} ${digits(rnd, 2)} ${digits(rnd, 2)}`,
+      () => `${rnd.int(6, 9)}${digits(rnd, 4)} ${digits(rnd, 5)}`,
+    ])();
+
+  it('with tokenization off the scanner finds each planted value; with it on, none survives', () => {
+    const rnd = seededRandom(8);
+    for (let run = 0; run < 300; run++) {
+      const pan = randomPan(rnd);
+      const phone = nationalPhone(rnd);
+      const numericPan = randomPan(rnd).slice(0, 16).padEnd(16, '0');
+      const numeric = luhnComplete(numericPan.slice(0, 15), 16, rnd);
+      const payload = {
+        id: `evt_${pan}_${rnd.pick(['x', 'retry', '2'])}`,
+        amount: { value: Number(numeric), currency: rnd.pick(['EUR', 'USD']) },
+        note: `call ${phone} before noon`,
+        amountMinor: rnd.int(1, 1_000_000),
+      };
+      const raw = JSON.stringify(payload);
+      const found = scanValue(payload).map((f) => raw.slice(f.offset, f.offset + f.length));
+      for (const planted of [pan, numeric, phone]) {
+        assert.ok(
+          found.some((f) => f.includes(planted)),
+          `run ${run}: scanner missed ${planted} in ${raw}`,
+        );
+      }
+      const first = tokenizer.tokenize(payload);
+      assert.deepEqual(scanValue(first.payload), [], `run ${run}: ${JSON.stringify(first.payload)}`);
+      const again = tokenizer.tokenize(JSON.parse(raw));
+      assert.equal((again.payload as { id: string }).id, (first.payload as { id: string }).id, 'same id, same key');
+      assert.equal((first.payload as { amountMinor: number }).amountMinor, payload.amountMinor);
+    }
+  });
+});
+
+describe('pii scanner false positives found in service logs and ids', () => {
+  it('does not read the seconds and fraction of a time, or a hex event id, as PII', () => {
+    assert.deepEqual(scanForPii('VisibilityTimestamp: 2026-11-29 08:58:03.894907589 +0000 UTC'), []);
+    assert.deepEqual(scanForPii('VisibilityTimestamp: 2026-11-29 08:58:03.92418833 +0000 UTC'), []);
+    assert.deepEqual(scanForPii('{"eventId":"evt_2ba70d195d9773eed5e3c81b"}'), []);
+    assert.deepEqual(kinds(scanForPii('tel:020 7946 0958')), ['phone'], 'a tel: URI is still a phone');
   });
 });

@@ -347,21 +347,32 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
     const byTopic = new Map<string, Message[]>();
     const receivedAt = new Date().toISOString();
     for (const record of records) {
-      const tokenized = tokenizer.tokenize({ before: record.value.before, after: record.value.after });
+      // The key and the idempotency key are tokenized with the rows: a primary key can hold a card number.
+      const tokenized = tokenizer.tokenize({
+        before: record.value.before,
+        after: record.value.after,
+        key: record.key,
+        idempotencyKey: record.idempotencyKey,
+      });
       vaultEntries.push(...tokenized.vault);
-      const rows = tokenized.payload as { before: Row | null; after: Row | null };
+      const rows = tokenized.payload as {
+        before: Row | null;
+        after: Row | null;
+        key: Row | null;
+        idempotencyKey: string;
+      };
       const value = { ...record.value, before: rows.before, after: rows.after };
       const region = (rows.after ?? rows.before)?.region;
       const headers: Record<string, string> = {
         source: 'cdc',
         schema: `debezium-oltp-${record.value.source.table.replace(/_/g, '-')}@1`,
-        'idempotency-key': record.idempotencyKey,
+        'idempotency-key': rows.idempotencyKey,
         'received-at': receivedAt,
         ...(typeof region === 'string' && { region }),
       };
       const list = byTopic.get(record.topic) ?? [];
       list.push({
-        key: record.key === null ? null : stringifyExact(record.key),
+        key: rows.key === null ? null : stringifyExact(rows.key),
         value: stringifyExact(value),
         headers,
       });
