@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, readdir, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../logger';
+import { pidAlive } from '../pid';
 
 // The edge's durable local spool (docs/architecture.md, CAP: edge ingest = A): while Kafka is
 // unreachable a webhook is acknowledged only once its event is fsynced here, and drained in order later.
@@ -265,15 +266,6 @@ async function writeCursor(dir: string, nextSeq: number): Promise<void> {
   }
   await rename(tmp, join(dir, CURSOR_FILE));
   await syncDir(dir);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
 }
 
 async function acquireLock(dir: string): Promise<void> {

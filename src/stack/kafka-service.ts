@@ -8,7 +8,6 @@ import {
   ensureDir,
   hashFiles,
   hostPort,
-  isAlive,
   log,
   pidFile,
   repoRoot,
@@ -19,6 +18,7 @@ import {
   waitUntil,
   type LocalService,
 } from './service';
+import { pidAlive } from '../pid';
 
 // A real Apache Kafka 4.x broker (KRaft, broker+controller in one JVM) run from the jars that
 // tools/kafka/pom.xml resolves from Maven Central: no Docker, no tarball download.
@@ -197,7 +197,7 @@ function livePid(): number | undefined {
   const file = pidFile(NAME);
   if (!existsSync(file)) return undefined;
   const pid = Number(readFileSync(file, 'utf8').trim());
-  return Number.isInteger(pid) && isAlive(pid) ? pid : undefined;
+  return Number.isInteger(pid) && pidAlive(pid) ? pid : undefined;
 }
 
 function installJars(): void {
@@ -253,11 +253,11 @@ export const kafkaService: LocalService = {
     await waitUntil(
       `Kafka at ${brokerAddress()}`,
       // Stop polling early when the JVM exits (bad config, port taken) instead of waiting 90 s.
-      async () => !isAlive(brokerPid) || (await describeClusterOnce(1000)),
+      async () => !pidAlive(brokerPid) || (await describeClusterOnce(1000)),
       START_TIMEOUT_MS,
       logHint,
     );
-    if (!isAlive(brokerPid)) throw new Error(`Kafka exited during startup (see ${logHint})`);
+    if (!pidAlive(brokerPid)) throw new Error(`Kafka exited during startup (see ${logHint})`);
     log(`Kafka answers after ${Date.now() - started} ms`);
   },
 

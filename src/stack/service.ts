@@ -4,6 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pidAlive } from '../pid';
 
 // The local stack: each service knows how to install itself (idempotently, into a cache
 // outside the clone), start detached with a pid file under the project's data dir, and answer.
@@ -95,22 +96,13 @@ export function pidFile(name: string): string {
   return join(serviceDir(name), `${name}.pid`);
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** SIGTERM the process group from the pid file, escalate to SIGKILL after a grace period. */
 export async function stopByPidFile(name: string, graceMs = 15_000): Promise<boolean> {
   const file = pidFile(name);
   if (!existsSync(file)) return false;
   const pid = Number(readFileSync(file, 'utf8').trim());
   rmSync(file, { force: true });
-  if (!Number.isInteger(pid) || !isAlive(pid)) return false;
+  if (!Number.isInteger(pid) || !pidAlive(pid)) return false;
   const signal = (sig: NodeJS.Signals): void => {
     try {
       process.kill(-pid, sig);
@@ -124,8 +116,8 @@ export async function stopByPidFile(name: string, graceMs = 15_000): Promise<boo
   };
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (isAlive(pid) && Date.now() < deadline) await sleep(200);
-  if (isAlive(pid)) signal('SIGKILL');
+  while (pidAlive(pid) && Date.now() < deadline) await sleep(200);
+  if (pidAlive(pid)) signal('SIGKILL');
   return true;
 }
 

@@ -229,7 +229,8 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
         merchantId: input.merchantId,
         factType: 'manual_adjustment',
         idempotencyKey: `manual:${request.adjustmentId}`,
-        occurredAt: new Date(workflowInfo().startTime).toISOString(),
+        // The update's own time (deterministic in the workflow sandbox), not the run's start.
+        occurredAt: new Date().toISOString(),
         lines: adjustmentLines(request.account, request.side, request.amountMinor, request.currency),
         actor: request.actor,
         memo: request.reason,

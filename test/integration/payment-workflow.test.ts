@@ -144,6 +144,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     assert.match(state.anomalies[0]!.reason, /exceed the authorized/);
     assert.equal((await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr), 'ANOMALY');
 
+    const adjustedAfter = Date.now();
     await handle.executeUpdate(adjustPaymentUpdate, {
       args: [
         {
@@ -186,11 +187,21 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
       flags.rows.map((r) => r.kind),
       ['anomaly', 'adjustment', 'resolved'],
     );
-    const manual = await pool.query<{ actor: string; memo: string }>(
-      `select actor, memo from ledger.journal_entries where payment_id = $1 and fact_type = 'manual_adjustment'`,
+    const manual = await pool.query<{ actor: string; memo: string; occurred_at: Date }>(
+      `select actor, memo, occurred_at from ledger.journal_entries where payment_id = $1 and fact_type = 'manual_adjustment'`,
       [paymentId],
     );
-    assert.deepEqual(manual.rows, [{ actor: 'ops@paylink', memo: 'gateway double capture' }]);
+    assert.deepEqual(
+      manual.rows.map(({ actor, memo }) => ({ actor, memo })),
+      [{ actor: 'ops@paylink', memo: 'gateway double capture' }],
+    );
+    // The adjustment happened when ops made it, not when the payment's run started.
+    const runStarted = (await handle.describe()).startTime.getTime();
+    assert.ok(runStarted < adjustedAfter, 'the run started before the adjustment was requested');
+    assert.ok(
+      manual.rows[0]!.occurred_at.getTime() >= adjustedAfter,
+      `occurred_at ${manual.rows[0]!.occurred_at.toISOString()}`,
+    );
   });
 
   it('a posting key already in the ledger with other lines becomes a posting-conflict anomaly, not a second posting', async () => {
