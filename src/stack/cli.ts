@@ -1,14 +1,16 @@
+import { spawnSync } from 'node:child_process';
 import { loadConfig } from '../config';
 import { createKafka, ensureTopics } from '../streams/kafka';
 import { kafkaService } from './kafka-service';
 import { postgresService } from './postgres-service';
 import { s3Service } from './s3-service';
-import { type LocalService, type ServiceStatus, log } from './service';
+import { type LocalService, type ServiceStatus, log, pythonVenv } from './service';
 import { snowflakeService } from './snowflake-service';
 import { temporalService } from './temporal-service';
 import { errorMessage } from '../logger';
 
-// `npm run stack -- up|down|status`: the five real services, installed and started idempotently.
+// `npm run stack -- up|down|status`: the five real services, installed and started idempotently;
+// `npm run stack -- temporal <args>`: the Temporal CLI the stack installed.
 
 export const services: LocalService[] = [postgresService, kafkaService, temporalService, s3Service, snowflakeService];
 
@@ -67,8 +69,21 @@ async function main(): Promise<void> {
     const rows = await status();
     printStatus(rows);
     if (rows.some((r) => !r.answers)) process.exitCode = 1;
+  } else if (command === 'temporal') {
+    // The project's own Temporal CLI (from the venv), aimed at TEMPORAL_ADDRESS: no binary on PATH needed.
+    const config = loadConfig();
+    const args = [
+      ...process.argv.slice(3),
+      '--address',
+      config.TEMPORAL_ADDRESS,
+      '--namespace',
+      config.TEMPORAL_NAMESPACE,
+    ];
+    const ran = spawnSync(pythonVenv().bin('temporal'), args, { stdio: 'inherit' });
+    if (ran.error) throw new Error(`temporal CLI: ${ran.error.message}; run \`npm run stack -- up\` to install it`);
+    process.exitCode = ran.status ?? 1;
   } else {
-    throw new Error(`unknown stack command "${command}"; use up | down | status`);
+    throw new Error(`unknown stack command "${command}"; use up | down | status | temporal <args>`);
   }
 }
 
