@@ -5,7 +5,8 @@ import { TOKEN_KINDS, ibanValid, luhnValid } from '../ingest/pii-detect';
 // field names, no neighbours that excuse a number, no money exemption — so a tokenizer blind spot
 // shows up here as a finding instead of being shared. It shares only arithmetic (Luhn, mod-97) and
 // the token format. What it still tolerates, each for a stated reason:
-// - digits inside a hex run of 32+ characters that has a letter (a digest or token, not a number);
+// - digits inside a hex run of 32+ characters that has a letter (a digest or token), or a UUID;
+// - lower-case IBAN look-alikes made only of hex characters (ids such as "stl_ee141c6cbd77…");
 // - digit strings without separators that are not card-length (an id or amount, not a phone).
 
 export type PiiKind = 'pan' | 'email' | 'iban' | 'phone';
@@ -21,6 +22,8 @@ export interface PiiFinding {
 const TOKEN_IN_TEXT = new RegExp(`tok_(?:${TOKEN_KINDS.join('|')})_[0-9]+_[0-9a-f]{32}`, 'g');
 // Hex runs long enough to be digests (SHA-256, HMACs, our 128-bit tokens) are not numbers.
 const DIGEST = /[0-9A-Fa-f]{32,}/g;
+// UUIDs (8-4-4-4-12 hex): their dashed digit groups can add up to a Luhn-valid 13 digits.
+const UUID = /[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}/g;
 
 interface Hit {
   kind: PiiKind;
@@ -34,6 +37,7 @@ function opaqueSpans(text: string): [number, number][] {
   const spans: [number, number][] = [];
   for (const m of text.matchAll(TOKEN_IN_TEXT)) spans.push([m.index, m.index + m[0].length]);
   for (const m of text.matchAll(DIGEST)) if (/[A-Fa-f]/.test(m[0])) spans.push([m.index, m.index + m[0].length]);
+  for (const m of text.matchAll(UUID)) spans.push([m.index, m.index + m[0].length]);
   return spans;
 }
 
@@ -89,6 +93,8 @@ function ibans(text: string): Hit[] {
   for (const m of text.matchAll(/(?<![A-Za-z0-9])(?=([A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,30}))/g)) {
     if (hits.some((h) => m.index < h.end)) continue;
     const run = m[1]!;
+    // Lower-case hex ("stl_ee141c6cbd77…", a Mongo-style id) cannot tell an IBAN from an id: skip it.
+    if (/^[0-9a-f -]+$/.test(run.slice(0, 34)) && /^[a-f]{2}/.test(run)) continue;
     // Any prefix of the run may be the IBAN (a word can follow it without a break).
     const chars: { ch: string; at: number }[] = [];
     for (let i = 0; i < run.length; i++)
@@ -107,7 +113,8 @@ function ibans(text: string): Hit[] {
   return hits;
 }
 
-// Phones: "+" international numbers of 8–15 digits in any grouping ("00" ones with a separator), and national numbers in
+// Phones: "+" international numbers of 8–15 digits in any grouping ("00" ones are left out: SQLSTATEs
+// and zero-padded ids look the same), and national numbers in
 // the regions we serve written with separators: 3-3-4 (NANP, optional 1), trunk "0" numbers of
 // 10–12 digits in two or more groups (UK, FR, DE, NL, IT, IN landlines), 5-5 (Indian mobiles),
 // 3-3-3 and 3-2-2-2 (Spain).
@@ -127,18 +134,15 @@ function phones(text: string): Hit[] {
     { re: /(?<![0-9])(?:0|91[ -]?)?[6-9][0-9]{4}[ -][0-9]{5}(?![0-9])/g, ok: () => true },
     { re: /(?<![0-9])[6-9][0-9]{2}(?: [0-9]{3} [0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2})(?![0-9])/g, ok: () => true },
   ];
-  // International: the longest prefix of the digit groups after "+" or "00" that E.164 allows.
-  for (const m of text.matchAll(new RegExp(String.raw`(?:\+|\b00)[1-9][0-9]*(?:${sep}?[0-9]+)*`, 'g'))) {
-    const lead = m[0].startsWith('+') ? 1 : 2;
+  // International: the longest prefix of the digit groups after "+" that E.164 allows.
+  for (const m of text.matchAll(new RegExp(String.raw`\+[1-9][0-9]*(?:${sep}?[0-9]+)*`, 'g'))) {
     let digits = '';
     let best: { end: number; digits: string } | undefined;
-    for (const g of m[0].slice(lead).matchAll(/[0-9]+/g)) {
+    for (const g of m[0].slice(1).matchAll(/[0-9]+/g)) {
       digits += g[0];
       if (digits.length > 15) break;
-      if (digits.length >= 8) best = { end: m.index + lead + g.index + g[0].length, digits };
+      if (digits.length >= 8) best = { end: m.index + 1 + g.index + g[0].length, digits };
     }
-    // "00…" without any separator is more often a zero-padded id than a phone number.
-    if (lead === 2 && best && !/[^0-9]/.test(text.slice(m.index, best.end))) continue;
     if (best) hits.push({ kind: 'phone', start: m.index, end: best.end, digitsOrText: `+${best.digits}` });
   }
   for (const { re, ok } of shapes) {

@@ -363,6 +363,9 @@ describe('pii scanner false positives found in service logs and ids', () => {
     assert.deepEqual(scanForPii('VisibilityTimestamp: 2026-11-29 08:58:03.894907589 +0000 UTC'), []);
     assert.deepEqual(scanForPii('VisibilityTimestamp: 2026-11-29 08:58:03.92418833 +0000 UTC'), []);
     assert.deepEqual(scanForPii('{"eventId":"evt_2ba70d195d9773eed5e3c81b"}'), []);
+    assert.deepEqual(scanForPii('partner:acme-pay:stl_ee141c6cbd7799d206edc550'), [], 'a hex id, not an EE IBAN');
+    assert.deepEqual(scanForPii('member id schema-drift-test-812895f5-3922-4256-9255-bbaa1bad3aef'), [], 'a UUID');
+    assert.deepEqual(scanForPii('query failed 001003 (42000): None'), [], 'a SQLSTATE after an error number');
     assert.deepEqual(kinds(scanForPii('tel:020 7946 0958')), ['phone'], 'a tel: URI is still a phone');
   });
 });
