@@ -37,6 +37,18 @@ const secretReads = [
   { selector: `ObjectPattern > Property[key.name=${secretName}]`, message: secretReadMessage },
 ];
 
+// Imports flow one way: runtime code (what runs in production) never reaches into the simulator, the
+// local-stack installer, starters, ops tooling, benchmarks or tests; those may import runtime code.
+const runtimeFiles = [
+  'src/{contracts,ledger,stores,streams,ingest,quality,workflows,activities,workers}/**/*.ts',
+  'src/{config,logger,pid}.ts',
+];
+const runtimeBoundary = {
+  group: ['**/simulator/*', '**/stack/*', '**/starters/*', '**/ops/*', '**/bench/*', '**/test/*', '**/test/**/*'],
+  message:
+    'Runtime code never imports the simulator, the local-stack installer, starters, ops tooling, bench or tests (docs/architecture.md).',
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', '.paylink/**', 'tools/**/*.py'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -64,6 +76,29 @@ export default tseslint.config(
     rules: { 'no-restricted-syntax': ['error', ...secretReads] },
   },
   {
+    // kafkajs stays behind the one Kafka module so the client can be swapped (kafkajs#1603); the local-stack
+    // installer provisions Kafka itself. Its own rule name, so a folder's no-restricted-imports cannot replace it.
+    files: ['src/**/*.ts'],
+    ignores: ['src/streams/kafka.ts', 'src/stack/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'kafkajs',
+              message: 'Use the types and functions of src/streams/kafka.ts: kafkajs stays behind that module.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: runtimeFiles,
+    rules: { 'no-restricted-imports': ['error', { patterns: [runtimeBoundary] }] },
+  },
+  {
     files: ['src/workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -71,6 +106,7 @@ export default tseslint.config(
         {
           paths: forbiddenInWorkflows.filter((m) => !m.includes('*')),
           patterns: [
+            runtimeBoundary, // this block's no-restricted-imports replaces the runtime one for workflow files
             { group: ['@aws-sdk/*'], message: 'No I/O in workflow code: call an activity.' },
             {
               group: ['**/activities/*', '**/stores/*', '**/streams/*'],

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { describeIssues } from './contracts/issues';
 import { errorMessage } from './logger';
@@ -7,6 +8,9 @@ import { errorMessage } from './logger';
 const Env = z.object({
   // The public dev defaults of SECRET_SETTINGS apply only in development; production refuses them (secretSetting).
   PAYLINK_ENV: z.enum(['development', 'production']).default('development'),
+
+  // Local state of the processes (spools, vault journals, cursors, logs); the default is <clone>/.paylink.
+  PAYLINK_DATA: z.string().default(resolve(__dirname, '..', '.paylink')),
 
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),

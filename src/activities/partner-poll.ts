@@ -1,17 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Message, Producer } from 'kafkajs';
-import {
-  PARTNER_SETTLEMENT_SCHEMA,
-  type PartnerApiConfig,
-  PartnerSettlementPage,
-  partnerIdempotencyKey,
-  partnerSettlementToFact,
-} from '../contracts/partner-api';
+import { type EdgeMessage, edgeEnvelope, partnerIdempotencyKey } from '../contracts/envelope';
+import { type PartnerApiConfig, PartnerSettlementPage, partnerSettlementToFact } from '../contracts/partner-api';
 import type { Tokenizer, VaultEntry } from '../ingest/tokenize';
 import { type Logger, errorMessage } from '../logger';
+import { CURRENT_SCHEMAS } from '../quality/schema-registry';
 import type { Vault } from '../stores/vault';
-import { TOPICS } from '../streams/kafka';
+import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../streams/kafka';
 import { describeIssues } from '../contracts/issues';
 
 // One page of a partner's settlement API per activity: fetch → validate → tokenize → vault →
@@ -39,6 +34,7 @@ export interface PartnerPollActivities {
 export interface PartnerPollDeps {
   partners: PartnerApiConfig[];
   producer: Producer;
+  topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Vault;
   log: Logger;
@@ -60,6 +56,10 @@ export function retryAfterMs(header: string | null, now = Date.now()): number {
 
 export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollActivities {
   const partners = new Map(deps.partners.map((p) => [p.id, p]));
+  const envelope = edgeEnvelope('partner', edgeTopicsOf(deps.topics, 'rawPartnerApi'), {
+    raw: CURRENT_SCHEMAS['partner-settlement'],
+    fact: CURRENT_SCHEMAS['payment-fact'],
+  });
 
   const fetchPage = async (
     partner: PartnerApiConfig,
@@ -119,9 +119,8 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
       }
       const page = await fetchPage(partner, cursor, limit);
       const receivedAt = new Date().toISOString();
-      const raw: Message[] = [];
-      const facts: Message[] = [];
-      const quarantine: Message[] = [];
+      const messages: EdgeMessage[] = [];
+      let quarantined = 0;
       const vaultEntries: VaultEntry[] = [];
       // The partner's cursor is opaque to us: tokenize it like any other text before it joins a key.
       const tokenizedId = (id: string, into: VaultEntry[]): string => {
@@ -139,45 +138,17 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
         // A record without a usable id is still keyed deterministically: the same page re-run gives the same key.
         const recordId =
           typeof r.id === 'string' && r.id !== '' ? r.id : tokenizedId(`${cursor || 'start'}#${i}`, vaultEntries);
-        const key = mapped.ok
-          ? mapped.value.paymentId
-          : typeof r.payment_reference === 'string'
-            ? r.payment_reference
-            : null;
-        const idempotencyKey = mapped.ok ? mapped.value.idempotencyKey : partnerIdempotencyKey(partner.id, recordId);
-        const region = mapped.ok ? mapped.value.region : typeof r.region === 'string' ? r.region : partner.region;
-        const headers: Record<string, string> = {
-          source: 'partner',
-          partner: partner.id,
-          'idempotency-key': idempotencyKey,
-          'received-at': receivedAt,
-          ...(region !== undefined && { region }),
+        if (!mapped.ok) quarantined += 1;
+        const unmapped = {
+          region: typeof r.region === 'string' ? r.region : partner.region,
+          key: typeof r.payment_reference === 'string' ? r.payment_reference : null,
+          idempotencyKey: partnerIdempotencyKey(partner.id, recordId),
         };
-        const value = JSON.stringify(tokenized.payload);
-        raw.push({ key, value, headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA } });
-        if (mapped.ok) {
-          facts.push({
-            key,
-            value: JSON.stringify(mapped.value),
-            headers: { 'idempotency-key': idempotencyKey, source: 'partner' },
-          });
-        } else {
-          quarantine.push({
-            key,
-            value,
-            headers: { ...headers, schema: PARTNER_SETTLEMENT_SCHEMA, 'quarantine-reason': mapped.reason },
-          });
-        }
+        messages.push(...envelope(receivedAt, tokenized.payload, mapped, unmapped));
       }
       // Originals first, so every token on Kafka resolves in the vault.
       await deps.vault.store(vaultEntries);
-      const topicMessages = [
-        { topic: TOPICS.rawPartnerApi, messages: raw },
-        { topic: TOPICS.paymentEvents, messages: facts },
-        { topic: TOPICS.quarantine, messages: quarantine },
-      ].filter((t) => t.messages.length > 0);
-      if (topicMessages.length > 0) await deps.producer.sendBatch({ acks: -1, topicMessages });
-      const quarantined = quarantine.length;
+      await produce(deps.producer, messages);
       deps.log.info('partner page produced', {
         partner: partner.id,
         records: page.data.length,

@@ -1,8 +1,10 @@
 import type { Pool } from 'pg';
-import type { LifecycleStatus } from '../workflows/payment-state';
+import { flagKeys } from '../stores/ledger';
+import { idlePayments, paymentFacts } from '../stores/payment-inbox';
+import { type LifecycleStatus, statusOf } from '../workflows/payment-state';
 
-// The SLA sweep's query: payments whose coarse stage (from the inbox) is older than its SLA and
-// not flagged for that stage yet. The payment workflow has the final word on whether it is stuck.
+// The SLA sweep's query: payments in a stage longer than its SLA (idle since their latest signalled fact)
+// and not flagged for that stage yet. The payment workflow has the final word on whether it is stuck.
 
 export interface OverduePayment {
   paymentId: string;
@@ -14,43 +16,31 @@ export interface SlaActivities {
   findOverduePayments(slas: Partial<Record<LifecycleStatus, number>>, limit: number): Promise<OverduePayment[]>;
 }
 
+const BATCH = 500;
+
 export function createSlaActivities(pool: Pool): SlaActivities {
   return {
     async findOverduePayments(slas, limit) {
-      const stages = Object.keys(slas);
-      const ms = stages.map((s) => slas[s as LifecycleStatus] ?? 0);
-      const rows = await pool.query<{ payment_id: string; stage: LifecycleStatus; since: Date }>(
-        `with f as (
-           select payment_id,
-                  bool_or(fact_type in ('failed', 'voided')) as ended,
-                  count(distinct fact_key) filter (where fact_type = 'captured') as captures,
-                  count(distinct body->>'captureId') filter (where fact_type = 'settled') as settled_captures,
-                  count(distinct fact_key) filter (where fact_type = 'chargeback_opened') as cb_opened,
-                  count(distinct fact_key) filter (where fact_type in ('chargeback_won', 'chargeback_lost')) as cb_resolved,
-                  bool_or(fact_type = 'authorized') as authorized,
-                  max(received_at) as since
-             from payments.facts where signalled_at is not null
-            group by payment_id),
-         s as (
-           select payment_id, since,
-                  case when ended then null
-                       when cb_opened > cb_resolved then 'DISPUTED'
-                       when captures > settled_captures then 'CAPTURED'
-                       when captures > 0 then null
-                       when authorized then 'AUTHORIZED'
-                       else 'CREATED' end as stage
-             from f)
-         select s.payment_id, s.stage, s.since
-           from s join unnest($1::text[], $2::int8[]) as sla(stage, ms) on sla.stage = s.stage
-          where s.since < now() - sla.ms * interval '1 millisecond'
-            and not exists (select 1 from ledger.payment_flags fl
-                             where fl.payment_id = s.payment_id
-                               and fl.flag_key in ('stuck:' || s.stage, 'resolved:stuck:' || s.stage))
-          order by s.since
-          limit $3`,
-        [stages, ms, limit],
-      );
-      return rows.rows.map((r) => ({ paymentId: r.payment_id, stage: r.stage, since: r.since.toISOString() }));
+      const slaMs = Object.values(slas);
+      if (slaMs.length === 0 || limit <= 0) return [];
+      // The state machine's rule on each idle payment's facts: storing the workflow's stage costs an action per change.
+      const idle = await idlePayments(pool, Math.min(...slaMs));
+      const overdue: OverduePayment[] = [];
+      for (let i = 0; i < idle.length && overdue.length < limit; i += BATCH) {
+        const batch = idle.slice(i, i + BATCH);
+        const ids = batch.map((p) => p.paymentId);
+        const [facts, flags] = await Promise.all([paymentFacts(pool, ids, 'signalled'), flagKeys(pool, ids)]);
+        for (const p of batch) {
+          const flagged = new Set(flags.get(p.paymentId));
+          const stage = statusOf(p.paymentId, facts.get(p.paymentId) ?? [], flagged);
+          const sla = slas[stage];
+          if (sla === undefined || p.idleMs <= sla) continue;
+          if (flagged.has(`stuck:${stage}`) || flagged.has(`resolved:stuck:${stage}`)) continue;
+          overdue.push({ paymentId: p.paymentId, stage, since: p.since });
+          if (overdue.length === limit) break;
+        }
+      }
+      return overdue;
     },
   };
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { gatewayIdempotencyKey } from './envelope';
 import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { ID_PATTERN, PaymentEvent, type ParseResult } from './payment-event';
@@ -6,9 +7,6 @@ import { ID_PATTERN, PaymentEvent, type ParseResult } from './payment-event';
 // A regional payment gateway's own event format (v1), as its sequenced feed serves it, and its
 // mapping onto PayLink's payment facts. Unknown fields pass (gateways add fields); missing or
 // mistyped required ones are reasons for quarantine, named by path.
-
-/** The `schema` header of raw gateway events on Kafka: the quality consumer checks drift against it. */
-export const GATEWAY_EVENT_SCHEMA = 'gateway-event@1';
 
 export const GatewayEventType = z.enum(['AUTHORISATION', 'CAPTURE', 'CANCELLATION', 'REFUSAL']);
 export type GatewayEventType = z.infer<typeof GatewayEventType>;
@@ -68,11 +66,6 @@ export const GATEWAY_FACT_TYPES = {
   REFUSAL: 'failed',
 } as const satisfies Record<GatewayEventType, PaymentEvent['type']>;
 
-/** `gw-<region>:<txnRef>:<fact type>:<factSeq>`: the same key the simulator (and so the truth) derives. */
-export function gatewayIdempotencyKey(gateway: string, event: Pick<GatewayEvent, 'txnRef' | 'eventType' | 'factSeq'>) {
-  return `${gateway}:${event.txnRef}:${GATEWAY_FACT_TYPES[event.eventType]}:${event.factSeq}`;
-}
-
 export function parseGatewayEvent(raw: unknown): ParseResult<GatewayEvent> {
   const parsed = GatewayEvent.safeParse(raw);
   return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
@@ -87,7 +80,8 @@ export function gatewayEventToFact(gw: GatewayIdentity, raw: unknown): ParseResu
   const candidate = {
     version: 1,
     type,
-    idempotencyKey: gatewayIdempotencyKey(gw.gateway, e),
+    // The same key the simulator (and so the truth) derives.
+    idempotencyKey: gatewayIdempotencyKey(gw.gateway, e.txnRef, type, e.factSeq),
     paymentId: e.paymentReference,
     merchantId: e.merchantId,
     region: gw.region,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseJsonSetting } from '../config';
+import { partnerIdempotencyKey } from './envelope';
 import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { PaymentEvent, type ParseResult } from './payment-event';
@@ -7,9 +8,6 @@ import { PaymentEvent, type ParseResult } from './payment-event';
 // Partners' settlement APIs (polled, not pushed): the page envelope, one settlement record in the
 // partner's own format, and its mapping onto a `settled` payment fact (v1). Unknown fields pass
 // (partners add fields); missing or mistyped required ones are quarantine reasons, named by path.
-
-/** Schema header of raw partner-API records on Kafka. */
-export const PARTNER_SETTLEMENT_SCHEMA = 'partner-settlement@1';
 
 export const PartnerApiConfig = z.object({
   id: z.string().regex(/^[a-z0-9-]{1,60}$/, 'id: 1–60 of a-z, 0-9, -'),
@@ -61,11 +59,6 @@ export const PartnerSettlementRecord = z
     path: ['fee', 'currency'],
   });
 export type PartnerSettlementRecord = z.infer<typeof PartnerSettlementRecord>;
-
-/** One idempotency key per partner record, whatever page or retry delivers it. */
-export function partnerIdempotencyKey(partnerId: string, recordId: string): string {
-  return `partner:${partnerId}:${recordId}`;
-}
 
 // Name the partner's fields, not the fact's, so a quarantine reason points at the record.
 const PARTNER_FIELD_OF: Readonly<Record<string, string>> = {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { webhookIdempotencyKey } from './envelope';
 import { describeIssues } from './issues';
 import { CurrencyCode, MinorUnits } from './money';
 import { PaymentEvent, type ParseResult } from './payment-event';
@@ -47,7 +48,7 @@ export function stripeStyleToFact(partnerId: string, region: string, raw: unknow
     ...data.object,
     version: 1,
     type: type.slice('payment.'.length),
-    idempotencyKey: `webhook:${partnerId}:${id}`,
+    idempotencyKey: webhookIdempotencyKey(partnerId, id),
     occurredAt: new Date(created * 1000).toISOString(),
     source: 'webhook',
     sourceSequence: created,
@@ -68,6 +69,11 @@ const ADYEN_EVENT_TYPES: Record<string, PaymentEvent['type'] | undefined> = {
   SECOND_CHARGEBACK: 'chargeback_lost',
 };
 
+/** An Adyen-style item's event id: PSP reference, event code and outcome (a refusal and a success are two events). */
+export function adyenEventId(item: { pspReference?: unknown; eventCode?: unknown; success?: unknown }): string {
+  return `${String(item.pspReference)}:${String(item.eventCode)}:${String(item.success)}`;
+}
+
 /** One Adyen-style item → payment fact. The payment is the merchant reference; ids are PSP references. */
 export function adyenItemToFact(partnerId: string, region: string, rawItem: unknown): ParseResult<PaymentEvent> {
   const parsed = AdyenNotificationRequestItem.safeParse(rawItem);
@@ -81,7 +87,7 @@ export function adyenItemToFact(partnerId: string, region: string, rawItem: unkn
   const candidate = {
     version: 1,
     type,
-    idempotencyKey: `webhook:${partnerId}:${ref}:${item.eventCode}:${item.success}`,
+    idempotencyKey: webhookIdempotencyKey(partnerId, adyenEventId(item)),
     paymentId: item.merchantReference,
     merchantId: item.merchantAccountCode,
     region,

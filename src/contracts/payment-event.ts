@@ -1,9 +1,11 @@
 import { z } from 'zod';
 import { CurrencyCode, MinorUnits } from './money';
 import { describeIssues } from './issues';
+import { TRACE_ID_PATTERN } from './envelope';
 
-// A payment lifecycle fact as it travels on Kafka (envelope v1). The idempotency key is derived
-// upstream (../shared/BRIEF.md §5) and carried end to end: Kafka header, inbox, workflow dedup.
+// A payment lifecycle fact as it travels on Kafka (payment-fact schema). The idempotency key is derived
+// upstream (../shared/BRIEF.md §5) and carried end to end: Kafka header, inbox, workflow dedup, ledger row;
+// the trace id rides along to the ledger row (the Kafka headers are in ./envelope.ts).
 
 export const EventSource = z.enum(['gateway', 'webhook', 'cdc', 'partner']);
 export type EventSource = z.infer<typeof EventSource>;
@@ -12,7 +14,7 @@ export type EventSource = z.infer<typeof EventSource>;
 export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,120}$/;
 const Id = z.string().regex(ID_PATTERN, 'id: 1–120 of letters, digits, _ . : -');
 
-const Envelope = z.object({
+const FactFields = z.object({
   version: z.literal(1),
   idempotencyKey: z.string().min(1).max(300),
   paymentId: Id,
@@ -22,24 +24,26 @@ const Envelope = z.object({
   occurredAt: z.iso.datetime({ offset: true }),
   source: EventSource,
   sourceSequence: z.number().int().nonnegative(),
+  /** Set by the edge (traceIdOf its idempotency key); optional: facts older than it have none. */
+  traceId: z.string().regex(TRACE_ID_PATTERN, 'traceId: 32 lower-case hex digits').optional(),
 });
 
-export const PaymentCreated = Envelope.extend({ type: z.literal('created'), amountMinor: MinorUnits });
-export const PaymentAuthorized = Envelope.extend({ type: z.literal('authorized'), amountMinor: MinorUnits });
-export const PaymentCaptured = Envelope.extend({
+export const PaymentCreated = FactFields.extend({ type: z.literal('created'), amountMinor: MinorUnits });
+export const PaymentAuthorized = FactFields.extend({ type: z.literal('authorized'), amountMinor: MinorUnits });
+export const PaymentCaptured = FactFields.extend({
   type: z.literal('captured'),
   captureId: Id,
   amountMinor: MinorUnits.min(1),
   /** PayLink's fee on this capture, kept from the merchant's payable. */
   platformFeeMinor: MinorUnits.default(0),
 });
-export const PaymentVoided = Envelope.extend({ type: z.literal('voided') });
-export const PaymentRefunded = Envelope.extend({
+export const PaymentVoided = FactFields.extend({ type: z.literal('voided') });
+export const PaymentRefunded = FactFields.extend({
   type: z.literal('refunded'),
   refundId: Id,
   amountMinor: MinorUnits.min(1),
 });
-export const PaymentSettled = Envelope.extend({
+export const PaymentSettled = FactFields.extend({
   type: z.literal('settled'),
   settlementId: Id,
   captureId: Id,
@@ -48,14 +52,14 @@ export const PaymentSettled = Envelope.extend({
   /** Gateway fee withheld from the gross amount. */
   feeMinor: MinorUnits,
 });
-export const ChargebackOpened = Envelope.extend({
+export const ChargebackOpened = FactFields.extend({
   type: z.literal('chargeback_opened'),
   chargebackId: Id,
   amountMinor: MinorUnits.min(1),
 });
-export const ChargebackWon = Envelope.extend({ type: z.literal('chargeback_won'), chargebackId: Id });
-export const ChargebackLost = Envelope.extend({ type: z.literal('chargeback_lost'), chargebackId: Id });
-export const PaymentFailed = Envelope.extend({ type: z.literal('failed'), reason: z.string().min(1).max(500) });
+export const ChargebackWon = FactFields.extend({ type: z.literal('chargeback_won'), chargebackId: Id });
+export const ChargebackLost = FactFields.extend({ type: z.literal('chargeback_lost'), chargebackId: Id });
+export const PaymentFailed = FactFields.extend({ type: z.literal('failed'), reason: z.string().min(1).max(500) });
 
 export const PaymentEvent = z
   .discriminatedUnion('type', [

@@ -5,9 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Config, loadConfig, secretSetting } from '../config';
 import { createLogger, errorMessage } from '../logger';
-import { dataDir } from '../stack/service';
 import { openVaultLazily, vaultKeyring } from '../stores/vault';
-import { createKafka, createProducer } from '../streams/kafka';
+import { createKafka, createProducer, topicsFor } from '../streams/kafka';
 import { type Spool, SpoolLockedError, openSpool } from './spool';
 import { tokenizerFromConfig } from './tokenize';
 import { createVaultJournal } from './vault-journal';
@@ -74,8 +73,8 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   const keyring = vaultKeyring(config);
   // Lazily: the edge starts, journals and answers 2xx while Postgres is down.
   const vault = openVaultLazily(config);
-  const spoolBase = config.WEBHOOK_SPOOL_DIR || join(dataDir, 'spool', 'webhooks');
-  const journalBase = config.VAULT_JOURNAL_DIR || join(dataDir, 'vault-journal', 'webhooks');
+  const spoolBase = config.WEBHOOK_SPOOL_DIR || join(config.PAYLINK_DATA, 'spool', 'webhooks');
+  const journalBase = config.VAULT_JOURNAL_DIR || join(config.PAYLINK_DATA, 'vault-journal', 'webhooks');
   const spool = await openOwnedSpool(workerDir(spoolBase, index), config.WEBHOOK_SPOOL_MAX_BYTES);
   const journalSpool = await openOwnedSpool(workerDir(journalBase, index), config.VAULT_JOURNAL_MAX_BYTES);
   const orphanSpools = await Promise.all(
@@ -94,6 +93,7 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   const receiver = createWebhookReceiver({
     partners,
     producer,
+    topics: topicsFor(config),
     spool,
     tokenizer,
     vault,

@@ -1,11 +1,12 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { Message, Producer } from 'kafkajs';
 import { z } from 'zod';
-import { AdyenNotification, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
+import { type EdgeEnvelope, edgeEnvelope, webhookIdempotencyKey } from '../contracts/envelope';
+import { AdyenNotification, adyenEventId, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
 import type { ParseResult, PaymentEvent } from '../contracts/payment-event';
 import { type Logger, errorMessage } from '../logger';
+import { CURRENT_SCHEMAS } from '../quality/schema-registry';
 import type { Vault, VaultEntry } from '../stores/vault';
-import { TOPICS } from '../streams/kafka';
+import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../streams/kafka';
 import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } from './signatures';
 import { createBatcher } from './batcher';
 import type { Spool, SpoolRecord } from './spool';
@@ -34,6 +35,7 @@ export function parsePartners(json: string): PartnerConfig[] {
 export interface WebhookReceiverDeps {
   partners: PartnerConfig[];
   producer: Producer;
+  topics: TopicSet;
   spool: Spool;
   tokenizer: Tokenizer;
   /** Where originals go when there is no vault journal: straight into Postgres on the request path. */
@@ -95,13 +97,14 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   const seenSignatures = new Map<string, number>();
   let kafkaHealthy = true;
 
+  // One envelope per signature scheme: the raw items follow the scheme's registered schema.
+  const envelopeOf = (raw: 'stripe-style-event' | 'adyen-notification-item'): EdgeEnvelope =>
+    edgeEnvelope('webhook', edgeTopicsOf(deps.topics, 'rawWebhooks'), {
+      raw: CURRENT_SCHEMAS[raw],
+      fact: CURRENT_SCHEMAS['payment-fact'],
+    });
+  const envelopes = { stripe: envelopeOf('stripe-style-event'), adyen: envelopeOf('adyen-notification-item') };
   const sendToKafka = async (messages: SpoolRecord[]): Promise<void> => {
-    const byTopic = new Map<string, Message[]>();
-    for (const m of messages) {
-      const list = byTopic.get(m.topic) ?? [];
-      list.push({ key: m.key, value: m.value, headers: m.headers });
-      byTopic.set(m.topic, list);
-    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -110,13 +113,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       );
     });
     try {
-      await Promise.race([
-        deps.producer.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
-        }),
-        timeout,
-      ]);
+      await Promise.race([produce(deps.producer, messages), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -163,26 +160,6 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     return 'spool';
   };
 
-  const envelope = (
-    partner: PartnerConfig,
-    topic: string,
-    key: string | null,
-    value: Buffer,
-    receivedAt: string,
-    headers: Record<string, string>,
-  ): SpoolRecord => ({
-    topic,
-    key,
-    value,
-    headers: {
-      source: 'webhook',
-      partner: partner.id,
-      region: partner.region,
-      'received-at': receivedAt,
-      ...headers,
-    },
-  });
-
   const handleWebhook = async (req: IncomingMessage, partnerId: string): Promise<{ status: number; body: unknown }> => {
     const partner = partners.get(partnerId);
     if (!partner) throw new HttpError(404, `unknown partner "${partnerId}"`);
@@ -199,8 +176,6 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     const items: {
       rawItem: unknown;
       eventId: string;
-      /** `<schema name>@<version>` of the raw item: the quality consumer checks drift against it. */
-      schema: string;
       toFact: (tokenized: unknown) => ParseResult<PaymentEvent>;
     }[] = [];
     if (partner.scheme === 'stripe') {
@@ -218,7 +193,6 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       items.push({
         rawItem: json,
         eventId,
-        schema: 'stripe-style-event@1',
         toFact: (t) => stripeStyleToFact(partner.id, partner.region, t),
       });
     } else {
@@ -230,11 +204,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         const item = wrapper.NotificationRequestItem;
         const check = verifyAdyenSignature(item, partner.secrets);
         if (!check.ok) throw new HttpError(401, `notificationItems.${i}: ${check.reason}: ${check.detail}`);
-        const eventId = `${String(item.pspReference)}:${String(item.eventCode)}`;
         items.push({
           rawItem: item,
-          eventId,
-          schema: 'adyen-notification-item@1',
+          eventId: adyenEventId(item),
           toFact: (t) => adyenItemToFact(partner.id, partner.region, t),
         });
       }
@@ -243,6 +215,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     // Tokenize once, before anything leaves the edge; originals go only to the vault. The fact is
     // mapped from the tokenized item, so it cannot carry what the raw event no longer does.
     const messages: SpoolRecord[] = [];
+    const envelope = envelopes[partner.scheme];
     const vaultEntries: VaultEntry[] = [];
     const receivedAt = new Date().toISOString();
     let quarantined = 0;
@@ -252,30 +225,14 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       vaultEntries.push(...tokenized.vault);
       const { item: tokenizedItem, eventId } = tokenized.payload as { item: unknown; eventId: string };
       const mapped = item.toFact(tokenizedItem);
-      const key = mapped.ok ? mapped.value.paymentId : paymentIdOf(tokenizedItem); // quarantined events stay findable
-      const idem = mapped.ok ? mapped.value.idempotencyKey : `webhook:${partner.id}:${eventId}`;
-      const rawValue = Buffer.from(JSON.stringify(tokenizedItem));
-      messages.push(
-        envelope(partner, TOPICS.rawWebhooks, key, rawValue, receivedAt, {
-          'idempotency-key': idem,
-          schema: item.schema,
-        }),
-      );
-      if (mapped.ok) {
-        messages.push(
-          envelope(partner, TOPICS.paymentEvents, key, Buffer.from(JSON.stringify(mapped.value)), receivedAt, {
-            'idempotency-key': idem,
-          }),
-        );
-      } else {
-        quarantined += 1;
-        messages.push(
-          envelope(partner, TOPICS.quarantine, key, rawValue, receivedAt, {
-            'idempotency-key': idem,
-            'quarantine-reason': mapped.reason,
-          }),
-        );
-      }
+      if (!mapped.ok) quarantined += 1;
+      // A quarantined event stays findable by its payment and its event id.
+      const unmapped = {
+        region: partner.region,
+        key: paymentIdOf(tokenizedItem),
+        idempotencyKey: webhookIdempotencyKey(partner.id, eventId),
+      };
+      messages.push(...envelope(receivedAt, tokenizedItem, mapped, unmapped));
     }
     // The event and its originals become durable in parallel; 2xx only when both are.
     const [where] = await Promise.all([makeDurable(messages), storeOriginals(vaultEntries)]);

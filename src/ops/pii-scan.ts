@@ -2,8 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { Client, Connection } from '@temporalio/client';
-import type { Admin, Kafka } from 'kafkajs';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { type Config, loadConfig } from '../config';
 import { type PiiFinding, scanForPii } from '../quality/pii-scanner';
@@ -12,7 +11,7 @@ import { dataDir } from '../stack/service';
 import { createPool } from '../stores/postgres';
 import { createS3Client } from '../stores/s3';
 import { connectSnowflake } from '../stores/snowflake';
-import { createKafka } from '../streams/kafka';
+import { type KafkaClient, createKafka, readTopics } from '../streams/kafka';
 
 // `npm run pii-scan`: proves no raw PAN/PII sits outside the edge and the vault — in any Kafka
 // topic (key, headers, value), S3 object, non-vault table, warehouse table, log line or Temporal
@@ -71,8 +70,8 @@ interface Scan {
 }
 
 /** Every message of every project topic, from the start to the current end: key, each header, value. */
-async function scanKafka(kafka: Kafka, scan: Scan): Promise<void> {
-  const admin: Admin = kafka.admin();
+async function scanKafka(kafka: KafkaClient, scan: Scan): Promise<void> {
+  const admin = kafka.admin();
   await admin.connect();
   const topics = (await admin.listTopics()).filter((t) => t.startsWith('paylink.'));
   const ends = new Map<string, Map<number, bigint>>();
@@ -82,38 +81,26 @@ async function scanKafka(kafka: Kafka, scan: Scan): Promise<void> {
   const remaining = (): number =>
     [...ends.values()].reduce((s, m) => s + [...m.values()].filter((h) => h > 0n).length, 0);
   if (remaining() === 0) return;
-  const consumer = kafka.consumer({ groupId: `pii-scan-${Date.now()}` });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics, fromBeginning: true });
-    let seen = 0;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error('kafka scan did not reach the end of the topics within 120 s')),
-        120_000,
-      );
-      void consumer.run({
-        eachMessage: async ({ topic, partition, message }) => {
-          const at = `${topic}/${partition}@${message.offset}`;
-          scan.item('kafka');
-          if (message.key) scan.text('kafka', `${at} key`, message.key.toString());
-          for (const [name, v] of Object.entries(message.headers ?? {})) {
-            scan.text('kafka', `${at} header ${name}`, name);
-            scan.text('kafka', `${at} header ${name}`, String(v));
-          }
-          if (message.value) scan.text('kafka', `${at} value`, message.value.toString());
-          const partitions = ends.get(topic)!;
-          if (BigInt(message.offset) + 1n >= (partitions.get(partition) ?? 0n)) partitions.set(partition, 0n);
-          if (remaining() === 0 || ++seen >= MAX_ITEMS_PER_SOURCE) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
+  let seen = 0;
+  const done = await readTopics(
+    kafka,
+    new Map(topics.map((t) => [t, 'beginning'] as const)),
+    (topic, partition, message) => {
+      const at = `${topic}/${partition}@${message.offset}`;
+      scan.item('kafka');
+      if (message.key) scan.text('kafka', `${at} key`, message.key.toString());
+      for (const [name, v] of Object.entries(message.headers)) {
+        scan.text('kafka', `${at} header ${name}`, name);
+        scan.text('kafka', `${at} header ${name}`, v);
+      }
+      if (message.value) scan.text('kafka', `${at} value`, message.value.toString());
+      const partitions = ends.get(topic)!;
+      if (BigInt(message.offset) + 1n >= (partitions.get(partition) ?? 0n)) partitions.set(partition, 0n);
+      return remaining() === 0 || ++seen >= MAX_ITEMS_PER_SOURCE;
+    },
+    120_000,
+  );
+  if (!done) throw new Error('kafka scan did not reach the end of the topics within 120 s');
 }
 
 async function scanS3(config: Config, scan: Scan): Promise<void> {
@@ -186,41 +173,52 @@ async function scanSnowflake(config: Config, scan: Scan): Promise<void> {
   }
 }
 
-/** Workflow ids and every payload Temporal keeps of them: start input, signals, activity inputs, memo. */
+type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+type Payloads = { data?: Uint8Array | null }[] | null | undefined;
+
+const payloadText = (payloads: Payloads): string =>
+  (payloads ?? []).map((p) => (p.data ? Buffer.from(p.data).toString('utf8') : '')).join('\n');
+
+/**
+ * What Temporal keeps of one run that could hold PII, each with its place: the workflow id, the start
+ * input and memo, every signal's and activity's input, and local-activity markers.
+ */
+export function workflowTexts(workflowId: string, runId: string, events: HistoryEvent[]): [string, string][] {
+  const at = `workflow ${workflowId} run ${runId}`;
+  const texts: [string, string][] = [[`${at} id`, workflowId]];
+  for (const e of events) {
+    const where = `${at} event ${String(e.eventId)}`;
+    const started = e.workflowExecutionStartedEventAttributes;
+    if (started) {
+      texts.push([`${where} start input`, payloadText(started.input?.payloads)]);
+      texts.push([`${where} memo`, payloadText(Object.values(started.memo?.fields ?? {}))]);
+    }
+    const signal = e.workflowExecutionSignaledEventAttributes;
+    if (signal) texts.push([`${where} signal ${signal.signalName ?? ''}`, payloadText(signal.input?.payloads)]);
+    const activity = e.activityTaskScheduledEventAttributes;
+    if (activity) texts.push([`${where} activity input`, payloadText(activity.input?.payloads)]);
+    for (const [name, p] of Object.entries(e.markerRecordedEventAttributes?.details ?? {})) {
+      texts.push([`${where} marker ${name}`, payloadText(p.payloads)]);
+    }
+  }
+  return texts;
+}
+
+/** Every workflow run the namespace lists (up to MAX_WORKFLOWS), through workflowTexts. */
 async function scanTemporal(config: Config, scan: Scan): Promise<void> {
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-    const payloadText = (payloads: { data?: Uint8Array | null }[] | null | undefined): string =>
-      (payloads ?? []).map((p) => (p.data ? Buffer.from(p.data).toString('utf8') : '')).join('\n');
     const executions: { workflowId: string; runId: string }[] = [];
     for await (const w of client.workflow.list()) {
       executions.push({ workflowId: w.workflowId, runId: w.runId });
       if (executions.length >= MAX_WORKFLOWS) break;
     }
     const one = async ({ workflowId, runId }: { workflowId: string; runId: string }): Promise<void> => {
-      const at = `workflow ${workflowId} run ${runId}`;
       scan.item('temporal');
-      scan.text('temporal', `${at} id`, workflowId);
       const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-      for (const e of history.events ?? []) {
-        const where = `${at} event ${String(e.eventId)}`;
-        const started = e.workflowExecutionStartedEventAttributes;
-        if (started) {
-          scan.text('temporal', `${where} start input`, payloadText(started.input?.payloads));
-          scan.text('temporal', `${where} memo`, payloadText(Object.values(started.memo?.fields ?? {})));
-        }
-        const signal = e.workflowExecutionSignaledEventAttributes;
-        if (signal)
-          scan.text('temporal', `${where} signal ${signal.signalName ?? ''}`, payloadText(signal.input?.payloads));
-        const activity = e.activityTaskScheduledEventAttributes;
-        if (activity) scan.text('temporal', `${where} activity input`, payloadText(activity.input?.payloads));
-        const marker = e.markerRecordedEventAttributes;
-        if (marker) {
-          for (const [name, p] of Object.entries(marker.details ?? {})) {
-            scan.text('temporal', `${where} marker ${name}`, payloadText(p.payloads));
-          }
-        }
+      for (const [where, text] of workflowTexts(workflowId, runId, history.events ?? [])) {
+        scan.text('temporal', where, text);
       }
     };
     // A few histories at a time: one RPC each, and the server is shared with the pipeline.

@@ -16,7 +16,7 @@ import { services } from '../stack/cli';
 import { migrateAsOwner } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { openVault } from '../stores/vault';
-import { createKafka, createProducer, ensureTopics } from '../streams/kafka';
+import { createKafka, createProducer, ensureTopics, topicsFor } from '../streams/kafka';
 import { type RoutingPolicy, routeFact } from '../streams/payment-router';
 import { createIngestWorker } from '../workers/ingest-worker';
 import { createPaymentWorker } from '../workers/payment-worker';
@@ -243,6 +243,7 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
       namespace: ctx.namespace,
       partners: [{ id: partnerId, url, token, region: 'eu-west' }],
       producer,
+      topics: topicsFor(config),
       tokenizer: tokenizerFromConfig(config),
       vault,
       taskQueue,

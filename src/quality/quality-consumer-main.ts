@@ -2,8 +2,9 @@ import type { Pool } from 'pg';
 import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { createPool } from '../stores/postgres';
-import { createConsumer, createKafka, ensureTopics } from '../streams/kafka';
-import { type DriftReportFilter, readDriftReport, runQualityConsumer } from './quality-consumer';
+import { runConsumer, runMain } from '../streams/consumer-runner';
+import { createConsumer, createKafka, ensureTopics, rawTopicsOf, topicsFor } from '../streams/kafka';
+import { type DriftReportFilter, qualityBatches, readDriftReport } from './quality-consumer';
 import { createSchemaRegistry } from './schema-registry';
 
 // `npm run quality`: the drift consumer (group QUALITY_CONSUMER_GROUP) until SIGTERM.
@@ -42,38 +43,26 @@ async function report(args: string[]): Promise<void> {
 
 async function consume(): Promise<void> {
   const config = loadConfig();
+  const topics = topicsFor(config);
   const kafka = createKafka(config, 'paylink-quality');
   const admin = kafka.admin();
   const consumer = createConsumer(kafka, config.QUALITY_CONSUMER_GROUP);
   const pool = createPool(config, 4);
-  const stopped = new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
   try {
     await requireQualityTables(pool);
     await admin.connect();
     await ensureTopics(admin, config);
     await admin.disconnect();
-    await consumer.connect();
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-    const crashed = new Promise<never>((_, reject) =>
-      consumer.on(consumer.events.CRASH, (e) => {
-        if (!e.payload.restart) reject(e.payload.error);
-      }),
-    );
-    const counters = await runQualityConsumer({
-      consumer,
+    const quality = qualityBatches({
       pool,
       registry: createSchemaRegistry(),
+      topics,
       group: config.QUALITY_CONSUMER_GROUP,
       log,
       maxUnknownPaths: config.QUALITY_MAX_UNKNOWN_PATHS,
     });
-    await Promise.race([joined, crashed]);
-    log.info('ready', { group: config.QUALITY_CONSUMER_GROUP });
-    await Promise.race([stopped, crashed]);
-    log.info('stopping', { ...counters });
+    await runConsumer({ consumer, topics: rawTopicsOf(topics), handle: quality.handle, log });
+    log.info('counted since start', { ...quality.counters });
   } finally {
     await consumer.disconnect();
     await pool.end();
@@ -81,12 +70,10 @@ async function consume(): Promise<void> {
 }
 
 const [command, ...rest] = process.argv.slice(2);
-(command === 'report'
-  ? report(rest)
-  : command === undefined
-    ? consume()
-    : Promise.reject(new Error(`unknown command "${command}"; run without arguments or with "report"`))
-).catch((err: unknown) => {
-  log.error('quality failed', { error: errorMessage(err) });
-  process.exit(1);
-});
+runMain(log, () =>
+  command === 'report'
+    ? report(rest)
+    : command === undefined
+      ? consume()
+      : Promise.reject(new Error(`unknown command "${command}"; run without arguments or with "report"`)),
+);

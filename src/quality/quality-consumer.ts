@@ -1,7 +1,7 @@
-import type { Batch, Consumer, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
+import { HEADERS } from '../contracts/envelope';
 import { type Logger, errorMessage } from '../logger';
-import { RAW_TOPICS, TOPICS, commitBatch, runBatches } from '../streams/kafka';
+import type { BatchHandler, ConsumedBatch, ConsumedMessage, TopicSet } from '../streams/kafka';
 import { documentsOf, unknownFieldPaths } from './schema-drift';
 import type { SchemaRegistry } from './schema-registry';
 
@@ -31,26 +31,24 @@ export interface QualityCounters {
   observations: number;
 }
 
-const TOPIC_SOURCES: Record<string, string> = {
-  [TOPICS.rawWebhooks]: 'webhook',
-  [TOPICS.rawGateways]: 'gateway',
-  [TOPICS.rawPartnerApi]: 'partner',
-  [TOPICS.cdcPayments]: 'cdc',
-  [TOPICS.cdcLedgerEntries]: 'cdc',
-};
+/** The source a raw topic implies, for messages without a `source` header (a real Debezium's). */
+function sourceOfTopic(topics: TopicSet, topic: string): string | undefined {
+  const sources: Record<string, string> = {
+    [topics.rawWebhooks]: 'webhook',
+    [topics.rawGateways]: 'gateway',
+    [topics.rawPartnerApi]: 'partner',
+    [topics.cdcPayments]: 'cdc',
+    [topics.cdcLedgerEntries]: 'cdc',
+  };
+  return sources[topic];
+}
 
 /** Marks the row of a message that had more unknown paths than QUALITY_MAX_UNKNOWN_PATHS. */
 export const TRUNCATED_PATH = '(more unknown paths than the limit)';
 
-function headerText(headers: IHeaders | undefined, name: string): string | undefined {
-  const raw = headers?.[name];
-  const first = Array.isArray(raw) ? raw[0] : raw;
-  return first === undefined ? undefined : first.toString();
-}
-
 /** When PayLink received the message: the edge's `received-at`, else the Kafka timestamp. */
-function seenAt(message: Pick<KafkaMessage, 'headers' | 'timestamp'>): Date {
-  const received = headerText(message.headers, 'received-at');
+function seenAt(message: Pick<ConsumedMessage, 'headers' | 'timestamp'>): Date {
+  const received = message.headers[HEADERS.receivedAt];
   const at = received === undefined ? NaN : Date.parse(received);
   return Number.isNaN(at) ? new Date(Number(message.timestamp)) : new Date(at);
 }
@@ -58,12 +56,13 @@ function seenAt(message: Pick<KafkaMessage, 'headers' | 'timestamp'>): Date {
 /** What one raw message tells about drift; [] when it matches its schema. */
 export function observeMessage(
   registry: SchemaRegistry,
+  topics: TopicSet,
   topic: string,
-  message: Pick<KafkaMessage, 'headers' | 'value'>,
+  message: Pick<ConsumedMessage, 'headers' | 'value'>,
   maxPaths: number,
 ): DriftObservation[] {
-  const source = (headerText(message.headers, 'source') ?? TOPIC_SOURCES[topic] ?? topic).slice(0, 60);
-  const header = headerText(message.headers, 'schema');
+  const source = (message.headers[HEADERS.source] ?? sourceOfTopic(topics, topic) ?? topic).slice(0, 60);
+  const header = message.headers[HEADERS.schema];
   const found = registry.lookup(header);
   if (!found.ok) {
     const m = /^(.{1,100})@(\d{1,6})$/.exec(header?.trim() ?? '');
@@ -80,7 +79,11 @@ export function observeMessage(
   }
   const base = { source, schemaName: found.name, schemaVersion: found.version };
   // A CDC tombstone (null value) follows every delete: expected, not drift.
-  if (message.value === null) return topic.startsWith('paylink.cdc.') ? [] : [malformed(base, 'empty message value')];
+  if (message.value === null) {
+    return topic === topics.cdcPayments || topic === topics.cdcLedgerEntries
+      ? []
+      : [malformed(base, 'empty message value')];
+  }
   let value: unknown;
   try {
     value = JSON.parse(message.value.toString('utf8'));
@@ -113,17 +116,10 @@ interface DriftRow {
 const rowKey = (o: DriftObservation): string =>
   JSON.stringify([o.source, o.schemaName, o.schemaVersion, o.kind, o.fieldPath]);
 
-/** One partition's messages, as kafkajs hands them to eachBatch (non-empty). */
-type PartitionBatch = Pick<Batch, 'topic' | 'partition' | 'messages'>;
-type Observe = (message: KafkaMessage) => DriftObservation[];
+type Observe = (message: ConsumedMessage) => DriftObservation[];
 
 /** Counts one partition's batch exactly once: returns how many messages were new and how many seen. */
-async function countBatch(
-  pool: Pool,
-  group: string,
-  batch: PartitionBatch,
-  observe: Observe,
-): Promise<QualityCounters> {
+async function countBatch(pool: Pool, group: string, batch: ConsumedBatch, observe: Observe): Promise<QualityCounters> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     try {
@@ -146,7 +142,7 @@ async function countBatch(
 async function countInTransaction(
   client: PoolClient,
   group: string,
-  { topic, partition, messages }: PartitionBatch,
+  { topic, partition, messages }: ConsumedBatch,
   observe: Observe,
 ): Promise<QualityCounters> {
   // One round trip: creates the partition's row if new and locks it until commit.
@@ -213,36 +209,34 @@ async function countInTransaction(
   return { counted: fresh.length, alreadyCounted: messages.length - fresh.length, observations };
 }
 
-export interface QualityConsumerOptions {
-  consumer: Consumer;
+export interface QualityConsumerDeps {
   pool: Pool;
   registry: SchemaRegistry;
+  topics: TopicSet;
   group: string;
   log: Logger;
   maxUnknownPaths: number;
-  topics?: readonly string[];
 }
 
-/** Subscribes to the raw topics and counts drift until the consumer is stopped. */
-export async function runQualityConsumer(options: QualityConsumerOptions): Promise<QualityCounters> {
-  const { consumer, pool, registry, group, log, maxUnknownPaths } = options;
+/**
+ * The quality consumer's batch (run by runConsumer on the raw topics) and its counters since start.
+ * Counted in Postgres first; a crash before the Kafka commit only causes a redelivery that is skipped.
+ */
+export function qualityBatches(deps: QualityConsumerDeps): { handle: BatchHandler; counters: QualityCounters } {
+  const { pool, registry, topics, group, log, maxUnknownPaths } = deps;
   const counters: QualityCounters = { counted: 0, alreadyCounted: 0, observations: 0 };
-  await consumer.subscribe({ topics: [...(options.topics ?? RAW_TOPICS)], fromBeginning: true });
-  await runBatches(consumer, async (payload: EachBatchPayload) => {
-    const { batch } = payload;
-    if (batch.messages.length === 0) return;
+  const handle: BatchHandler = async (batch) => {
     const result = await countBatch(pool, group, batch, (m) =>
-      observeMessage(registry, batch.topic, m, maxUnknownPaths),
+      observeMessage(registry, topics, batch.topic, m, maxUnknownPaths),
     );
     counters.counted += result.counted;
     counters.alreadyCounted += result.alreadyCounted;
     counters.observations += result.observations;
     if (result.alreadyCounted > 0)
       log.info('skipped redelivered messages', { topic: batch.topic, partition: batch.partition, ...result });
-    // Counted in Postgres first; a crash before this commit only causes a redelivery that is skipped.
-    await commitBatch(consumer, payload);
-  });
-  return counters;
+    return 'commit';
+  };
+  return { handle, counters };
 }
 
 export interface DriftReportRow {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { type SchemaRef, parseSchemaHeader } from '../contracts/envelope';
 import { GatewayEvent } from '../contracts/gateway-event';
 import { AdyenNotificationRequestItem, StripeStyleEvent } from '../contracts/partner-webhooks';
 import { PartnerSettlementRecord } from '../contracts/partner-api';
@@ -23,8 +24,8 @@ export const FIELDS_OF_KEYWORD = 'x-paylink-fields-of';
 /** Where a schema's documents sit inside a raw message value. */
 export type DocumentLocation = 'value' | 'debezium-rows';
 
-export interface RegisteredSchema {
-  /** `schema` header name, e.g. stripe-style-event (the header is `<name>@<version>`). */
+export interface RegisteredSchema extends SchemaRef {
+  /** `schema` header name, e.g. stripe-style-event (the header is `<name>@<version>`, see schemaHeader). */
   name: string;
   /** The version `contract` is now; it must be frozen as schemas/<name>/v<version>.json. */
   version: number;
@@ -35,7 +36,7 @@ export interface RegisteredSchema {
 }
 
 // Registering a schema is one line here, then `npm run schemas:check -- --write <name>`.
-export const REGISTERED_SCHEMAS: readonly RegisteredSchema[] = [
+const REGISTERED = [
   {
     name: 'stripe-style-event',
     version: 1,
@@ -44,25 +45,27 @@ export const REGISTERED_SCHEMAS: readonly RegisteredSchema[] = [
     fieldsOf: { 'data.object': 'payment-fact@1' },
   },
   { name: 'adyen-notification-item', version: 1, contract: AdyenNotificationRequestItem },
-  { name: 'payment-fact', version: 1, contract: PaymentEvent },
+  // v2: the optional traceId the edge sets.
+  { name: 'payment-fact', version: 2, contract: PaymentEvent },
   { name: 'debezium-oltp-payments', version: 1, contract: OltpPaymentRow, documents: 'debezium-rows' },
   { name: 'debezium-oltp-ledger-entries', version: 1, contract: OltpLedgerEntryRow, documents: 'debezium-rows' },
   { name: 'gateway-event', version: 1, contract: GatewayEvent },
   { name: 'partner-settlement', version: 1, contract: PartnerSettlementRecord },
-];
+] as const satisfies readonly RegisteredSchema[];
 
-const SCHEMA_REF = /^([a-z0-9][a-z0-9-]{0,99})@([1-9][0-9]{0,5})$/;
+export const REGISTERED_SCHEMAS: readonly RegisteredSchema[] = REGISTERED;
+export type RegisteredSchemaName = (typeof REGISTERED)[number]['name'];
 
-export function parseSchemaRef(ref: string): { name: string; version: number } | undefined {
-  const m = SCHEMA_REF.exec(ref.trim());
-  return m ? { name: m[1]!, version: Number(m[2]) } : undefined;
-}
+/** Every registered schema at its current version: what producers put in the `schema` header. */
+export const CURRENT_SCHEMAS = Object.fromEntries(
+  REGISTERED.map((e) => [e.name, { name: e.name, version: e.version }]),
+) as Record<RegisteredSchemaName, SchemaRef>;
 
 /** The JSON Schema the contract accepts now (zod input side: defaults make a field optional). */
 export function contractJsonSchema(entry: RegisteredSchema): JsonSchema {
   const schema = z.toJSONSchema(entry.contract, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
   for (const [path, ref] of Object.entries(entry.fieldsOf ?? {})) {
-    if (!parseSchemaRef(ref)) throw new Error(`${entry.name}: fieldsOf ${path}: "${ref}" is not <name>@<version>`);
+    if (!parseSchemaHeader(ref)) throw new Error(`${entry.name}: fieldsOf ${path}: "${ref}" is not <name>@<version>`);
     let at: JsonSchema = schema;
     for (const key of path.split('.')) {
       const next = (at.properties as Record<string, JsonSchema> | undefined)?.[key];
@@ -123,12 +126,12 @@ export function createSchemaRegistry(
   const documents = new Map(entries.map((e) => [e.name, e.documents ?? 'value']));
   return {
     resolve: (ref) => {
-      const parsed = parseSchemaRef(ref);
+      const parsed = parseSchemaHeader(ref);
       return parsed ? frozen.get(parsed.name)?.get(parsed.version) : undefined;
     },
     lookup: (ref) => {
       if (ref === undefined || ref.trim() === '') return { ok: false, reason: 'no schema header' };
-      const parsed = parseSchemaRef(ref);
+      const parsed = parseSchemaHeader(ref);
       if (!parsed) return { ok: false, reason: `schema header "${ref.slice(0, 120)}" is not <name>@<version>` };
       const schema = frozen.get(parsed.name)?.get(parsed.version);
       if (!schema) return { ok: false, reason: `${parsed.name}@${parsed.version} is not frozen in schemas/` };

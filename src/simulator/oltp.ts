@@ -1,29 +1,12 @@
 import { createHash } from 'node:crypto';
-import { Pool } from 'pg';
-import { type Config, secretSetting } from '../config';
+import type { Pool } from 'pg';
 import type { PaymentEvent } from '../contracts/payment-event';
+import { assertSchemaName } from '../stores/oltp';
+
+export { OLTP_TABLES, assertSchemaName, createOltpPool } from '../stores/oltp';
 
 // PayLink's own OLTP database as its payments API writes it: one row per payment (status updated in
 // place) and the legacy ledger rows. CDC reads these tables; the simulator plays the API that writes them.
-
-export const OLTP_TABLES = ['payments', 'ledger_entries'] as const;
-
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-
-export function assertSchemaName(schema: string): string {
-  if (!SCHEMA_NAME.test(schema)) throw new Error(`OLTP schema name "${schema}" must match ${SCHEMA_NAME.source}`);
-  return schema;
-}
-
-export function createOltpPool(config: Config, max = 4): Pool {
-  // UTC + ISO dates: timestamptz text (also in logical decoding, which runs in this session) is unambiguous.
-  return new Pool({
-    connectionString: secretSetting(config, 'OLTP_DATABASE_URL'),
-    max,
-    connectionTimeoutMillis: 5000,
-    options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
-  });
-}
 
 /** Creates the OLTP tables in `schema` if missing (idempotent). REPLICA IDENTITY DEFAULT: the key only. */
 export async function ensureOltpSchema(pool: Pool, schema = 'public'): Promise<void> {

@@ -16,6 +16,7 @@ import {
   tcpAnswers,
   waitUntil,
 } from './service';
+import { createOltpPool, ensureOltpSchema } from '../simulator/oltp';
 
 // PostgreSQL from Debian's packages, one cluster under the project's data dir, wal_level=logical for CDC.
 
@@ -205,6 +206,14 @@ export const postgresService: LocalService = {
     // pipeline process migrates, the vault included.
     const applied = await migrateAsOwner(loadConfig());
     log(`postgres: ${applied.length > 0 ? `applied migrations ${applied.join(', ')}` : 'schema up to date'}`);
+    // PayLink's OLTP tables are its API's, not the pipeline's: locally the simulator creates them, so
+    // `npm run cdc` alone finds something to capture.
+    const oltp = createOltpPool(loadConfig(), 1);
+    try {
+      await ensureOltpSchema(oltp);
+    } finally {
+      await oltp.end();
+    }
   },
 };
 

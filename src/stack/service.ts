@@ -4,6 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { loadConfig } from '../config';
 import { pidAlive } from '../pid';
 
 // The local stack: each service knows how to install itself (idempotently, into a cache
@@ -14,7 +15,7 @@ export const repoRoot = resolve(__dirname, '..', '..');
 /** Installed tools (venv, Kafka jars): outside the clone, so a fresh clone reuses them. */
 export const cacheDir = resolve(process.env.PAYLINK_CACHE ?? join(homedir(), '.cache', 'paylink'));
 /** Service state (databases, logs, pid files): project-local. */
-export const dataDir = resolve(process.env.PAYLINK_DATA ?? join(repoRoot, '.paylink'));
+export const dataDir = resolve(loadConfig().PAYLINK_DATA);
 
 export interface ServiceStatus {
   name: string;

@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import type { Pool } from 'pg';
 import { parseSlas } from '../activities/sla';
 import { loadConfig, secretSetting } from '../config';
-import { compareWithTruth, summarizeLedger } from '../ledger/checks';
+import { compareLedger } from '../ledger/checks';
 import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
 import { scanStores } from '../ops/pii-scan';
@@ -17,12 +16,14 @@ import { parsePartnerApis } from '../contracts/partner-api';
 import { partnerPollWorkflowId } from '../workflows/partner-poll';
 import type { Config } from '../config';
 import { migrateAsOwner } from '../stores/migrate';
+import { countAnomalies, summarizeLedger } from '../stores/ledger';
+import { factsByPath, gatewayFactsByRegion } from '../stores/payment-inbox';
 import { createPool } from '../stores/postgres';
-import type { Admin, Kafka } from 'kafkajs';
-import { TOPICS, createConsumer, createKafka } from '../streams/kafka';
+import { type KafkaClient, type TopicOffsets, createKafka, readTopics, topicEnds, topicsFor } from '../streams/kafka';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
 import { type PipelineProcess, startPipelineProcess } from './processes';
+import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
 
 // `npm run demo`: the main job. Stack up, migrate, worker + router, simulate, wait, check, summarize.
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const kafka = createKafka(config, 'paylink-demo');
   const admin = kafka.admin();
+  const topics = topicsFor(config);
   // The simulator plays every party outside PayLink: gateways, partners, PayLink's own OLTP database.
   const parties = await startExternalParties(config, opts.seed);
   let failed = true;
@@ -120,7 +122,7 @@ async function main(): Promise<void> {
 
     const sim = simulatePayments(opts);
     await admin.connect();
-    const quarantineFrom = await quarantineEnds(admin);
+    const quarantineFrom = await topicEnds(admin, topics.quarantine);
     const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
     const downGateway =
       opts.regionOutageMs > 0 ? parties.gateways.find((g) => g.region === opts.outageRegion) : undefined;
@@ -164,7 +166,7 @@ async function main(): Promise<void> {
     if (opts.stuck > 0) stuckFound = await flagStuck(client, opts, ofRun, deadline);
 
     const ledger = await summarizeLedger(pool, `${opts.runId}-`);
-    const comparison = compareWithTruth(ledger, sim.truth);
+    const comparison = compareLedger(ledger, expectedLedger(sim.truth));
     const anomalies = await countAnomalies(pool, `${opts.runId}-`);
     const completed = opts.payments - (await count('ExecutionStatus = "Running"'));
     const actions = await countActionsForWorkflows(
@@ -173,8 +175,8 @@ async function main(): Promise<void> {
     );
     const ingest = await factsByPath(pool, `${opts.runId}-`);
     const quarantined = await countQuarantined(
-      admin,
       kafka,
+      topics.quarantine,
       quarantineFrom,
       `${opts.runId}-invalid-`,
       invalidSent,
@@ -270,27 +272,6 @@ async function flagStuck(
   return ids.sort();
 }
 
-/** Distinct facts of the run the router accepted, per path they came by (webhook, gateway, cdc, partner). */
-async function factsByPath(pool: Pool, prefix: string): Promise<{ total: number; bySource: Record<string, number> }> {
-  const r = await pool.query<{ source: string; n: number }>(
-    `select body->>'source' as source, count(distinct (payment_id, fact_key))::int as n
-       from payments.facts where payment_id like $1 group by 1 order by 1`,
-    [`${prefix}%`],
-  );
-  const bySource = Object.fromEntries(r.rows.map((row) => [row.source, row.n]));
-  return { total: r.rows.reduce((n, row) => n + row.n, 0), bySource };
-}
-
-/** Gateway facts of the run the router accepted, per region. */
-async function gatewayFactsByRegion(pool: Pool, prefix: string): Promise<Record<string, number>> {
-  const r = await pool.query<{ region: string; n: number }>(
-    `select body->>'region' as region, count(distinct (payment_id, fact_key))::int as n from payments.facts
-      where payment_id like $1 and body->>'source' = 'gateway' group by 1 order by 1`,
-    [`${prefix}%`],
-  );
-  return Object.fromEntries(r.rows.map((row) => [row.region, row.n]));
-}
-
 /** During the outage the down region delivered nothing and every other region delivered. */
 function outageHeld(o: { region: string; gatewayFactsDuringOutage: Record<string, number> }): boolean {
   const others = REGIONS.filter((r) => r !== o.region);
@@ -299,45 +280,27 @@ function outageHeld(o: { region: string; gatewayFactsDuringOutage: Record<string
   );
 }
 
-/** Where the quarantine topic ends now: the run's quarantined events are all after it. */
-async function quarantineEnds(admin: Admin): Promise<{ partition: number; offset: string }[]> {
-  return (await admin.fetchTopicOffsets(TOPICS.quarantine)).map((e) => ({ partition: e.partition, offset: e.high }));
-}
-
-/** Quarantined messages keyed `<prefix>…` after `from`: read with one consumer until `expected` arrived or the deadline. */
+/** Quarantined messages keyed `<prefix>…` after `from`: read until `expected` arrived or the deadline. */
 async function countQuarantined(
-  admin: Admin,
-  kafka: Kafka,
-  from: { partition: number; offset: string }[],
+  kafka: KafkaClient,
+  quarantineTopic: string,
+  from: TopicOffsets,
   prefix: string,
   expected: number,
   deadline: number,
 ): Promise<number> {
   if (expected === 0) return 0;
   let seen = 0;
-  const groupId = `paylink-demo-quarantine-${Date.now().toString(36)}`;
-  await admin.setOffsets({ groupId, topic: TOPICS.quarantine, partitions: from });
-  const consumer = createConsumer(kafka, groupId);
-  await consumer.connect();
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await consumer.subscribe({ topic: TOPICS.quarantine });
-    await new Promise<void>((resolve, reject) => {
-      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-      consumer
-        .run({
-          eachMessage: async ({ message }) => {
-            if (message.key?.toString().startsWith(prefix)) seen += 1;
-            if (seen >= expected) resolve();
-          },
-        })
-        .catch(reject);
-    });
-  } finally {
-    clearTimeout(timer);
-    await consumer.disconnect();
-    await admin.deleteGroups([groupId]).catch(() => undefined);
-  }
+  const count = (message: { key: Buffer | null }): boolean => {
+    if (message.key?.toString().startsWith(prefix)) seen += 1;
+    return seen >= expected;
+  };
+  await readTopics(
+    kafka,
+    new Map([[quarantineTopic, from]]),
+    (_t, _p, m) => count(m),
+    Math.max(0, deadline - Date.now()),
+  );
   return seen;
 }
 
@@ -359,14 +322,6 @@ async function startPartnerPolls(client: Client, config: Config): Promise<void> 
     await handle.terminate('demo: the simulated partner API restarted empty').catch(() => undefined);
     await ensurePartnerPoll(client, partner.id, settings);
   }
-}
-
-async function countAnomalies(pool: Pool, prefix: string): Promise<number> {
-  const r = await pool.query<{ n: number }>(
-    `select count(*)::int8 as n from ledger.payment_flags where kind = 'anomaly' and payment_id like $1`,
-    [`${prefix}%`],
-  );
-  return r.rows[0]?.n ?? 0;
 }
 
 function printSummary(

@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { PaymentEvent } from '../contracts/payment-event';
 import { factKey } from '../ledger/posting-rules';
+import { likePrefix } from './postgres';
 
 // payments.facts: the router's durable inbox of accepted facts (see migration 002).
 
@@ -60,13 +61,67 @@ export async function markSignalled(pool: Pool, idempotencyKeys: string[]): Prom
 }
 
 /**
- * Every accepted fact of one payment (what a reopened workflow run must know). Facts not signalled
- * yet are included: they were accepted, and their signal, when it comes, is deduplicated.
+ * The facts of these payments in the order they were received: 'accepted' is every one (what a reopened
+ * workflow run must know; a signal still to come is deduplicated), 'signalled' only those Temporal has.
  */
-export async function paymentFacts(pool: Pool, paymentId: string): Promise<PaymentEvent[]> {
-  const rows = await pool.query<{ body: unknown }>(
-    'select body from payments.facts where payment_id = $1 order by received_at, idempotency_key',
-    [paymentId],
+export async function paymentFacts(
+  pool: Pool,
+  paymentIds: string[],
+  which: 'accepted' | 'signalled',
+): Promise<Map<string, PaymentEvent[]>> {
+  const out = new Map(paymentIds.map((id) => [id, [] as PaymentEvent[]]));
+  const rows = await pool.query<{ payment_id: string; body: unknown }>(
+    `select payment_id, body from payments.facts
+      where payment_id = any($1) and ($2 or signalled_at is not null)
+      order by received_at, idempotency_key`,
+    [paymentIds, which === 'accepted'],
   );
-  return rows.rows.map((r) => PaymentEvent.parse(r.body));
+  for (const r of rows.rows) out.get(r.payment_id)?.push(PaymentEvent.parse(r.body));
+  return out;
+}
+
+export interface IdlePayment {
+  paymentId: string;
+  /** When its latest signalled fact was received (ISO). */
+  since: string;
+  /** How long ago that was, by the database's clock. */
+  idleMs: number;
+}
+
+/** Payments whose latest signalled fact is older than `idleForMs`, longest idle first. */
+export async function idlePayments(pool: Pool, idleForMs: number): Promise<IdlePayment[]> {
+  const rows = await pool.query<{ payment_id: string; since: Date; idle_ms: number }>(
+    `select payment_id, max(received_at) as since,
+            (extract(epoch from now() - max(received_at)) * 1000)::float8 as idle_ms
+       from payments.facts where signalled_at is not null
+      group by payment_id
+     having max(received_at) < now() - $1 * interval '1 millisecond'
+      order by since, payment_id`,
+    [idleForMs],
+  );
+  return rows.rows.map((r) => ({ paymentId: r.payment_id, since: r.since.toISOString(), idleMs: r.idle_ms }));
+}
+
+/** Distinct facts of the payments with this id prefix, per path they came by (webhook, gateway, cdc, partner). */
+export async function factsByPath(
+  pool: Pool,
+  paymentIdPrefix: string,
+): Promise<{ total: number; bySource: Record<string, number> }> {
+  const r = await pool.query<{ source: string; n: number }>(
+    `select body->>'source' as source, count(distinct (payment_id, fact_key))::int as n
+       from payments.facts where payment_id like $1 group by 1 order by 1`,
+    [likePrefix(paymentIdPrefix)],
+  );
+  const bySource = Object.fromEntries(r.rows.map((row) => [row.source, row.n]));
+  return { total: r.rows.reduce((n, row) => n + row.n, 0), bySource };
+}
+
+/** Distinct gateway facts of the payments with this id prefix, per region. */
+export async function gatewayFactsByRegion(pool: Pool, paymentIdPrefix: string): Promise<Record<string, number>> {
+  const r = await pool.query<{ region: string; n: number }>(
+    `select body->>'region' as region, count(distinct (payment_id, fact_key))::int as n from payments.facts
+      where payment_id like $1 and body->>'source' = 'gateway' group by 1 order by 1`,
+    [likePrefix(paymentIdPrefix)],
+  );
+  return Object.fromEntries(r.rows.map((row) => [row.region, row.n]));
 }

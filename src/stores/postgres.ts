@@ -16,3 +16,8 @@ export type DatabaseUrlSetting = Extract<SecretSetting, `${string}DATABASE_URL`>
 export function createPool(config: Config, max = 10, url: DatabaseUrlSetting = 'DATABASE_URL'): Pool {
   return new Pool({ connectionString: secretSetting(config, url), max, connectionTimeoutMillis: 5000 });
 }
+
+/** A LIKE pattern matching every value that starts with `prefix` (its own % _ \ taken literally). */
+export function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}

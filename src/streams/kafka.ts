@@ -1,18 +1,9 @@
-import {
-  Kafka,
-  Partitioners,
-  logLevel,
-  type Admin,
-  type Consumer,
-  type EachBatchPayload,
-  type ITopicConfig,
-  type KafkaMessage,
-  type Message,
-  type Producer,
-} from 'kafkajs';
-import { type Config, kafkaBrokers, loadConfig } from '../config';
+import { Kafka, Partitioners, logLevel, type EachBatchPayload, type IHeaders, type KafkaMessage } from 'kafkajs';
+import type { EnvelopeHeaders, ReadMessage } from '../contracts/envelope';
+import { type Config, kafkaBrokers } from '../config';
 
-// The one Kafka module: kafkajs stays behind it so the client can be swapped (kafkajs#1603).
+// The one Kafka module: kafkajs stays behind it so the client can be swapped (kafkajs#1603). The rest of
+// PayLink sees the small types below; lint forbids importing kafkajs anywhere else in src/ (but src/stack/).
 
 /** Topic names after `paylink.` (see topicsFor). */
 const TOPIC_NAMES = {
@@ -36,13 +27,20 @@ export type TopicSet = { readonly [K in keyof typeof TOPIC_NAMES]: string };
 /**
  * `paylink.<name>`, or `paylink.<namespace>.<name>` for a namespace (KAFKA_TOPIC_NAMESPACE): the edge
  * benchmark writes to its own topics, so its events never reach the dev stack's router as payments.
+ * Entry points call it once and pass the set to the modules that produce or consume.
  */
-export function topicsFor(namespace: string): TopicSet {
+export function topicsFor(config: Pick<Config, 'KAFKA_TOPIC_NAMESPACE'>): TopicSet {
+  const namespace = config.KAFKA_TOPIC_NAMESPACE;
   const prefix = namespace === '' ? 'paylink.' : `paylink.${namespace}.`;
   return Object.fromEntries(Object.entries(TOPIC_NAMES).map(([k, name]) => [k, prefix + name])) as TopicSet;
 }
 
-export const TOPICS: TopicSet = topicsFor(loadConfig().KAFKA_TOPIC_NAMESPACE);
+/** An edge's three topics: its raw topic, the payment facts and the quarantine. */
+export const edgeTopicsOf = (t: TopicSet, raw: 'rawWebhooks' | 'rawGateways' | 'rawPartnerApi') => ({
+  raw: t[raw],
+  facts: t.paymentEvents,
+  quarantine: t.quarantine,
+});
 
 /** Topics that hold events as they entered PayLink (the archive's, replay's and quality's source). */
 export const rawTopicsOf = (t: TopicSet): string[] => [
@@ -53,45 +51,185 @@ export const rawTopicsOf = (t: TopicSet): string[] => [
   t.cdcLedgerEntries,
 ];
 
-export const RAW_TOPICS: readonly string[] = rawTopicsOf(TOPICS);
+// ---- Producing -------------------------------------------------------------------------------------
 
-/** A consumed message as it goes to quarantine: its own key, bytes and headers, plus why and where it came from. */
-export function quarantineMessage(topic: string, partition: number, message: KafkaMessage, reason: string): Message {
-  return {
-    key: message.key,
-    value: message.value,
-    headers: {
-      ...message.headers,
-      'quarantine-reason': reason,
-      'source-topic': topic,
-      'source-partition': String(partition),
-      'source-offset': message.offset,
-    },
-  };
+/** One message to produce; headers are text (src/contracts/envelope.ts says which). */
+export interface KafkaRecord {
+  key?: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: EnvelopeHeaders;
 }
 
-/** Batch consumption with manual commits, 3 partitions at a time: `eachBatch` ends with commitBatch once its work is durable. */
-export function runBatches(consumer: Consumer, eachBatch: (payload: EachBatchPayload) => Promise<void>): Promise<void> {
-  return consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 3, eachBatch });
+export interface TopicRecord extends KafkaRecord {
+  topic: string;
 }
+
+/** The producer as PayLink uses it: idempotent, acks=all (createProducer). */
+export interface Producer {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  send(request: { topic: string; messages: KafkaRecord[]; acks?: number }): Promise<unknown>;
+  sendBatch(request: { topicMessages: { topic: string; messages: KafkaRecord[] }[]; acks?: number }): Promise<unknown>;
+}
+
+/** Produces `records` in one request (acks=all), grouped by topic in their order; an empty list sends nothing. */
+export async function produce(producer: Producer, records: readonly TopicRecord[]): Promise<void> {
+  const byTopic = new Map<string, KafkaRecord[]>();
+  for (const record of records) {
+    const list = byTopic.get(record.topic);
+    if (list) list.push(record);
+    else byTopic.set(record.topic, [record]);
+  }
+  if (byTopic.size === 0) return;
+  await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+}
+
+// ---- Consuming -------------------------------------------------------------------------------------
+
+/** A consumed message. */
+export interface ConsumedMessage extends ReadMessage {
+  /** Broker timestamp, ms since the epoch as a decimal string. */
+  timestamp: string;
+}
+
+/** One partition's messages, in offset order (never empty). */
+export interface ConsumedBatch {
+  topic: string;
+  partition: number;
+  messages: ConsumedMessage[];
+}
+
+export interface BatchControl {
+  /** False once this member no longer owns the partition (rebalanced, sought): stop; the batch is redelivered. */
+  owned: () => boolean;
+  /** Keeps the membership through a long batch (kafkajs sends one only when its interval is due). */
+  heartbeat: () => Promise<void>;
+}
+
+/** `commit` once the batch's work is durable; `redeliver` leaves its offsets, so the group reads it again. */
+export type BatchOutcome = 'commit' | 'redeliver';
+export type BatchHandler = (batch: ConsumedBatch, control: BatchControl) => Promise<BatchOutcome>;
+
+/** A consumer group member. Run it with runConsumer (./consumer-runner.ts), which adds signals and crashes. */
+export interface GroupConsumer {
+  readonly groupId: string;
+  connect(): Promise<void>;
+  /**
+   * Subscribes (a group without committed offsets starts at the beginning: a new group misses nothing) and
+   * hands each partition's batch to `handle`, 3 partitions at a time, committing after `commit`.
+   */
+  consume(topics: readonly string[], handle: BatchHandler): Promise<void>;
+  /** Stops fetching, lets the batches in flight finish and commit, leaves the group, disconnects. */
+  disconnect(): Promise<void>;
+  onJoin(listener: () => void): void;
+  /** kafkajs gave up on this member: it restarts it after a retriable failure, otherwise it stays down. */
+  onCrash(listener: (error: Error, willRestart: boolean) => void): void;
+}
+
+function headersOf(headers: IHeaders | undefined): EnvelopeHeaders {
+  const out: EnvelopeHeaders = {};
+  for (const [name, raw] of Object.entries(headers ?? {})) {
+    const first = Array.isArray(raw) ? raw[0] : raw;
+    if (first !== undefined) out[name] = first.toString();
+  }
+  return out;
+}
+
+const consumed = (m: KafkaMessage): ConsumedMessage => ({
+  key: m.key,
+  value: m.value,
+  headers: headersOf(m.headers),
+  offset: m.offset,
+  timestamp: m.timestamp,
+});
 
 /**
- * Call once the batch's work is durable (signalled, produced, counted): commits the next offset to read,
- * only while this member still owns the partition; otherwise the batch is redelivered, which every
- * consumer here makes harmless. Then heartbeats.
+ * Commits the batch's next offset once its work is durable, only while this member still owns the
+ * partition (otherwise the batch is redelivered, which every consumer here makes harmless). A member that
+ * is stopping owns its partitions until it leaves, so a batch finished after SIGTERM commits too: the
+ * offsets go through the batch's own commit, as consumer.commitOffsets skips silently once stopping.
  */
-export async function commitBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+async function commitBatch(payload: EachBatchPayload): Promise<void> {
   const { batch } = payload;
   const last = batch.messages[batch.messages.length - 1];
-  if (!last || !payload.isRunning() || payload.isStale()) return;
+  if (!last || payload.isStale()) return;
   payload.resolveOffset(last.offset);
-  await consumer.commitOffsets([
-    { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-  ]);
+  const offset = (BigInt(last.offset) + 1n).toString();
+  await payload.commitOffsetsIfNecessary({
+    topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }],
+  });
   await payload.heartbeat();
 }
 
-export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): Kafka {
+export function createConsumer(kafka: KafkaClient, groupId: string): GroupConsumer {
+  const consumer = (kafka as Kafka).consumer({
+    groupId,
+    allowAutoTopicCreation: false,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+  });
+  return {
+    groupId,
+    connect: () => consumer.connect(),
+    disconnect: () => consumer.disconnect(),
+    async consume(topics, handle) {
+      await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 3,
+        eachBatch: async (payload) => {
+          const { batch } = payload;
+          if (batch.messages.length === 0) return;
+          const outcome = await handle(
+            { topic: batch.topic, partition: batch.partition, messages: batch.messages.map(consumed) },
+            { owned: () => !payload.isStale(), heartbeat: () => payload.heartbeat() },
+          );
+          if (outcome === 'commit') await commitBatch(payload);
+        },
+      });
+    },
+    onJoin: (listener) => void consumer.on(consumer.events.GROUP_JOIN, () => listener()),
+    onCrash: (listener) => void consumer.on(consumer.events.CRASH, (e) => listener(e.payload.error, e.payload.restart)),
+  };
+}
+
+// ---- The client and the admin ----------------------------------------------------------------------
+
+export type TopicOffsets = { partition: number; offset: string }[];
+
+/** A topic as created: explicit partitions and configs. */
+export interface TopicSpec {
+  topic: string;
+  numPartitions: number;
+  replicationFactor: number;
+  configEntries?: { name: string; value: string }[];
+}
+
+/** The admin operations PayLink uses. */
+export interface KafkaAdmin {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  listTopics(): Promise<string[]>;
+  createTopics(request: { topics: TopicSpec[]; waitForLeaders?: boolean }): Promise<boolean>;
+  fetchTopicOffsets(topic: string): Promise<{ partition: number; offset: string; high: string; low: string }[]>;
+  fetchOffsets(request: {
+    groupId: string;
+    topics: string[];
+  }): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
+  setOffsets(request: { groupId: string; topic: string; partitions: TopicOffsets }): Promise<void>;
+  describeGroups(groupIds: string[]): Promise<{
+    groups: { groupId: string; state: string; members: { memberId: string; clientId: string; clientHost: string }[] }[];
+  }>;
+  deleteGroups(groupIds: string[]): Promise<unknown>;
+}
+
+/** The cluster connection; producers, consumers and admins are made from it here. */
+export interface KafkaClient {
+  admin(): KafkaAdmin;
+}
+
+export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): KafkaClient {
   return new Kafka({
     clientId,
     brokers: kafkaBrokers(config),
@@ -105,8 +243,8 @@ export function createKafka(config: Config, clientId = config.KAFKA_CLIENT_ID): 
  * idempotence holds; callers that must answer in bounded time (the edge) race the send with a timeout.
  * The default partitioner is murmur2, as Java clients (Debezium, Kafka Connect) hash keys.
  */
-export function createProducer(kafka: Kafka): Producer {
-  return kafka.producer({
+export function createProducer(kafka: KafkaClient): Producer {
+  return (kafka as Kafka).producer({
     idempotent: true,
     maxInFlightRequests: 5,
     allowAutoTopicCreation: false,
@@ -115,23 +253,19 @@ export function createProducer(kafka: Kafka): Producer {
   });
 }
 
-export function createConsumer(kafka: Kafka, groupId: string): Consumer {
-  return kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
-}
-
-export function topicSpecs(config: Config): ITopicConfig[] {
+export function topicSpecs(config: Config): TopicSpec[] {
   const common = [
     { name: 'min.insync.replicas', value: String(config.KAFKA_MIN_INSYNC_REPLICAS) },
     { name: 'unclean.leader.election.enable', value: 'false' },
   ];
   const week = String(7 * 24 * 3600 * 1000);
-  const partitioned = (topic: string, retentionMs: string): ITopicConfig => ({
+  const partitioned = (topic: string, retentionMs: string): TopicSpec => ({
     topic,
     numPartitions: config.KAFKA_TOPIC_PARTITIONS,
     replicationFactor: config.KAFKA_REPLICATION_FACTOR,
     configEntries: [...common, { name: 'retention.ms', value: retentionMs }],
   });
-  const topics = topicsFor(config.KAFKA_TOPIC_NAMESPACE);
+  const topics = topicsFor(config);
   return [
     partitioned(topics.paymentEvents, week),
     // Raw topics keep a week in Kafka; the S3 archive keeps 180 days.
@@ -145,8 +279,21 @@ export function topicSpecs(config: Config): ITopicConfig[] {
   ];
 }
 
+/** Creates the project's topics with explicit partitions and configs; existing ones are left as they are. */
+export async function ensureTopics(admin: KafkaAdmin, config: Config): Promise<string[]> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topicSpecs(config).filter((t) => !existing.has(t.topic));
+  if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+  return missing.map((t) => t.topic);
+}
+
+/** Each partition's end offset now: the next message any producer writes there. */
+export async function topicEnds(admin: KafkaAdmin, topic: string): Promise<TopicOffsets> {
+  return (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high }));
+}
+
 /** Messages the group has not committed yet across a topic's partitions (0 = caught up). */
-export async function consumerGroupLag(admin: Admin, groupId: string, topic: string): Promise<number> {
+export async function consumerGroupLag(admin: KafkaAdmin, groupId: string, topic: string): Promise<number> {
   const [ends, committed] = await Promise.all([
     admin.fetchTopicOffsets(topic),
     admin.fetchOffsets({ groupId, topics: [topic] }),
@@ -161,10 +308,41 @@ export async function consumerGroupLag(admin: Admin, groupId: string, topic: str
   return Number(lag);
 }
 
-/** Creates the project's topics with explicit partitions and configs; existing ones are left as they are. */
-export async function ensureTopics(admin: Admin, config: Config): Promise<string[]> {
-  const existing = new Set(await admin.listTopics());
-  const missing = topicSpecs(config).filter((t) => !existing.has(t.topic));
-  if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
-  return missing.map((t) => t.topic);
+/**
+ * Reads topics with a throwaway group (deleted after) from the given offsets per topic, or from the
+ * beginning, handing every message to `onMessage` until it answers true. False when `timeoutMs` passed first.
+ */
+export async function readTopics(
+  kafka: KafkaClient,
+  from: ReadonlyMap<string, TopicOffsets | 'beginning'>,
+  onMessage: (topic: string, partition: number, message: ConsumedMessage) => boolean,
+  timeoutMs: number,
+): Promise<boolean> {
+  const groupId = `paylink-reader-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  const consumer = (kafka as Kafka).consumer({ groupId, allowAutoTopicCreation: false });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    for (const [topic, offsets] of from) {
+      if (offsets !== 'beginning') await admin.setOffsets({ groupId, topic, partitions: offsets });
+    }
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...from.keys()], fromBeginning: true });
+    return await new Promise<boolean>((resolve, reject) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+      consumer
+        .run({
+          eachMessage: async ({ topic, partition, message }) => {
+            if (onMessage(topic, partition, consumed(message))) resolve(true);
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect();
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await admin.disconnect();
+  }
 }

@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
-import type { Consumer, EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
 import type { Pool } from 'pg';
+import { consumedQuarantineMessage } from '../contracts/envelope';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
 import { admitFacts, markSignalled } from '../stores/payment-inbox';
@@ -12,7 +12,7 @@ import {
   paymentWorkflowId,
 } from '../workflows/payment';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
-import { TOPICS, commitBatch, runBatches, quarantineMessage } from './kafka';
+import { type BatchHandler, type Producer, type TopicRecord, type TopicSet, produce } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
@@ -26,10 +26,11 @@ export interface RoutingPolicy {
   taskQueue?: string;
 }
 
-export interface PaymentRouterOptions {
+export interface PaymentRouterDeps {
   client: Client;
-  consumer: Consumer;
+  /** Where refused facts go (quarantine). */
   producer: Producer;
+  topics: Pick<TopicSet, 'quarantine'>;
   pool: Pool;
   log: Logger;
   policy: RoutingPolicy;
@@ -109,46 +110,31 @@ export async function routeFacts(
   return { signalled, skippedDuplicates: admissions.length - signalled, complete: next >= groups.length };
 }
 
-/** Quarantine keeps the original bytes, where they came from and why they were refused. */
-export async function quarantine(
-  producer: Producer,
-  topic: string,
-  partition: number,
-  message: KafkaMessage,
-  reason: string,
-): Promise<void> {
-  await producer.send({
-    topic: TOPICS.quarantine,
-    acks: -1,
-    messages: [quarantineMessage(topic, partition, message, reason)],
-  });
-}
-
-export async function runPaymentRouter(options: PaymentRouterOptions): Promise<void> {
-  const { client, consumer, producer, pool, log, policy } = options;
-  await consumer.subscribe({ topic: TOPICS.paymentEvents, fromBeginning: true });
-  await runBatches(consumer, async (payload: EachBatchPayload) => {
-    const { batch } = payload;
+/**
+ * The router's batch (run by runConsumer on the payment facts topic): unusable messages to quarantine,
+ * facts to the inbox and Temporal. Committed only once every fact of the batch is accepted.
+ */
+export function paymentRouterBatches(deps: PaymentRouterDeps): BatchHandler {
+  const { client, producer, pool, log, policy } = deps;
+  return async (batch, control) => {
     const facts: PaymentEvent[] = [];
+    const refused: TopicRecord[] = [];
     for (const message of batch.messages) {
       const parsed = parsePaymentEvent(message.value);
       if (parsed.ok) {
         facts.push(parsed.value);
         continue;
       }
-      await quarantine(producer, batch.topic, batch.partition, message, parsed.reason);
+      refused.push(consumedQuarantineMessage(deps.topics.quarantine, batch, message, parsed.reason));
       log.warn('quarantined payment event', {
         partition: batch.partition,
         offset: message.offset,
         reason: parsed.reason,
       });
     }
-    const running = (): boolean => payload.isRunning() && !payload.isStale();
-    // kafkajs sends a heartbeat only when its interval is due, so calling it per payment is cheap.
-    const result = await routeFacts(client, pool, facts, policy, options.concurrency, running, () =>
-      payload.heartbeat(),
-    );
-    if (!result.complete) return; // not all signalled: leave offsets for redelivery
-    await commitBatch(consumer, payload); // only now that every fact of the batch is accepted
-  });
+    await produce(producer, refused);
+    // On SIGTERM the batch is finished, not abandoned; only a lost partition stops it early.
+    const result = await routeFacts(client, pool, facts, policy, deps.concurrency, control.owned, control.heartbeat);
+    return result.complete ? 'commit' : 'redeliver'; // not all signalled: leave offsets for redelivery
+  };
 }

@@ -1,12 +1,11 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import type { Producer } from 'kafkajs';
 import { createPartnerPollActivities } from '../activities/partner-poll';
 import { loadConfig, secretSetting } from '../config';
 import { type PartnerApiConfig, parsePartnerApis } from '../contracts/partner-api';
 import { type Tokenizer, tokenizerFromConfig } from '../ingest/tokenize';
 import { createLogger, errorMessage } from '../logger';
 import { type Vault, openVault } from '../stores/vault';
-import { createKafka, createProducer } from '../streams/kafka';
+import { type Producer, type TopicSet, createKafka, createProducer, topicsFor } from '../streams/kafka';
 import { INGEST_TASK_QUEUE } from '../workflows/partner-poll';
 
 // The ingest worker: Temporal-driven ingest paths (PartnerPoll today) on their own task queue, so a
@@ -19,6 +18,7 @@ export interface IngestWorkerDeps {
   namespace: string;
   partners: PartnerApiConfig[];
   producer: Producer;
+  topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Vault;
   taskQueue?: string;
@@ -40,6 +40,7 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
       ...createPartnerPollActivities({
         partners: deps.partners,
         producer: deps.producer,
+        topics: deps.topics,
         tokenizer: deps.tokenizer,
         vault: deps.vault,
         log,
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
       namespace: config.TEMPORAL_NAMESPACE,
       partners,
       producer,
+      topics: topicsFor(config),
       tokenizer,
       vault,
       faultPageDelayMs,

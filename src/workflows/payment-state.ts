@@ -53,7 +53,7 @@ export function emptyCore(paymentId: string): PaymentCore {
 
 /** Money-relevant content of a fact, to tell a re-report from a conflicting one. */
 function content(fact: PaymentEvent): string {
-  const { idempotencyKey: _k, source: _s, sourceSequence: _q, occurredAt: _o, ...rest } = fact;
+  const { idempotencyKey: _k, traceId: _t, source: _s, sourceSequence: _q, occurredAt: _o, ...rest } = fact;
   return JSON.stringify(rest, Object.keys(rest).sort());
 }
 
@@ -295,6 +295,12 @@ export function postingConflict(core: PaymentCore, key: string, reason: string):
   return addAnomaly(core, { key: `posting-conflict:${key}`, factKey: key, kind: 'posting-conflict', reason });
 }
 
+/** A reopened payment: the facts earlier runs saw, minus the waits they already timed out (flagged). */
+export function restore(core: PaymentCore, facts: readonly PaymentEvent[], flagKeys: ReadonlySet<string>): void {
+  for (const fact of facts) receive(core, fact);
+  for (const key of [...core.waiting]) if (flagKeys.has(`timeout:${key}`)) expire(core, key);
+}
+
 export function waitingReason(core: PaymentCore, key: string): string | undefined {
   const verdict = check(core.facts[key]!, totals(core));
   return 'wait' in verdict ? verdict.wait : undefined;
@@ -312,6 +318,18 @@ export function lifecycleStatus(core: PaymentCore): LifecycleStatus {
   if (t.authorizedMinor !== undefined) return 'AUTHORIZED';
   if (t.created) return 'CREATED';
   return 'OPEN';
+}
+
+/** The status a payment's facts and flags give it, rebuilt as a reopened run would: the SLA sweep's question. */
+export function statusOf(
+  paymentId: string,
+  facts: readonly PaymentEvent[],
+  flagKeys: ReadonlySet<string>,
+): LifecycleStatus {
+  const core = emptyCore(paymentId);
+  restore(core, facts, flagKeys);
+  evaluate(core);
+  return lifecycleStatus(core);
 }
 
 const FINAL: ReadonlySet<LifecycleStatus> = new Set(['SETTLED', 'REFUNDED', 'VOIDED', 'FAILED']);

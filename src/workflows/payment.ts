@@ -13,9 +13,10 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { LedgerActivities, PaymentFlag } from '../activities/ledger';
+import type { LedgerActivities } from '../activities/ledger';
 import type { PaymentEvent } from '../contracts/payment-event';
 import { type AccountCode, ACCOUNTS, adjustmentLines, postingKey } from '../ledger/posting-rules';
+import type { PaymentFlag } from '../stores/ledger';
 import {
   type Anomaly,
   type LifecycleStatus,
@@ -27,6 +28,7 @@ import {
   lifecycleStatus,
   postingConflict,
   receive,
+  restore,
   waitingReason,
 } from './payment-state';
 import { PaymentStatusAttr } from './search-attributes';
@@ -265,8 +267,7 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
     const history = await ledger.loadPaymentHistory(input.paymentId);
     history.postedKeys.forEach((k) => posted.add(k));
     history.flagKeys.forEach((k) => flagged.add(k));
-    for (const fact of history.facts) receive(core, fact);
-    for (const key of [...core.waiting]) if (flagged.has(`timeout:${key}`)) expire(core, key);
+    restore(core, history.facts, flagged);
   }
   if (input.carried) {
     for (const key of core.waiting) armPreconditionTimer(key);
@@ -321,6 +322,7 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
             merchantId: p.fact.merchantId,
             factType: p.fact.type,
             idempotencyKey: p.fact.idempotencyKey,
+            traceId: p.fact.traceId,
             occurredAt: p.fact.occurredAt,
             lines: p.lines,
           })

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Admin } from 'kafkajs';
 import type { Pool } from 'pg';
 import { parsePaymentEvent } from '../../src/contracts/payment-event';
 import { CDC_FAULT_EXIT_CODE } from '../../src/ingest/cdc/reader';
@@ -9,9 +8,9 @@ import { createOltpPool, customerEmailOf, ensureOltpSchema, recordInOltp } from 
 import { simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { TOPICS, createKafka } from '../../src/streams/kafka';
-import { topicEnds } from '../support/kafka';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { type KafkaAdmin, createKafka } from '../../src/streams/kafka';
+import { testKafka, topicEnds } from '../support/kafka';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // The CDC path end to end against the real Postgres and Kafka: `npm run cdc` as a child process with
 // its own slot, publication and schema (so it never fights the main slot), killed between produce and
@@ -23,14 +22,14 @@ const READER_SCRIPT = 'src/ingest/cdc/cdc-reader-main.ts';
 
 /** Reads `topics` from the given start offsets until `done` says enough arrived. */
 async function consumeFrom(
-  admin: Admin,
+  admin: KafkaAdmin,
   starts: Map<string, { partition: number; offset: string }[]>,
   done: (messages: Consumed[]) => boolean,
   timeoutMs = 45_000,
 ): Promise<Consumed[]> {
   const groupId = uniqueId('cdc-test-reader');
   for (const [topic, partitions] of starts) await admin.setOffsets({ groupId, topic, partitions });
-  const consumer = createKafka(config, 'cdc-test').consumer({ groupId });
+  const consumer = testKafka('cdc-test').consumer({ groupId });
   const found: Consumed[] = [];
   await consumer.connect();
   try {
@@ -62,7 +61,7 @@ async function consumeFrom(
 }
 
 async function endOffsets(
-  admin: Admin,
+  admin: KafkaAdmin,
   topics: string[],
 ): Promise<Map<string, { partition: number; offset: string }[]>> {
   const out = new Map<string, { partition: number; offset: string }[]>();
@@ -93,7 +92,7 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
   );
   const purgedId = paymentIds[1]!;
   let pool: Pool;
-  let admin: Admin;
+  let admin: KafkaAdmin;
   let vault: Vault;
   let cdcMessages: Consumed[] = [];
   let facts: Consumed[] = [];

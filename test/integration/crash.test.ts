@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { compareWithTruth, summarizeLedger } from '../../src/ledger/checks';
+import { compareLedger } from '../../src/ledger/checks';
 import { simulatePayments } from '../../src/simulator/payments';
 import { publishPaymentEvents } from '../../src/simulator/publish';
+import { expectedLedger } from '../../src/starters/expected-ledger';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
+import { summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { createKafka, createProducer } from '../../src/streams/kafka';
@@ -21,7 +23,7 @@ import {
   waitForRunComplete,
   within,
 } from '../support/pipeline';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { config, requireServices, topics, uniqueId } from '../support/stack';
 
 // kill -9 of the real worker / router processes in the middle of their work, then a fresh process
 // finishes the run: the ledger must still match the simulator exactly, with no double posting.
@@ -90,7 +92,7 @@ describe('crash recovery with real processes (kill -9)', () => {
   async function simulateAndPublish(prefix: string): Promise<RunScope & { deadline: number }> {
     const runId = uniqueId(prefix);
     const sim = simulatePayments({ payments: PAYMENTS, seed: 7, duplicateRate: 0.5, shuffle: true, runId });
-    await publishPaymentEvents(producer, sim.deliveries);
+    await publishPaymentEvents(producer, topics.paymentEvents, sim.deliveries);
     return {
       pool,
       admin,
@@ -113,7 +115,7 @@ describe('crash recovery with real processes (kill -9)', () => {
 
   async function assertLedgerMatches(t: TestContext, run: RunScope): Promise<void> {
     const ledger = await summarizeLedger(pool, runPrefix(run.runId));
-    const comparison = compareWithTruth(ledger, run.truth);
+    const comparison = compareLedger(ledger, expectedLedger(run.truth));
     assert.equal(ledger.duplicatePostings, 0, 'double postings');
     assert.equal(ledger.unbalanced, 0, 'unbalanced entries');
     assert.ok(comparison.matches, `ledger differs from the simulator:\n${comparison.mismatches.join('\n')}`);

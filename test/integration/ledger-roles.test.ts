@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type JournalEntryRequest, createLedgerActivities } from '../../src/activities/ledger';
-import { summarizeLedger } from '../../src/ledger/checks';
+import { createLedgerActivities } from '../../src/activities/ledger';
+import { type JournalEntryRequest, summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { config, requireServices, uniqueId } from '../support/stack';

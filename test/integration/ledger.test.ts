@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
-import { type JournalEntryRequest, createLedgerActivities } from '../../src/activities/ledger';
-import { summarizeLedger } from '../../src/ledger/checks';
+import { createLedgerActivities } from '../../src/activities/ledger';
+import { createSlaActivities } from '../../src/activities/sla';
+import { simulatePayments } from '../../src/simulator/payments';
+import { type JournalEntryRequest, recordPaymentFlag, summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
+import { admitFacts, markSignalled } from '../../src/stores/payment-inbox';
 import { createPool } from '../../src/stores/postgres';
 import { config, requireServices, uniqueId } from '../support/stack';
 
@@ -96,5 +99,44 @@ describe('ledger in Postgres', () => {
     );
     await assert.rejects(ownerPool.query('truncate ledger.journal_lines cascade'), /append-only/);
     assert.equal((await summarizeLedger(pool, id)).entries, 1);
+  });
+});
+
+describe('SLA sweep query: the stage comes from the state machine, over the signalled facts', () => {
+  const pool = createPool(config, 4);
+  const sla = createSlaActivities(pool);
+  before(async () => {
+    await requireServices('postgres');
+    await migrateAsOwner(config);
+  });
+  after(() => pool.end());
+
+  it('finds a payment idle in CAPTURED past its SLA; not a settled, a flagged or an unsignalled one', async () => {
+    const { events } = simulatePayments({
+      payments: 4,
+      seed: 3,
+      duplicateRate: 0,
+      runId: uniqueId('sla'),
+      happyPathOnly: true,
+    });
+    const [captured, settled, flagged, unsignalled] = [...new Set(events.map((e) => e.paymentId))];
+    const factsOf = (id: string | undefined, withSettlement = false) =>
+      events.filter((e) => e.paymentId === id && (withSettlement || e.type !== 'settled'));
+    const admitted = [...factsOf(captured), ...factsOf(settled, true), ...factsOf(flagged), ...factsOf(unsignalled)];
+    await admitFacts(pool, admitted);
+    await markSignalled(
+      pool,
+      admitted.filter((f) => f.paymentId !== unsignalled).map((f) => f.idempotencyKey),
+    );
+    await recordPaymentFlag(pool, { paymentId: flagged!, flagKey: 'stuck:CAPTURED', kind: 'stuck', reason: 'test' });
+    await new Promise((r) => setTimeout(r, 50));
+
+    const overdue = await sla.findOverduePayments({ CAPTURED: 20, AUTHORIZED: 60_000 }, 1_000_000);
+    const ours = overdue.filter((p) => [captured, settled, flagged, unsignalled].includes(p.paymentId));
+    assert.deepEqual(
+      ours.map((p) => [p.paymentId, p.stage]),
+      [[captured, 'CAPTURED']],
+    );
+    assert.ok(Date.parse(ours[0]!.since) <= Date.now() - 20);
   });
 });

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { Consumer } from 'kafkajs';
-import { partnerIdempotencyKey } from '../../src/contracts/partner-api';
+import { partnerIdempotencyKey } from '../../src/contracts/envelope';
 import type { FactOf } from '../../src/contracts/payment-event';
 import { scanValue } from '../../src/quality/pii-scanner';
 import { countBillableActions } from '../../src/ops/billable-actions';
@@ -17,11 +17,11 @@ import {
 import { simulatePayments } from '../../src/simulator/payments';
 import { ensurePartnerPoll } from '../../src/starters/partner-poll';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
-import { TOPICS, createConsumer, createKafka, ensureTopics } from '../../src/streams/kafka';
+import { createKafka, ensureTopics } from '../../src/streams/kafka';
 import { type PartnerPollState, partnerPollStateQuery, partnerPollWorkflowId } from '../../src/workflows/partner-poll';
 import { waitFor, within } from '../support/pipeline';
-import { topicEnds } from '../support/kafka';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { testKafka, topicEnds } from '../support/kafka';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // PartnerPoll against the simulated partner API with the ingest worker as a real child process:
 // kill -9 it while a page is produced but not yet reported, publish more, restart it, and check that
@@ -72,7 +72,7 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
     const topics = [TOPICS.paymentEvents, TOPICS.rawPartnerApi, TOPICS.quarantine];
     const seen: Record<string, Seen[]> = Object.fromEntries(topics.map((t) => [t, []]));
     const starts = await Promise.all(topics.map(async (topic) => ({ topic, offsets: await topicEnds(admin, topic) })));
-    consumer = createConsumer(kafka, uniqueId('partner-poll-test'));
+    consumer = testKafka('partner-poll-test').consumer({ groupId: uniqueId('partner-poll-test') });
     await consumer.connect();
     await consumer.subscribe({ topics, fromBeginning: false });
     const prefix = `partner:${partnerId}:`;

@@ -8,10 +8,10 @@ import { scanForPii } from '../../src/quality/pii-scanner';
 import { createOltpPool, ensureOltpSchema } from '../../src/simulator/oltp';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { createKafka, createProducer } from '../../src/streams/kafka';
 import { type TestEdge, startTestEdge, stripeEvent } from '../support/edge';
 import { type ReadMessage, type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // Card numbers and phones in the shapes that once slipped through the edge — a JSON number beside a
 // currency, a PAN glued inside an event id or a primary key, US/UK/IN national phone formats, a

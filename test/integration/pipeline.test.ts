@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { repoRoot } from '../../src/stack/service';
-import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { createKafka, createProducer } from '../../src/streams/kafka';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { testKafka } from '../support/kafka';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // The whole path with real processes: simulator → Kafka → router → Temporal → worker → Postgres.
 describe('pipeline end to end', () => {
@@ -35,7 +36,7 @@ describe('pipeline end to end', () => {
       ],
       { cwd: repoRoot, encoding: 'utf8', timeout: 300_000 },
     );
-    assert.equal(run.status, 0, `demo failed:\n${run.stderr.slice(-3000)}`);
+    assert.equal(run.status, 0, `demo failed:\n${run.stderr.slice(-3000)}\nsummary: ${run.stdout.slice(-3000)}`);
     const summary = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
       payments: number;
       eventsProduced: number;
@@ -100,7 +101,7 @@ describe('pipeline end to end', () => {
     let router: PipelineProcess;
     const kafka = createKafka(config, 'pipeline-test');
     const producer = createProducer(kafka);
-    const consumer = kafka.consumer({ groupId: uniqueId('quarantine-reader') });
+    const consumer = testKafka('pipeline-test').consumer({ groupId: uniqueId('quarantine-reader') });
     before(async () => {
       router = startPipelineProcess('payment-router-test', 'src/streams/payment-router-main.ts');
       await router.ready;

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Admin, Consumer } from 'kafkajs';
+import type { Consumer } from 'kafkajs';
+import { traceIdOf } from '../../src/contracts/envelope';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import {
   type GatewayConnector,
@@ -23,11 +24,11 @@ import {
 import { REGIONS, simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { TOPICS, createConsumer, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
+import { type KafkaAdmin, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
 import { type Netcut, startNetcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
-import { topicEnds } from '../support/kafka';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { testKafka, topicEnds } from '../support/kafka';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // A regional outage: eu-west's link is cut (black-holed) and us-east's gateway goes down while
 // ap-south keeps flowing; after heal every gateway fact of the run is on Kafka exactly once.
@@ -39,13 +40,13 @@ interface Seen {
 }
 
 /** Collects the run's messages (key = paymentId with the run's prefix) from where the topics end now. */
-async function startCollector(admin: Admin, runId: string, topics: string[]) {
+async function startCollector(admin: KafkaAdmin, runId: string, topics: string[]) {
   const groupId = uniqueId('gateway-test');
   // A fresh group starting at today's ends: nothing of this run is older, and older runs are not re-read.
   for (const topic of topics) {
     await admin.setOffsets({ groupId, topic, partitions: await topicEnds(admin, topic) });
   }
-  const consumer: Consumer = createConsumer(createKafka(config, groupId), groupId);
+  const consumer: Consumer = testKafka(groupId).consumer({ groupId });
   const seen = new Map<string, Seen[]>(topics.map((t) => [t, []]));
   await consumer.connect();
   await consumer.subscribe({ topics });
@@ -139,6 +140,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     connector = createGatewayConnector({
       feeds: feedConfigs,
       producer,
+      topics: TOPICS,
       tokenizer,
       vault,
       log,
@@ -206,7 +208,8 @@ describe('regional gateways: per-region ingest through outages', () => {
       counts.set(key, (counts.get(key) ?? 0) + 1);
       const expected = truth.get(key);
       assert.ok(expected, `unexpected fact ${key}`);
-      assert.deepEqual(JSON.parse(m.value), expected);
+      // The truth, plus the trace id the edge derived from its idempotency key.
+      assert.deepEqual(JSON.parse(m.value), { ...expected, traceId: traceIdOf(key) });
       assert.equal(m.headers.region, expected.region);
       assert.equal(m.headers.source, 'gateway');
     }
@@ -247,6 +250,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     const probe = createGatewayConnector({
       feeds: [{ region: 'eu-west', gateway: 'gw-probe', url: `http://${link.address}` }],
       producer,
+      topics: TOPICS,
       tokenizer,
       vault,
       log,

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import type { Admin, Consumer, Message, Producer } from 'kafkajs';
 import type { Pool } from 'pg';
 import { signStripe } from '../../src/ingest/signatures';
 import { parsePartners } from '../../src/ingest/webhook-receiver';
@@ -9,14 +8,17 @@ import { createLogger } from '../../src/logger';
 import {
   type DriftReportRow,
   type QualityCounters,
+  qualityBatches,
   readDriftReport,
-  runQualityConsumer,
 } from '../../src/quality/quality-consumer';
 import { createSchemaRegistry } from '../../src/quality/schema-registry';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
+import { startConsumer } from '../../src/streams/consumer-runner';
 import {
-  TOPICS,
+  type KafkaAdmin,
+  type Producer,
+  type TopicRecord,
   consumerGroupLag,
   createConsumer,
   createKafka,
@@ -25,7 +27,7 @@ import {
 } from '../../src/streams/kafka';
 import { type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
 import { type TestEdge, startTestEdge } from '../support/edge';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 // Field names carry this run's tag, so rows are this run's whatever else the table holds.
 const run = uniqueId('drift');
@@ -51,7 +53,7 @@ const stripeEvent = (object: Record<string, unknown>) => ({
   data: { object },
 });
 
-function raw(value: unknown, headers: Record<string, string>, key: string | null = run): Message {
+function raw(value: unknown, headers: Record<string, string>, key: string | null = run): Omit<TopicRecord, 'topic'> {
   return { key, value: JSON.stringify(value), headers };
 }
 
@@ -61,7 +63,7 @@ const T3 = '2026-03-01T11:00:00.000Z';
 
 describe('schema drift (quality consumer on the raw topics)', () => {
   let pool: Pool;
-  let admin: Admin;
+  let admin: KafkaAdmin;
   let producer: Producer;
   let edge: TestEdge | undefined;
   let base: string;
@@ -110,26 +112,33 @@ describe('schema drift (quality consumer on the raw topics)', () => {
       }
       return out;
     };
-    const consumer: Consumer = createConsumer(kafka, group);
-    await consumer.connect();
+    const quality = qualityBatches({
+      pool,
+      registry: createSchemaRegistry(),
+      topics: TOPICS,
+      group,
+      log,
+      maxUnknownPaths: config.QUALITY_MAX_UNKNOWN_PATHS,
+    });
+    let caughtUp = (): void => undefined;
+    const stop = new Promise<void>((resolve) => (caughtUp = resolve));
+    const running = await startConsumer({
+      consumer: createConsumer(kafka, group),
+      topics,
+      handle: quality.handle,
+      log,
+      stop,
+    });
     try {
-      const counters = await runQualityConsumer({
-        consumer,
-        pool,
-        registry: createSchemaRegistry(),
-        group,
-        log,
-        maxUnknownPaths: config.QUALITY_MAX_UNKNOWN_PATHS,
-        topics,
-      });
       for (let i = 0; ; i++) {
         const late = await behind();
-        if (late.length === 0) return counters;
+        if (late.length === 0) return quality.counters;
         if (i > 300) throw new Error(`quality consumer has not committed ${late.join(', ')} after 60 s`);
         await sleep(200);
       }
     } finally {
-      await consumer.disconnect();
+      caughtUp();
+      await running.done;
     }
   }
 

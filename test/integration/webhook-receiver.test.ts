@@ -14,11 +14,11 @@ import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-r
 import { createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
-import { TOPICS, createKafka, createProducer } from '../../src/streams/kafka';
+import { createKafka, createProducer } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { type ReadMessage, type TopicOffsets, readKeyed as readTopic, topicEnds } from '../support/kafka';
 import { type TestEdge, startTestEdge, stripeEvent } from '../support/edge';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
 const acme = partners.find((p) => p.scheme === 'stripe')!;
@@ -317,6 +317,7 @@ describe('webhook receiver (the edge)', () => {
     const full = createWebhookReceiver({
       partners,
       producer,
+      topics: TOPICS,
       spool: kafkaSpool,
       tokenizer,
       vault: unreachable,

@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Producer } from 'kafkajs';
 import { openSpool } from '../../src/ingest/spool';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
 import type { Logger } from '../../src/logger';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { config, uniqueId } from './stack';
+import type { Producer } from '../../src/streams/kafka';
+import { config, topics, uniqueId } from './stack';
 
 export interface TestEdge {
   /** http://127.0.0.1:<port> of the receiver. */
@@ -25,6 +25,7 @@ export async function startTestEdge(producer: Producer, log: Logger): Promise<Te
   const receiver = createWebhookReceiver({
     partners: parsePartners(config.WEBHOOK_PARTNERS),
     producer,
+    topics,
     spool,
     tokenizer: tokenizerFromConfig(config),
     vault,

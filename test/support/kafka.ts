@@ -1,14 +1,16 @@
-import type { Admin, Kafka } from 'kafkajs';
-import { uniqueId } from './stack';
+import { Kafka, logLevel } from 'kafkajs';
+import { kafkaBrokers } from '../../src/config';
+import { type KafkaClient, type TopicOffsets, readTopics } from '../../src/streams/kafka';
+import { config } from './stack';
 
 // Reading the shared topics from where they ended when a test started: however much benchmarks and
 // earlier runs put there, a test reads only its own messages.
 
-export type TopicOffsets = { partition: number; offset: string }[];
+export { type TopicOffsets, topicEnds } from '../../src/streams/kafka';
 
-/** Each partition's end offset now: the next message any producer writes there. */
-export async function topicEnds(admin: Admin, topic: string): Promise<TopicOffsets> {
-  return (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high }));
+/** A kafkajs client of its own, for tests that watch topics live (src/ sees kafkajs only through src/streams/kafka.ts). */
+export function testKafka(clientId: string): Kafka {
+  return new Kafka({ clientId, brokers: kafkaBrokers(config), logLevel: logLevel.WARN });
 }
 
 export interface ReadMessage {
@@ -22,51 +24,29 @@ export interface ReadMessage {
  * until `done` says the kept ones are enough; past `timeoutMs` it throws with what it kept.
  */
 export async function readKeyed(
-  kafka: Kafka,
+  kafka: KafkaClient,
   topic: string,
   from: TopicOffsets,
   keep: (key: string) => boolean,
   done: (kept: ReadMessage[]) => boolean,
   timeoutMs = 30_000,
 ): Promise<ReadMessage[]> {
-  const groupId = uniqueId('test-reader');
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await admin.setOffsets({ groupId, topic, partitions: from });
-  } finally {
-    await admin.disconnect();
-  }
-  const consumer = kafka.consumer({ groupId });
   const kept: ReadMessage[] = [];
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const keys = kept.map((m) => m.key).join(', ') || 'none';
-        reject(new Error(`reading ${topic}: not done within ${timeoutMs} ms; kept ${kept.length} (keys: ${keys})`));
-      }, timeoutMs);
-      consumer
-        .run({
-          eachMessage: async ({ message }) => {
-            const key = message.key?.toString() ?? '';
-            if (!keep(key)) return;
-            const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
-            kept.push({ key, value: String(message.value), headers });
-            if (done(kept)) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        })
-        .catch((err: Error) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-    });
-  } finally {
-    await consumer.disconnect();
+  let enough = false;
+  const finished = await readTopics(
+    kafka,
+    new Map([[topic, from]]),
+    (_topic, _partition, message) => {
+      const key = message.key?.toString() ?? '';
+      if (enough || !keep(key)) return enough;
+      kept.push({ key, value: String(message.value), headers: message.headers });
+      return (enough = done(kept));
+    },
+    timeoutMs,
+  );
+  if (!finished) {
+    const keys = kept.map((m) => m.key).join(', ') || 'none';
+    throw new Error(`reading ${topic}: not done within ${timeoutMs} ms; kept ${kept.length} (keys: ${keys})`);
   }
   return kept;
 }

@@ -1,11 +1,11 @@
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import type { Admin } from 'kafkajs';
 import type { Pool } from 'pg';
-import { summarizeLedger } from '../../src/ledger/checks';
 import type { GroundTruth } from '../../src/simulator/payments';
-import { TOPICS, consumerGroupLag } from '../../src/streams/kafka';
+import { summarizeLedger } from '../../src/stores/ledger';
+import { type KafkaAdmin, consumerGroupLag } from '../../src/streams/kafka';
 import { PAYMENT_ROUTER_GROUP } from '../../src/streams/payment-router';
+import { topics } from './stack';
 
 // Waiting on the real pipeline (router, workflows, ledger) for one simulated run, by its runId prefix.
 
@@ -47,19 +47,19 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /** Lag of the router group: committed offsets vs every partition's end. */
-export async function routerLag(admin: Admin): Promise<number> {
-  return consumerGroupLag(admin, PAYMENT_ROUTER_GROUP, TOPICS.paymentEvents);
+export async function routerLag(admin: KafkaAdmin): Promise<number> {
+  return consumerGroupLag(admin, PAYMENT_ROUTER_GROUP, topics.paymentEvents);
 }
 
 /** Members of the router's consumer group (a router killed with -9 stays until its session times out). */
-export async function routerGroupMembers(admin: Admin): Promise<string[]> {
+export async function routerGroupMembers(admin: KafkaAdmin): Promise<string[]> {
   const { groups } = await admin.describeGroups([PAYMENT_ROUTER_GROUP]);
   return (groups[0]?.members ?? []).map((m) => `${m.clientId}@${m.clientHost}`);
 }
 
 export interface RunScope {
   pool: Pool;
-  admin: Admin;
+  admin: KafkaAdmin;
   client: Client;
   runId: string;
   payments: number;

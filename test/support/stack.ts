@@ -1,5 +1,6 @@
 import { loadConfig } from '../../src/config';
 import { services } from '../../src/stack/cli';
+import { topicsFor } from '../../src/streams/kafka';
 
 // Tests need the real services: a missing one fails the suite loudly, it never skips.
 export async function requireServices(...names: string[]): Promise<void> {
@@ -12,6 +13,8 @@ export async function requireServices(...names: string[]): Promise<void> {
 }
 
 export const config = loadConfig();
+/** The topics the pipeline under test uses (KAFKA_TOPIC_NAMESPACE of this environment). */
+export const topics = topicsFor(config);
 
 export function uniqueId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;

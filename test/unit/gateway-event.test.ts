@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config';
-import { gatewayEventToFact, gatewayIdempotencyKey, parseGatewayEvent } from '../../src/contracts/gateway-event';
+import { gatewayIdempotencyKey } from '../../src/contracts/envelope';
+import { GATEWAY_FACT_TYPES, gatewayEventToFact, parseGatewayEvent } from '../../src/contracts/gateway-event';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { cursorFile, readGatewayCursor, writeGatewayCursor } from '../../src/ingest/gateways/gateway-cursor';
 import { parseGatewayFeeds } from '../../src/ingest/gateways/gateway-connector';
@@ -62,7 +63,9 @@ describe('gateway event contract', () => {
 
   it('derives the idempotency key exactly as the simulator does', () => {
     for (const fact of gatewayFacts.slice(0, 50)) {
-      assert.equal(gatewayIdempotencyKey(gw(fact).gateway, encoded(fact)), fact.idempotencyKey);
+      const e = encoded(fact);
+      const key = gatewayIdempotencyKey(gw(fact).gateway, e.txnRef, GATEWAY_FACT_TYPES[e.eventType], e.factSeq);
+      assert.equal(key, fact.idempotencyKey);
     }
   });
 

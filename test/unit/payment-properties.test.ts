@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
-import { postingKey } from '../../src/ledger/posting-rules';
+import { factKey, postingKey } from '../../src/ledger/posting-rules';
 import { simulatePayments } from '../../src/simulator/payments';
-import { emptyCore, evaluate, lifecycleStatus, receive } from '../../src/workflows/payment-state';
+import { emptyCore, evaluate, lifecycleStatus, receive, statusOf } from '../../src/workflows/payment-state';
 
 // Any permutation and duplication of a payment's facts must yield the identical ledger.
 // Seeded (PROPERTY_SEED to reproduce a CI failure); PROPERTY_RUNS raises the case count.
@@ -75,6 +75,26 @@ describe('payment state machine properties (fast-check)', () => {
       }),
       { seed: seed + 1, numRuns },
     );
+  });
+
+  it(`the SLA sweep's status of a set of facts is the one the workflow reaches delivering them (${numRuns} cases)`, () => {
+    fc.assert(
+      fc.property(scenario, ({ events, delivered, subset, subsetShuffled }) => {
+        const paymentId = events[0]!.paymentId;
+        assert.equal(statusOf(paymentId, delivered, new Set()), ledgerFor(paymentId, events).status);
+        assert.equal(statusOf(paymentId, subset, new Set()), ledgerFor(paymentId, subsetShuffled).status);
+      }),
+      { seed: seed + 3, numRuns },
+    );
+  });
+
+  it('a wait an earlier run timed out stays refused when the sweep rebuilds the status', () => {
+    const { events } = simulatePayments({ payments: 1, seed: 7, duplicateRate: 0, runId: 'prop', happyPathOnly: true });
+    const paymentId = events[0]!.paymentId;
+    const settled = events.find((e) => e.type === 'settled')!;
+    const timedOut = new Set([`timeout:${factKey(settled)}`]);
+    assert.equal(statusOf(paymentId, events, new Set()), 'SETTLED');
+    assert.equal(statusOf(paymentId, events, timedOut), 'CAPTURED');
   });
 
   it('every posting balances per currency in integer minor units', () => {

@@ -16,7 +16,9 @@ import {
   timestamptzToIso,
 } from '../../src/ingest/cdc/pgoutput';
 import { type ChangeRecord, type SlotRow, type SourceContext, decodeSlotRows } from '../../src/ingest/cdc/reader';
-import { TOPICS } from '../../src/streams/kafka';
+import { topicsFor } from '../../src/streams/kafka';
+
+const TOPICS = topicsFor({ KAFKA_TOPIC_NAMESPACE: '' });
 
 // Fixtures are bytes captured from the real Postgres by test/fixtures/cdc/capture.ts.
 const FIXTURES_DIR = join(__dirname, '..', 'fixtures', 'cdc');
@@ -28,7 +30,12 @@ function slotRows(name: string): SlotRow[] {
   return fixture.rows.map((r) => ({ lsn: r.lsn, xid: r.xid, data: Buffer.from(r.data, 'hex') }));
 }
 
-const ctx: SourceContext = { serverName: 'paylink.cdc.oltp', db: 'paylink_oltp', now: () => 1_767_225_600_000 };
+const ctx: SourceContext = {
+  serverName: 'paylink.cdc.oltp',
+  db: 'paylink_oltp',
+  now: () => 1_767_225_600_000,
+  topics: TOPICS,
+};
 const decode = (name: string): ChangeRecord[] => decodeSlotRows(slotRows(name), ctx, new Map(), null).records;
 const lsnOf = (rows: SlotRow[], i: number): number => Number(parseLsn(rows[i]!.lsn));
 

@@ -15,7 +15,9 @@ import {
   createSchemaRegistry,
   loadFrozenSchemas,
 } from '../../src/quality/schema-registry';
-import { TOPICS } from '../../src/streams/kafka';
+import { topicsFor } from '../../src/streams/kafka';
+
+const TOPICS = topicsFor({ KAFKA_TOPIC_NAMESPACE: '' });
 
 const registry = createSchemaRegistry();
 const frozen = (ref: string): JsonSchema => {
@@ -142,6 +144,7 @@ describe('drift: unknown field paths', () => {
     assert.deepEqual(documentsOf('debezium-rows', row), [row]);
     const observed = observeMessage(
       registry,
+      TOPICS,
       TOPICS.cdcPayments,
       { headers: { schema: 'debezium-oltp-payments@1' }, value: Buffer.from(JSON.stringify(event)) },
       50,
@@ -156,20 +159,21 @@ describe('drift: unknown field paths', () => {
       },
     ]);
     const tombstone = { headers: { schema: 'debezium-oltp-payments@1' }, value: null };
-    assert.deepEqual(observeMessage(registry, TOPICS.cdcPayments, tombstone, 50), []);
+    assert.deepEqual(observeMessage(registry, TOPICS, TOPICS.cdcPayments, tombstone, 50), []);
   });
 });
 
 describe('drift: messages the registry cannot check', () => {
   const value = Buffer.from(JSON.stringify(stripe(fact)));
   it('a missing or unknown schema header is an "unregistered schema" observation, not a crash', () => {
-    const none = observeMessage(registry, TOPICS.rawWebhooks, { headers: {}, value }, 50);
+    const none = observeMessage(registry, TOPICS, TOPICS.rawWebhooks, { headers: {}, value }, 50);
     assert.deepEqual(
       none.map((o) => [o.source, o.schemaName, o.schemaVersion, o.kind]),
       [['webhook', '(none)', 0, 'unregistered schema']],
     );
     const unknown = observeMessage(
       registry,
+      TOPICS,
       TOPICS.rawGateways,
       { headers: { schema: 'gateway-event@9', source: 'gateway' }, value },
       50,
@@ -183,6 +187,7 @@ describe('drift: messages the registry cannot check', () => {
   it('a payload that is not JSON is a "malformed payload" observation', () => {
     const [o] = observeMessage(
       registry,
+      TOPICS,
       TOPICS.rawWebhooks,
       { headers: { schema: 'stripe-style-event@1' }, value: Buffer.from('{not json') },
       50,
@@ -195,6 +200,7 @@ describe('drift: messages the registry cannot check', () => {
     const wide = Buffer.from(JSON.stringify(stripe(fact, { a: 1, b: 2, c: 3 })));
     const observed = observeMessage(
       registry,
+      TOPICS,
       TOPICS.rawWebhooks,
       { headers: { schema: 'stripe-style-event@1' }, value: wide },
       2,

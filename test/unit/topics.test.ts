@@ -5,15 +5,15 @@ import { topicSpecs, topicsFor } from '../../src/streams/kafka';
 
 describe('topic names', () => {
   it('are paylink.<name> without a namespace, as Debezium and the archive expect', () => {
-    const t = topicsFor('');
+    const t = topicsFor({ KAFKA_TOPIC_NAMESPACE: '' });
     assert.equal(t.paymentEvents, 'paylink.payments.events.v1');
     assert.equal(t.cdcPayments, 'paylink.cdc.oltp.public.payments');
     assert.equal(t.quarantine, 'paylink.quarantine.v1');
   });
 
   it('put every topic of a namespace under paylink.<namespace>. (still covered by the PII scan of paylink.*)', () => {
-    const prod = Object.values(topicsFor(''));
-    const bench = Object.values(topicsFor('bench'));
+    const prod = Object.values(topicsFor({ KAFKA_TOPIC_NAMESPACE: '' }));
+    const bench = Object.values(topicsFor({ KAFKA_TOPIC_NAMESPACE: 'bench' }));
     assert.equal(bench.length, prod.length);
     for (const [i, name] of bench.entries()) {
       assert.equal(name, prod[i]!.replace(/^paylink\./, 'paylink.bench.'));

@@ -1,11 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
-import { createOltpPool } from '../../simulator/oltp';
+import { createOltpPool } from '../../stores/oltp';
 import { openVault } from '../../stores/vault';
-import { createConsumer, createKafka, createProducer } from '../../streams/kafka';
+import { runMain, startConsumer, untilSignal } from '../../streams/consumer-runner';
+import { createConsumer, createKafka, createProducer, topicsFor } from '../../streams/kafka';
 import { tokenizerFromConfig } from '../tokenize';
-import { runCdcNormalizer } from './normalizer-consumer';
+import { cdcNormalizerBatches, cdcTopicsOf } from './normalizer-consumer';
 import { CDC_FAULT_EXIT_CODE, createCdcReader } from './reader';
 
 // `npm run cdc`: the CDC reader (slot → Debezium envelopes on Kafka) and, as a separate component
@@ -15,26 +16,22 @@ const log = createLogger('cdc');
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  const topics = topicsFor(config);
   const pool = createOltpPool(config);
   const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
   const kafka = createKafka(config, 'paylink-cdc');
   const producer = createProducer(kafka);
   const consumer = createConsumer(kafka, config.CDC_NORMALIZER_GROUP);
+  const stopped = untilSignal();
   let running = true;
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (): void => {
-      running = false;
-      resolve();
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  void stopped.then(() => (running = false));
   try {
-    await Promise.all([producer.connect(), consumer.connect()]);
+    await producer.connect();
     const reader = createCdcReader({
       pool,
       producer,
+      topics,
       tokenizer,
       vault,
       log,
@@ -52,21 +49,18 @@ async function main(): Promise<void> {
         : undefined,
     });
     const started = await reader.start();
-
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-    const crashed = new Promise<never>((_, reject) =>
-      consumer.on(consumer.events.CRASH, (e) => {
-        if (!e.payload.restart) reject(e.payload.error);
-      }),
-    );
-    await runCdcNormalizer({ consumer, producer, log });
-    await Promise.race([joined, crashed]);
-    log.info('ready', {
-      slot: config.CDC_SLOT,
-      publication: config.CDC_PUBLICATION,
-      schema: config.CDC_SCHEMA,
-      group: config.CDC_NORMALIZER_GROUP,
-      ...started,
+    const normalizer = await startConsumer({
+      consumer,
+      topics: cdcTopicsOf(topics),
+      handle: cdcNormalizerBatches({ producer, topics, log }),
+      log,
+      ready: { slot: config.CDC_SLOT, publication: config.CDC_PUBLICATION, schema: config.CDC_SCHEMA, ...started },
+      stop: stopped,
+    });
+    // A normalizer crash stops the reader too: the process exits non-zero and is restarted whole.
+    const crashed = normalizer.done.catch((err: unknown) => {
+      running = false;
+      throw err;
     });
 
     const pollLoop = async (): Promise<void> => {
@@ -85,7 +79,7 @@ async function main(): Promise<void> {
         }
       }
     };
-    await Promise.race([Promise.all([pollLoop(), stopped]), crashed]);
+    await Promise.all([pollLoop(), crashed]);
   } finally {
     await consumer.disconnect().catch(() => undefined);
     await producer.disconnect().catch(() => undefined);
@@ -94,7 +88,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  log.error('cdc failed', { error: errorMessage(err) });
-  process.exit(1);
-});
+runMain(log, main);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { cdcIdempotencyKey } from '../../contracts/envelope';
 import { describeIssues } from '../../contracts/issues';
 import { errorMessage } from '../../logger';
 
@@ -266,31 +267,6 @@ function readPrimaryKey(
     primaryKey[column] = v;
   }
   return { ok: true, value: primaryKey };
-}
-
-/**
- * The CDC fact identity (BRIEF §5: table + primary key + LSN); the reader stamps it as the Kafka
- * `idempotency-key` header, so producer and normalizer agree. Snapshot rows share the snapshot's
- * LSN, so the primary key is what tells them apart.
- */
-export function cdcIdempotencyKey(
-  db: string,
-  table: string,
-  primaryKey: Readonly<Record<string, PrimaryKeyValue>>,
-  lsn: string,
-): string {
-  return `cdc:${db}.${table}:${canonicalPrimaryKey(primaryKey)}:${lsn}`;
-}
-
-/** What the reader's rows and Debezium's keys hold; every kind prints the same way through String(). */
-type PrimaryKeyValue = string | number | bigint | boolean | null;
-
-/** Columns sorted by name and URI-encoded so neither column order nor `,` `=` `:` in values can collide. */
-function canonicalPrimaryKey(primaryKey: Readonly<Record<string, PrimaryKeyValue>>): string {
-  return Object.keys(primaryKey)
-    .sort()
-    .map((column) => `${encodeURIComponent(column)}=${encodeURIComponent(String(primaryKey[column]))}`)
-    .join(',');
 }
 
 function isSnapshot(marker: DebeziumSnapshotMarker | null | undefined): boolean {

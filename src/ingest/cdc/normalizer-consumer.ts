@@ -1,7 +1,8 @@
-import type { Consumer, EachBatchPayload, Message, Producer } from 'kafkajs';
+import { HEADERS, consumedQuarantineMessage, factMessage } from '../../contracts/envelope';
 import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
-import { TOPICS, commitBatch, runBatches, quarantineMessage } from '../../streams/kafka';
+import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
+import { type BatchHandler, type Producer, type TopicRecord, type TopicSet, produce } from '../../streams/kafka';
 import { type ChangeEvent, parseDebeziumEnvelope } from './debezium';
 import { describeIssues } from '../../contracts/issues';
 
@@ -9,7 +10,8 @@ import { describeIssues } from '../../contracts/issues';
 // A payments row that appears (op c, or r from a snapshot) is PayLink's `created` fact; every other
 // change is state for reconciliation, not a fact. Offsets are committed once the facts are acknowledged.
 
-export const CDC_TOPICS = [TOPICS.cdcPayments, TOPICS.cdcLedgerEntries] as const;
+/** The change topics the normalizer reads. */
+export const cdcTopicsOf = (topics: TopicSet): string[] => [topics.cdcPayments, topics.cdcLedgerEntries];
 
 export type Normalized =
   { kind: 'fact'; fact: PaymentEvent } | { kind: 'quarantine'; reason: string } | { kind: 'skip'; reason: string };
@@ -61,32 +63,29 @@ export function normalizeChange(key: Buffer | null, value: Buffer | null): Norma
   return fact.ok ? { kind: 'fact', fact: fact.value } : { kind: 'quarantine', reason: fact.reason };
 }
 
-export interface CdcNormalizerOptions {
-  consumer: Consumer;
+export interface CdcNormalizerDeps {
   producer: Producer;
+  topics: Pick<TopicSet, 'paymentEvents' | 'quarantine'>;
   log: Logger;
 }
 
-export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<void> {
-  const { consumer, producer, log } = options;
-  // From the start when the group has no offsets: a new group must not miss a creation.
-  for (const topic of CDC_TOPICS) await consumer.subscribe({ topic, fromBeginning: true });
-  await runBatches(consumer, async (payload: EachBatchPayload) => {
-    const { batch } = payload;
-    const facts: Message[] = [];
-    const quarantined: Message[] = [];
+/** The normalizer's batch (run by runConsumer on the change topics): committed once Kafka acknowledged its facts. */
+export function cdcNormalizerBatches({ producer, topics, log }: CdcNormalizerDeps): BatchHandler {
+  return async (batch) => {
+    const out: TopicRecord[] = [];
     for (const message of batch.messages) {
       const result = normalizeChange(message.key, message.value);
       if (result.kind === 'skip') continue;
       if (result.kind === 'fact') {
-        facts.push({
-          key: result.fact.paymentId,
-          value: JSON.stringify(result.fact),
-          headers: { 'idempotency-key': result.fact.idempotencyKey, source: 'cdc' },
-        });
+        // The change's arrival and trace id as the reader stamped them (a real Debezium stamps neither).
+        const receivedAt = message.headers[HEADERS.receivedAt] ?? new Date(Number(message.timestamp)).toISOString();
+        const traceId = message.headers[HEADERS.traceId];
+        out.push(
+          factMessage(result.fact, { receivedAt, traceId }, topics.paymentEvents, CURRENT_SCHEMAS['payment-fact']),
+        );
         continue;
       }
-      quarantined.push(quarantineMessage(batch.topic, batch.partition, message, result.reason));
+      out.push(consumedQuarantineMessage(topics.quarantine, batch, message, result.reason));
       log.warn('quarantined change event', {
         topic: batch.topic,
         partition: batch.partition,
@@ -94,11 +93,7 @@ export async function runCdcNormalizer(options: CdcNormalizerOptions): Promise<v
         reason: result.reason,
       });
     }
-    const topicMessages = [
-      ...(facts.length > 0 ? [{ topic: TOPICS.paymentEvents, messages: facts }] : []),
-      ...(quarantined.length > 0 ? [{ topic: TOPICS.quarantine, messages: quarantined }] : []),
-    ];
-    if (topicMessages.length > 0) await producer.sendBatch({ acks: -1, topicMessages });
-    await commitBatch(consumer, payload); // only now that Kafka acknowledged every fact of the batch
-  });
+    await produce(producer, out);
+    return 'commit'; // only now that Kafka acknowledged every fact of the batch
+  };
 }

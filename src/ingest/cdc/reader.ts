@@ -1,11 +1,11 @@
-import type { Message, Producer } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
+import { type EdgeMessage, type SchemaRef, cdcIdempotencyKey, rawMessage } from '../../contracts/envelope';
 import { type Logger, errorMessage } from '../../logger';
-import { OLTP_TABLES, assertSchemaName, ensureOltpSchema } from '../../simulator/oltp';
+import { CURRENT_SCHEMAS, type RegisteredSchemaName } from '../../quality/schema-registry';
+import { OLTP_TABLES, assertSchemaName } from '../../stores/oltp';
 import type { Vault } from '../../stores/vault';
-import { TOPICS } from '../../streams/kafka';
+import { type Producer, type TopicSet, produce } from '../../streams/kafka';
 import type { Tokenizer } from '../tokenize';
-import { cdcIdempotencyKey } from './debezium';
 import {
   type ColumnValue,
   type PgOutputMessage,
@@ -32,10 +32,19 @@ const PRODUCE_CHUNK = 200;
 /** Exit code of the crash-test fault (PAYLINK_FAULT_CDC_EXIT_BEFORE_ADVANCE): produced, slot not advanced. */
 export const CDC_FAULT_EXIT_CODE = 86;
 
-const TOPIC_OF_TABLE: Record<string, string> = {
-  payments: TOPICS.cdcPayments,
-  ledger_entries: TOPICS.cdcLedgerEntries,
+/** The registered schema of each captured table's rows (the `schema` header). */
+const SCHEMA_OF_TABLE: Readonly<Record<string, RegisteredSchemaName>> = {
+  payments: 'debezium-oltp-payments',
+  ledger_entries: 'debezium-oltp-ledger-entries',
 };
+
+function schemaOfTable(table: string): SchemaRef {
+  const name = SCHEMA_OF_TABLE[table];
+  if (name === undefined) {
+    throw new Error(`CDC: table ${table} has no registered schema; register it in src/quality/schema-registry.ts`);
+  }
+  return CURRENT_SCHEMAS[name];
+}
 
 export type Row = Record<string, ColumnValue>;
 export type SnapshotMarker = 'true' | 'last' | 'false';
@@ -79,6 +88,8 @@ export interface SourceContext {
   db: string;
   /** Envelope ts_ms: when the reader processed the change. */
   now: () => number;
+  /** Where our tables' changes go. */
+  topics: Pick<TopicSet, 'cdcPayments' | 'cdcLedgerEntries'>;
 }
 
 const lsnValue = (lsn: bigint): number | bigint => (lsn <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(lsn) : lsn);
@@ -127,7 +138,11 @@ export function buildEnvelope(
 
 /** Our two tables have the project's topics (whatever their schema); any other follows Debezium's prefix.schema.table. */
 function topicOf(ctx: SourceContext, schema: string, table: string): string {
-  return TOPIC_OF_TABLE[table] ?? `${ctx.serverName}.${schema}.${table}`;
+  const ours: Record<string, string> = {
+    payments: ctx.topics.cdcPayments,
+    ledger_entries: ctx.topics.cdcLedgerEntries,
+  };
+  return ours[table] ?? `${ctx.serverName}.${schema}.${table}`;
 }
 
 function keyOf(row: Row, keyColumns: readonly string[], what: string): Row {
@@ -145,8 +160,7 @@ function changeRecord(ctx: SourceContext, value: DebeziumValue, key: Row | null)
     table,
     key,
     value,
-    idempotencyKey:
-      key === null ? `cdc:${ctx.db}.${table}:truncate:${lsn}` : cdcIdempotencyKey(ctx.db, table, key, lsn),
+    idempotencyKey: cdcIdempotencyKey(ctx.db, table, key, lsn),
   };
 }
 
@@ -288,6 +302,7 @@ export function decodeSlotRows(
 export interface CdcReaderOptions {
   pool: Pool;
   producer: Producer;
+  topics: Pick<TopicSet, 'cdcPayments' | 'cdcLedgerEntries'>;
   tokenizer: Tokenizer;
   vault: Pick<Vault, 'store'>;
   log: Logger;
@@ -335,16 +350,16 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
   const context = async (): Promise<SourceContext> => {
     if (!ctx) {
       const db = (await pool.query<{ db: string }>('select current_database() as db')).rows[0]!.db;
-      ctx = { serverName: options.serverName, db, now: Date.now };
+      ctx = { serverName: options.serverName, db, now: Date.now, topics: options.topics };
     }
     return ctx;
   };
 
   /** Tokenizes row values (PII such as customer_email), stores originals in the vault, then produces with acks=all. */
-  const produce = async (records: ChangeRecord[]): Promise<void> => {
+  const produceChanges = async (records: ChangeRecord[]): Promise<void> => {
     if (records.length === 0) return;
     const vaultEntries: Parameters<Vault['store']>[0] = [];
-    const byTopic = new Map<string, Message[]>();
+    const messages: EdgeMessage[] = [];
     const receivedAt = new Date().toISOString();
     for (const record of records) {
       // The key and the idempotency key are tokenized with the rows: a primary key can hold a card number.
@@ -363,31 +378,26 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
       };
       const value = { ...record.value, before: rows.before, after: rows.after };
       const region = (rows.after ?? rows.before)?.region;
-      const headers: Record<string, string> = {
-        source: 'cdc',
-        schema: `debezium-oltp-${record.value.source.table.replace(/_/g, '-')}@1`,
-        'idempotency-key': rows.idempotencyKey,
-        'received-at': receivedAt,
-        ...(typeof region === 'string' && { region }),
-      };
-      const list = byTopic.get(record.topic) ?? [];
-      list.push({
-        key: rows.key === null ? null : stringifyExact(rows.key),
-        value: stringifyExact(value),
-        headers,
-      });
-      byTopic.set(record.topic, list);
+      messages.push(
+        rawMessage(
+          record.topic,
+          rows.key === null ? null : stringifyExact(rows.key),
+          Buffer.from(stringifyExact(value)),
+          {
+            source: 'cdc',
+            idempotencyKey: rows.idempotencyKey,
+            receivedAt,
+            ...(typeof region === 'string' && { region }),
+          },
+          schemaOfTable(record.value.source.table),
+        ),
+      );
     }
     // Originals reach the vault before any token reaches Kafka: a token on Kafka can always be resolved.
     await vault.store(vaultEntries);
     // One transaction can hold thousands of changes: chunks keep each request under the broker's size limit.
-    for (const [topic, messages] of byTopic) {
-      for (let k = 0; k < messages.length; k += PRODUCE_CHUNK) {
-        await producer.sendBatch({
-          acks: -1,
-          topicMessages: [{ topic, messages: messages.slice(k, k + PRODUCE_CHUNK) }],
-        });
-      }
+    for (let k = 0; k < messages.length; k += PRODUCE_CHUNK) {
+      await produce(producer, messages.slice(k, k + PRODUCE_CHUNK));
     }
   };
 
@@ -439,7 +449,7 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
             });
             return changeRecord(c, value, keyOf(after, keyColumns, `${schema}.${table}`));
           });
-          await produce(records);
+          await produceChanges(records);
         }
       }
       await client.query('commit');
@@ -454,7 +464,18 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
 
   return {
     async start() {
-      await ensureOltpSchema(pool, schema);
+      // The tables are PayLink's (its API creates them): the reader only checks they are there.
+      const missing = (
+        await pool.query<{ table: string }>(
+          `select t as table from unnest($1::text[]) t where to_regclass($2 || '.' || t) is null`,
+          [OLTP_TABLES, schema],
+        )
+      ).rows.map((r) => `${schema}.${r.table}`);
+      if (missing.length > 0) {
+        throw new Error(
+          `CDC: PayLink's OLTP tables ${missing.join(', ')} do not exist in ${options.serverName}; the reader captures, it never creates them`,
+        );
+      }
       await pool.query(STATE_DDL);
       const published = await pool.query('select 1 from pg_publication where pubname = $1', [publication]);
       if (published.rowCount === 0) {
@@ -526,7 +547,7 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
       const reachedFlushed = peeked.rows.length < batchSize;
       let target = batch.lastCommitEndLsn ?? confirmed;
       if (reachedFlushed && flushed > target) target = flushed;
-      await produce(batch.records);
+      await produceChanges(batch.records);
       await options.afterProduce?.({ records: batch.records.length, advanceTo: formatLsn(target) });
       if (target > confirmed) {
         await pool.query('select pg_replication_slot_advance($1, $2::pg_lsn)', [slot, formatLsn(target)]);

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
-import { dataDir } from '../../stack/service';
 import { openVault } from '../../stores/vault';
-import { createKafka, createProducer } from '../../streams/kafka';
+import { createKafka, createProducer, topicsFor } from '../../streams/kafka';
 import { tokenizerFromConfig } from '../tokenize';
 import { createGatewayConnector, parseGatewayFeeds } from './gateway-connector';
 
@@ -23,10 +22,11 @@ async function main(): Promise<void> {
     const connector = createGatewayConnector({
       feeds,
       producer,
+      topics: topicsFor(config),
       tokenizer,
       vault,
       log,
-      stateDir: config.GATEWAY_STATE_DIR || join(dataDir, 'ingest', 'gateways'),
+      stateDir: config.GATEWAY_STATE_DIR || join(config.PAYLINK_DATA, 'ingest', 'gateways'),
       pollIntervalMs: config.GATEWAY_POLL_INTERVAL_MS,
       requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
       maxBackoffMs: config.GATEWAY_MAX_BACKOFF_MS,

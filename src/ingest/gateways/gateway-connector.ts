@@ -1,15 +1,15 @@
-import type { Message, Producer } from 'kafkajs';
 import { z } from 'zod';
+import { type EdgeMessage, edgeEnvelope, unmappedGatewayIdempotencyKey } from '../../contracts/envelope';
 import {
-  GATEWAY_EVENT_SCHEMA,
   GatewayFeedPage,
   type GatewayIdentity,
   PaymentReference,
   gatewayEventToFact,
 } from '../../contracts/gateway-event';
 import { type Logger, errorMessage } from '../../logger';
+import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
 import type { Vault, VaultEntry } from '../../stores/vault';
-import { TOPICS } from '../../streams/kafka';
+import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../../streams/kafka';
 import type { Tokenizer } from '../tokenize';
 import { readGatewayCursor, writeGatewayCursor } from './gateway-cursor';
 import { describeIssues } from '../../contracts/issues';
@@ -38,6 +38,7 @@ export function parseGatewayFeeds(json: string): GatewayFeedConfig[] {
 export interface GatewayConnectorDeps {
   feeds: GatewayFeedConfig[];
   producer: Producer;
+  topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Pick<Vault, 'store'>;
   log: Logger;
@@ -81,6 +82,10 @@ class FeedError extends Error {
 }
 
 export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConnector {
+  const envelope = edgeEnvelope('gateway', edgeTopicsOf(deps.topics, 'rawGateways'), {
+    raw: CURRENT_SCHEMAS['gateway-event'],
+    fact: CURRENT_SCHEMAS['payment-fact'],
+  });
   const abort = new AbortController();
   const statuses = new Map<string, RegionStatus>(
     deps.feeds.map((f) => [
@@ -178,45 +183,27 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
   ): Promise<{ facts: number; quarantined: number }> => {
     const gw: GatewayIdentity = { gateway: feed.gateway, region: feed.region };
     const receivedAt = new Date().toISOString();
-    const raws: Message[] = [];
-    const facts: Message[] = [];
-    const quarantined: Message[] = [];
+    const messages: EdgeMessage[] = [];
+    let quarantined = 0;
     const vaultEntries = new Map<string, VaultEntry>();
     events.forEach((event, i) => {
       // Tokenized before anything else: the fact is mapped from what may travel, never from the original.
       const tokenized = deps.tokenizer.tokenize(event);
       for (const e of tokenized.vault) vaultEntries.set(e.token, e);
       const fact = gatewayEventToFact(gw, tokenized.payload);
-      const key = fact.ok ? fact.value.paymentId : paymentReferenceOf(tokenized.payload);
-      const idem = fact.ok ? fact.value.idempotencyKey : fallbackKey(feed.gateway, tokenized.payload, after + i + 1);
-      const headers = {
-        source: 'gateway',
-        gateway: feed.gateway,
+      if (!fact.ok) quarantined += 1;
+      const eventId = (tokenized.payload as { eventId?: unknown } | null)?.eventId;
+      const unmapped = {
         region: feed.region,
-        'received-at': receivedAt,
-        'idempotency-key': idem,
+        key: paymentReferenceOf(tokenized.payload),
+        idempotencyKey: unmappedGatewayIdempotencyKey(feed.gateway, eventId, after + i + 1),
       };
-      const raw = Buffer.from(JSON.stringify(tokenized.payload));
-      raws.push({ key, value: raw, headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA } });
-      if (fact.ok) {
-        facts.push({ key, value: JSON.stringify(fact.value), headers });
-      } else {
-        quarantined.push({
-          key,
-          value: raw,
-          headers: { ...headers, schema: GATEWAY_EVENT_SCHEMA, 'quarantine-reason': fact.reason },
-        });
-      }
+      messages.push(...envelope(receivedAt, tokenized.payload, fact, unmapped));
     });
     // Vault first: a token on Kafka must always be resolvable (the vault sorts, so regions lock rows in one order).
     await deps.vault.store([...vaultEntries.values()]);
-    const topicMessages = [
-      { topic: TOPICS.rawGateways, messages: raws },
-      { topic: TOPICS.paymentEvents, messages: facts },
-      { topic: TOPICS.quarantine, messages: quarantined },
-    ].filter((t) => t.messages.length > 0);
-    if (topicMessages.length > 0) await deps.producer.sendBatch({ acks: -1, topicMessages });
-    return { facts: facts.length, quarantined: quarantined.length };
+    await produce(deps.producer, messages);
+    return { facts: events.length - quarantined, quarantined };
   };
 
   const pollOnce = async (feed: GatewayFeedConfig, st: RegionStatus): Promise<boolean> => {
@@ -295,12 +282,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 function paymentReferenceOf(event: unknown): string | null {
   const ref = PaymentReference.safeParse((event as { paymentReference?: unknown } | null)?.paymentReference);
   return ref.success ? ref.data : null;
-}
-
-/** An invalid event's key: its event id if it has one, else its position in the gateway's feed. */
-function fallbackKey(gateway: string, event: unknown, position: number): string {
-  const id = (event as { eventId?: unknown } | null)?.eventId;
-  return typeof id === 'string' && id.length > 0 && id.length <= 200
-    ? `${gateway}:event:${id}`
-    : `${gateway}:position:${position}`;
 }

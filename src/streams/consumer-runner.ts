@@ -1,0 +1,113 @@
+import { type Logger, errorMessage } from '../logger';
+import type { BatchHandler, GroupConsumer } from './kafka';
+
+// How every PayLink consumer group member runs (router, CDC normalizer, quality, and each one after):
+// join the group, hand batches to the handler and commit once their work is durable (kafka.ts); on SIGTERM
+// finish the batch in flight, commit it and leave the group; on a crash end the process non-zero with the
+// group, topics and failing batch in the log (runMain).
+
+/** After SIGTERM the batch in flight gets this long (inside the 30 s session); past it, it is redelivered. */
+const STOP_DEADLINE_MS = 25_000;
+
+export interface ConsumerSpec {
+  consumer: GroupConsumer;
+  topics: readonly string[];
+  handle: BatchHandler;
+  log: Logger;
+  /** More fields for the `ready` line, which supervisors and tests wait for. */
+  ready?: Record<string, unknown>;
+  /** When to stop; by default the first SIGTERM or SIGINT. */
+  stop?: Promise<unknown>;
+}
+
+/** kafkajs gave up on the member; `context` names the group, topics and the batch that failed. */
+export class ConsumerCrashed extends Error {
+  override name = 'ConsumerCrashed';
+  constructor(readonly context: Record<string, unknown>) {
+    super(`consumer group ${String(context.group)} crashed: ${String(context.error)}`);
+  }
+}
+
+export interface RunningConsumer {
+  /** Resolves once the member finished its batch and left after a stop; rejects with ConsumerCrashed. */
+  done: Promise<void>;
+}
+
+/** The first SIGTERM or SIGINT. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+/** Connects, joins the group and logs `ready`; resolves then, with the run's end still to come. */
+export async function startConsumer(spec: ConsumerSpec): Promise<RunningConsumer> {
+  const { consumer, topics, log } = spec;
+  const context = { group: consumer.groupId, topics };
+  const stop = spec.stop ?? untilSignal();
+  let failedBatch: Record<string, unknown> | undefined;
+  const handle: BatchHandler = async (batch, control) => {
+    try {
+      return await spec.handle(batch, control);
+    } catch (err) {
+      failedBatch = {
+        topic: batch.topic,
+        partition: batch.partition,
+        offsets: `${batch.messages[0]?.offset}-${batch.messages[batch.messages.length - 1]?.offset}`,
+        error: errorMessage(err),
+      };
+      log.error('batch failed; its offsets stay uncommitted', { ...context, ...failedBatch });
+      throw err;
+    }
+  };
+  const crashed = new Promise<never>((_, reject) =>
+    consumer.onCrash((error, willRestart) => {
+      const fields = { ...context, error: errorMessage(error), ...(failedBatch && { batch: failedBatch }) };
+      if (willRestart) log.warn('consumer crashed; kafkajs restarts it', fields);
+      else reject(new ConsumerCrashed(fields));
+    }),
+  );
+  crashed.catch(() => undefined); // observed through `done`
+  const joined = new Promise<void>((resolve) => consumer.onJoin(resolve));
+  await consumer.connect();
+  await consumer.consume(topics, handle);
+  await Promise.race([joined, crashed]);
+  log.info('ready', { ...context, ...spec.ready });
+
+  const leave = async (): Promise<void> => {
+    log.info('stopping: finishing the batch in flight, then leaving the group', context);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${context.group}: the batch in flight did not finish within ${STOP_DEADLINE_MS} ms`)),
+        STOP_DEADLINE_MS,
+      );
+    });
+    try {
+      await Promise.race([consumer.disconnect(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+    log.info('stopped', context);
+  };
+  return { done: Promise.race([stop.then(leave), crashed]) };
+}
+
+/** startConsumer, then until the member left (stop) or crashed. */
+export async function runConsumer(spec: ConsumerSpec): Promise<void> {
+  await (
+    await startConsumer(spec)
+  ).done;
+}
+
+/** An entry point's main: exit 0 when it returns; else log why (a crash with its context) and exit 1. */
+export function runMain(log: Logger, main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log.error('failed', { error: errorMessage(err), ...(err instanceof ConsumerCrashed ? err.context : {}) });
+      process.exit(1);
+    },
+  );
+}
