@@ -44,7 +44,7 @@ function parseTarget(connectionString: string): PgTarget {
   };
 }
 
-function pgBinDir(): string | undefined {
+export function pgBinDir(): string | undefined {
   const root = '/usr/lib/postgresql';
   if (!existsSync(root)) return undefined;
   const versions = readdirSync(root)
@@ -54,7 +54,7 @@ function pgBinDir(): string | undefined {
 }
 
 /** Postgres refuses to run as root: when we are root, run it as the Debian `postgres` user. */
-function runAs(): { uid: number; gid: number; name: string } | undefined {
+export function runAs(): { uid: number; gid: number; name: string } | undefined {
   if (userInfo().uid !== 0) return undefined;
   const uid = Number(run('id', ['-u', 'postgres']).trim());
   const gid = Number(run('id', ['-g', 'postgres']).trim());

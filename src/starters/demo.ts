@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   let failed = true;
   try {
     const pipeline: [name: string, script: string, env?: NodeJS.ProcessEnv][] = [
-      ['payment-worker', 'src/workers/payment-worker.ts'],
+      ['payment-worker', 'src/workers/payment-worker-main.ts'],
       ['payment-router', 'src/streams/payment-router-main.ts'],
       ['webhook-receiver', 'src/ingest/webhook-receiver-main.ts'],
       // The simulated gateways' feeds start empty every run, so their cursors must too.
@@ -109,8 +109,9 @@ async function main(): Promise<void> {
         'src/ingest/gateways/gateway-connector-main.ts',
         { GATEWAY_STATE_DIR: join(dataDir, 'ingest', 'gateways', opts.runId) },
       ],
-      ['cdc', 'src/ingest/cdc/cdc-reader-main.ts'],
-      ['ingest-worker', 'src/workers/ingest-worker.ts'],
+      ['cdc-reader', 'src/ingest/cdc/cdc-reader-main.ts'],
+      ['cdc-normalizer', 'src/ingest/cdc/cdc-normalizer-main.ts'],
+      ['ingest-worker', 'src/workers/ingest-worker-main.ts'],
       ['quality', 'src/quality/quality-consumer-main.ts'],
     ];
     for (const [name, script, env] of pipeline) processes.push(startPipelineProcess(name, script, env));

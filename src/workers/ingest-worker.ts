@@ -1,15 +1,15 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { createPartnerPollActivities } from '../activities/partner-poll';
-import { loadConfig, secretSetting } from '../config';
-import { type PartnerApiConfig, parsePartnerApis } from '../contracts/partner-api';
-import { type Tokenizer, tokenizerFromConfig } from '../ingest/tokenize';
-import { createLogger, errorMessage } from '../logger';
-import { type Vault, openVault } from '../stores/vault';
-import { type Producer, type TopicSet, createKafka, createProducer, topicsFor } from '../streams/kafka';
+import { createPartnerPollActivities } from '../ingest/partner-api/poll-activities';
+import type { PartnerApiConfig } from '../contracts/partner-api';
+import type { Tokenizer } from '../ingest/tokenize';
+import { createLogger } from '../logger';
+import type { Vault } from '../stores/vault';
+import type { Producer, TopicSet } from '../streams/kafka';
 import { INGEST_TASK_QUEUE } from '../workflows/partner-poll';
+import { workflowCode } from './workflow-code';
 
 // The ingest worker: Temporal-driven ingest paths (PartnerPoll today) on their own task queue, so a
-// slow partner never competes with payment postings for worker slots.
+// slow partner never competes with payment postings for worker slots. The process: ingest-worker-main.ts.
 
 const log = createLogger('ingest-worker');
 
@@ -33,9 +33,7 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue ?? INGEST_TASK_QUEUE,
-    ...(deps.workflowBundle
-      ? { workflowBundle: deps.workflowBundle }
-      : { workflowsPath: require.resolve('../workflows') }),
+    ...workflowCode(deps.workflowBundle),
     activities: {
       ...createPartnerPollActivities({
         partners: deps.partners,
@@ -47,47 +45,5 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
         faultPageDelayMs: deps.faultPageDelayMs,
       }),
     },
-  });
-}
-
-async function main(): Promise<void> {
-  const config = loadConfig();
-  const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
-  const tokenizer = tokenizerFromConfig(config);
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const producer = createProducer(createKafka(config, 'ingest-worker'));
-  let vault: Vault | undefined;
-  try {
-    vault = await openVault(config);
-    await producer.connect();
-    const faultPageDelayMs = config.PARTNER_POLL_FAULT_PAGE_DELAY_MS;
-    const worker = await createIngestWorker({
-      connection,
-      namespace: config.TEMPORAL_NAMESPACE,
-      partners,
-      producer,
-      topics: topicsFor(config),
-      tokenizer,
-      vault,
-      faultPageDelayMs,
-    });
-    // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.
-    log.info('ready', {
-      taskQueue: INGEST_TASK_QUEUE,
-      partners: partners.map((p) => p.id),
-      ...(faultPageDelayMs > 0 && { faultPageDelayMs }),
-    });
-    await worker.run();
-  } finally {
-    await producer.disconnect();
-    await vault?.close();
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((err: unknown) => {
-    log.error('worker failed', { error: errorMessage(err) });
-    process.exit(1);
   });
 }

@@ -3,12 +3,10 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createLedgerActivities } from '../activities/ledger';
 import { createSlaActivities } from '../activities/sla';
-import { loadConfig } from '../config';
-import { createLogger, errorMessage } from '../logger';
-import { createPool } from '../stores/postgres';
 import { PAYMENT_TASK_QUEUE } from '../workflows/payment';
+import { workflowCode } from './workflow-code';
 
-const log = createLogger('payment-worker');
+// The payment worker: workflows plus ledger and SLA activities. The process: payment-worker-main.ts.
 
 export interface PaymentWorkerDeps {
   connection: NativeConnection;
@@ -36,37 +34,7 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue ?? PAYMENT_TASK_QUEUE,
-    ...(deps.workflowBundle
-      ? { workflowBundle: deps.workflowBundle }
-      : { workflowsPath: require.resolve('../workflows') }),
+    ...workflowCode(deps.workflowBundle),
     activities: { ...ledger, ...createSlaActivities(deps.pool) },
-  });
-}
-
-async function main(): Promise<void> {
-  const config = loadConfig();
-  const pool = createPool(config); // first (it connects lazily): a refused production secret stops the start at once
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  try {
-    const faultPostDelayMs = config.PAYLINK_FAULT_POST_DELAY_MS;
-    const worker = await createPaymentWorker({
-      connection,
-      namespace: config.TEMPORAL_NAMESPACE,
-      pool,
-      faultPostDelayMs,
-    });
-    // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.
-    log.info('ready', { taskQueue: PAYMENT_TASK_QUEUE, ...(faultPostDelayMs > 0 && { faultPostDelayMs }) });
-    await worker.run();
-  } finally {
-    await pool.end();
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((err: unknown) => {
-    log.error('worker failed', { error: errorMessage(err) });
-    process.exit(1);
   });
 }

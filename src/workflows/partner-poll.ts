@@ -7,7 +7,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PartnerPollActivities } from '../activities/partner-poll';
+import type { PartnerPollActivities } from '../ingest/partner-api/poll-activities';
 
 // One PartnerPoll per partner (id partner-poll/<partnerId>): the single reader of that partner's
 // settlement feed. Its cursor lives only in workflow state and moves only from a completed page,

@@ -12,13 +12,15 @@ import { type KafkaAdmin, createKafka } from '../../src/streams/kafka';
 import { testKafka, topicEnds } from '../support/kafka';
 import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
-// The CDC path end to end against the real Postgres and Kafka: `npm run cdc` as a child process with
-// its own slot, publication and schema (so it never fights the main slot), killed between produce and
-// slot advance, restarted; then the cdc topics and the facts the normalizer derived are checked.
+// The CDC path end to end against the real Postgres and Kafka: `npm run cdc` (the reader) as a child
+// process with its own slot, publication and schema (so it never fights the main slot), killed between
+// produce and slot advance, restarted; `npm run cdc-normalizer` beside it, in its own group. Then the
+// cdc topics and the facts the normalizer derived are checked.
 
 type Consumed = { topic: string; key: string | null; value: string; headers: Record<string, string> };
 
 const READER_SCRIPT = 'src/ingest/cdc/cdc-reader-main.ts';
+const NORMALIZER_SCRIPT = 'src/ingest/cdc/cdc-normalizer-main.ts';
 
 /** Reads `topics` from the given start offsets until `done` says enough arrived. */
 async function consumeFrom(
@@ -103,6 +105,7 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
     CDC_PUBLICATION: publication,
     CDC_SCHEMA: schema,
     CDC_POLL_INTERVAL_MS: '100',
+    CDC_NORMALIZER_GROUP: group,
   };
 
   before(async () => {
@@ -117,15 +120,15 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
     const cdcStarts = await endOffsets(admin, [TOPICS.cdcPayments, TOPICS.cdcLedgerEntries]);
     const factStarts = await endOffsets(admin, [TOPICS.paymentEvents]);
     // The normalizer's group starts where the topics end now: it sees this test's changes only.
-    // A killed member holds its partitions until the session times out, so each run has its own group.
-    for (const groupId of [`${group}-1`, `${group}-2`]) {
-      for (const [topic, partitions] of cdcStarts) await admin.setOffsets({ groupId, topic, partitions });
-    }
+    for (const [topic, partitions] of cdcStarts) await admin.setOffsets({ groupId: group, topic, partitions });
+    // The normalizer is its own process: the reader's crash and restart below do not touch it.
+    const normalizer = startPipelineProcess('cdc-test-normalizer', NORMALIZER_SCRIPT, env);
+    processes.push(normalizer);
+    await normalizer.ready;
 
     // Run 1 snapshots the three existing payments, then dies after producing its first stream batch.
     const crashing = startPipelineProcess('cdc-test-crash', READER_SCRIPT, {
       ...env,
-      CDC_NORMALIZER_GROUP: `${group}-1`,
       PAYLINK_FAULT_CDC_EXIT_BEFORE_ADVANCE: 'true',
     });
     processes.push(crashing);
@@ -139,7 +142,7 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
     firstRun = { code: crashing.child.exitCode ?? (await Promise.race([exited, timeout])) };
 
     // Run 2 re-reads from the unadvanced slot: the same changes again, with the same LSNs.
-    const restarted = startPipelineProcess('cdc-test', READER_SCRIPT, { ...env, CDC_NORMALIZER_GROUP: `${group}-2` });
+    const restarted = startPipelineProcess('cdc-test', READER_SCRIPT, env);
     processes.push(restarted);
     await restarted.ready;
 
@@ -177,7 +180,7 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
     await pool.query(`drop publication if exists ${publication}`);
     await pool.query(`drop schema if exists ${schema} cascade`);
     await pool.query('delete from paylink_cdc.reader_state where slot_name = $1', [slot]);
-    await admin.deleteGroups([`${group}-1`, `${group}-2`]).catch(() => undefined);
+    await admin.deleteGroups([group]).catch(() => undefined);
     await admin.disconnect();
     await vault.close();
     await pool.end();

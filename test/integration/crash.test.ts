@@ -28,7 +28,7 @@ import { config, requireServices, topics, uniqueId } from '../support/stack';
 // kill -9 of the real worker / router processes in the middle of their work, then a fresh process
 // finishes the run: the ledger must still match the simulator exactly, with no double posting.
 
-const WORKER = 'src/workers/payment-worker.ts';
+const WORKER = 'src/workers/payment-worker-main.ts';
 const ROUTER = 'src/streams/payment-router-main.ts';
 const PAYMENTS = 150;
 const RUN_TIMEOUT_MS = 180_000;

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { createPartnerPollActivities } from '../../src/activities/partner-poll';
+import { createPartnerPollActivities } from '../../src/ingest/partner-api/poll-activities';
 import { ENVELOPE_HEADERS, HEADERS, traceIdOf } from '../../src/contracts/envelope';
 import { parsePaymentEvent } from '../../src/contracts/payment-event';
 import { cdcNormalizerBatches, cdcTopicsOf } from '../../src/ingest/cdc/normalizer-consumer';
@@ -19,7 +19,7 @@ import { createLogger } from '../../src/logger';
 import { CURRENT_SCHEMAS, type RegisteredSchemaName } from '../../src/quality/schema-registry';
 import { splitByChannel } from '../../src/simulator/channels';
 import { createGatewayFeed, encodeGatewayEvent } from '../../src/simulator/gateway-feed';
-import { createOltpPool, recordInOltp } from '../../src/simulator/oltp';
+import { createOltpPool, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { createPartnerApiSimulator, toPartnerSettlement } from '../../src/simulator/partner-api';
 import { simulatePayments } from '../../src/simulator/payments';
 import { migrateAsOwner } from '../../src/stores/migrate';
@@ -220,6 +220,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
   });
 
   it('CDC: raw change, the normalizer fact and quarantine', async () => {
+    await ensureOltpSchema(oltp, cdc.schema); // PayLink's tables (its API's; the reader only captures them)
     const reader = createCdcReader({
       pool: oltp,
       producer,

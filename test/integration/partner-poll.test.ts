@@ -28,7 +28,7 @@ import { config, requireServices, uniqueId, topics as TOPICS } from '../support/
 // every partner record reached Kafka (no gap), repeats stay within the re-run page, the cursor only
 // moved forward, a 429 was honoured, and the workflow continued-as-new.
 
-const WORKER = 'src/workers/ingest-worker.ts';
+const WORKER = 'src/workers/ingest-worker-main.ts';
 const PAGE_LIMIT = 5;
 const PAGES_BEFORE_CONTINUE = 4;
 const RUN_TIMEOUT_MS = 75_000;

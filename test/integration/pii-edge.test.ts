@@ -144,6 +144,7 @@ describe('hostile card numbers and phones through CDC, including a column added 
   let pool: Pool;
   let vault: Vault;
   let reader: PipelineProcess | undefined;
+  let normalizer: PipelineProcess | undefined;
   let starts: Map<string, TopicOffsets>;
 
   before(async () => {
@@ -163,6 +164,7 @@ describe('hostile card numbers and phones through CDC, including a column added 
   });
   after(async () => {
     await reader?.stop();
+    await normalizer?.stop();
     await pool.query('select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1', [
       env.CDC_SLOT,
     ]);
@@ -183,7 +185,8 @@ describe('hostile card numbers and phones through CDC, including a column added 
     const glued = `pay_${VISA}`;
     await insert(glued);
     reader = startPipelineProcess('pii-cdc-test', 'src/ingest/cdc/cdc-reader-main.ts', env);
-    await reader.ready;
+    normalizer = startPipelineProcess('pii-cdc-normalizer-test', 'src/ingest/cdc/cdc-normalizer-main.ts', env);
+    await Promise.all([reader.ready, normalizer.ready]);
     // Columns PayLink adds to a captured table while the reader runs: any type, any name.
     await pool.query(
       `alter table ${schema}.payments add column card_ref bigint, add column contact text, add column extra jsonb, add column amount_check numeric`,

@@ -68,7 +68,7 @@ describe('pipeline end to end', () => {
 
   it('ops resolve a stuck payment from the demo with the starter script, and it leaves the STUCK list', async () => {
     assert.equal(stuckFromDemo.length, 2, 'the demo test above left two stuck payments');
-    const worker = startPipelineProcess('payment-worker-ops-test', 'src/workers/payment-worker.ts');
+    const worker = startPipelineProcess('payment-worker-ops-test', 'src/workers/payment-worker-main.ts');
     try {
       await worker.ready;
       const ops = (...args: string[]): string => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { retryAfterMs } from '../../src/activities/partner-poll';
+import { retryAfterMs } from '../../src/ingest/partner-api/poll-activities';
 import { loadConfig } from '../../src/config';
 import { parsePartnerApis, partnerSettlementToFact } from '../../src/contracts/partner-api';
 import type { FactOf, PaymentEvent } from '../../src/contracts/payment-event';

@@ -225,7 +225,7 @@ describe('a production start with one dev default left', () => {
         VAULT_JOURNAL_DIR: join(dir, 'journal'),
       }),
       // Unreachable Temporal and Kafka: the refusal must come before any connection.
-      start('src/workers/payment-worker.ts', 'DATABASE_URL', { TEMPORAL_ADDRESS: '127.0.0.1:1' }),
+      start('src/workers/payment-worker-main.ts', 'DATABASE_URL', { TEMPORAL_ADDRESS: '127.0.0.1:1' }),
       start('src/streams/payment-router-main.ts', 'DATABASE_URL', {
         TEMPORAL_ADDRESS: '127.0.0.1:1',
         KAFKA_BROKERS: '127.0.0.1:1',

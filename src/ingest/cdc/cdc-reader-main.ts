@@ -3,16 +3,16 @@ import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
 import { createOltpPool } from '../../stores/oltp';
 import { openVault } from '../../stores/vault';
-import { runMain, startConsumer, untilSignal } from '../../streams/consumer-runner';
-import { createConsumer, createKafka, createProducer, topicsFor } from '../../streams/kafka';
+import { runMain, untilSignal } from '../../streams/consumer-runner';
+import { createKafka, createProducer, topicsFor } from '../../streams/kafka';
 import { tokenizerFromConfig } from '../tokenize';
-import { cdcNormalizerBatches, cdcTopicsOf } from './normalizer-consumer';
 import { CDC_FAULT_EXIT_CODE, createCdcReader } from './reader';
 
-// `npm run cdc`: the CDC reader (slot → Debezium envelopes on Kafka) and, as a separate component
-// with its own consumer group, the normalizer (cdc topics → created facts). Either works without the other.
+// `npm run cdc`: the CDC reader (slot → Debezium envelopes on Kafka). Exactly one per slot: a second
+// one would emit every change twice and race the first over the slot's position. The normalizer
+// that turns the envelopes into facts is its own process (`npm run cdc-normalizer`), scaled by replicas.
 
-const log = createLogger('cdc');
+const log = createLogger('cdc-reader');
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -20,12 +20,10 @@ async function main(): Promise<void> {
   const pool = createOltpPool(config);
   const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
-  const kafka = createKafka(config, 'paylink-cdc');
+  const kafka = createKafka(config, 'paylink-cdc-reader');
   const producer = createProducer(kafka);
-  const consumer = createConsumer(kafka, config.CDC_NORMALIZER_GROUP);
-  const stopped = untilSignal();
   let running = true;
-  void stopped.then(() => (running = false));
+  void untilSignal().then(() => (running = false));
   try {
     await producer.connect();
     const reader = createCdcReader({
@@ -49,39 +47,29 @@ async function main(): Promise<void> {
         : undefined,
     });
     const started = await reader.start();
-    const normalizer = await startConsumer({
-      consumer,
-      topics: cdcTopicsOf(topics),
-      handle: cdcNormalizerBatches({ producer, topics, log }),
-      log,
-      ready: { slot: config.CDC_SLOT, publication: config.CDC_PUBLICATION, schema: config.CDC_SCHEMA, ...started },
-      stop: stopped,
-    });
-    // A normalizer crash stops the reader too: the process exits non-zero and is restarted whole.
-    const crashed = normalizer.done.catch((err: unknown) => {
-      running = false;
-      throw err;
+    log.info('ready', {
+      slot: config.CDC_SLOT,
+      publication: config.CDC_PUBLICATION,
+      schema: config.CDC_SCHEMA,
+      ...started,
     });
 
-    const pollLoop = async (): Promise<void> => {
-      let backoffMs = config.CDC_POLL_INTERVAL_MS;
-      while (running) {
-        try {
-          const result = await reader.poll();
-          backoffMs = config.CDC_POLL_INTERVAL_MS;
-          if (result.records > 0) log.info('changes produced', { ...result });
-          else await sleep(config.CDC_POLL_INTERVAL_MS);
-        } catch (err) {
-          // The slot has not advanced past anything unproduced: retrying re-reads the same changes.
-          log.error('cdc poll failed; retrying', { error: errorMessage(err), backoffMs });
-          await sleep(backoffMs);
-          backoffMs = Math.min(backoffMs * 2, 30_000);
-        }
+    let backoffMs = config.CDC_POLL_INTERVAL_MS;
+    while (running) {
+      try {
+        const result = await reader.poll();
+        backoffMs = config.CDC_POLL_INTERVAL_MS;
+        if (result.records > 0) log.info('changes produced', { ...result, ...reader.counters });
+        else await sleep(config.CDC_POLL_INTERVAL_MS);
+      } catch (err) {
+        // The slot has not advanced past anything unproduced: retrying re-reads the same changes.
+        log.error('cdc poll failed; retrying', { error: errorMessage(err), backoffMs, ...reader.counters });
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 30_000);
       }
-    };
-    await Promise.all([pollLoop(), crashed]);
+    }
+    log.info('stopped', { slot: config.CDC_SLOT, ...reader.counters });
   } finally {
-    await consumer.disconnect().catch(() => undefined);
     await producer.disconnect().catch(() => undefined);
     await vault.close().catch(() => undefined);
     await pool.end().catch(() => undefined);

@@ -323,12 +323,26 @@ export interface PollResult {
   confirmedLsn: string;
 }
 
-export interface CdcReader {
-  /** Tables, publication, slot; the initial snapshot (op r) if the slot is new or it never completed. */
-  start(): Promise<{ snapshotRows: number; slotCreated: boolean }>;
-  /** One peek → produce → advance round. */
-  poll(): Promise<PollResult>;
+export interface SlotOpened {
+  snapshotRows: number;
+  slotCreated: boolean;
+  /** The LSN the snapshot rows carry: the slot's consistent point. */
+  snapshotLsn: string;
 }
+
+export interface CdcReader {
+  /** Tables, publication, slot; the initial snapshot (op r) if the slot is new, was lost or it never completed. */
+  start(): Promise<SlotOpened>;
+  /** One peek → produce → advance round; or, if Postgres invalidated the slot, a new slot and its snapshot. */
+  poll(): Promise<PollResult>;
+  /** Since start: slots found invalidated (wal_status 'lost'), dropped, recreated and snapshotted again. */
+  readonly counters: { resnapshots: number };
+}
+
+/** Postgres removed WAL the slot still needed (max_slot_wal_keep_size): it can never be read again. */
+const SLOT_LOST = 'lost';
+/** SQLSTATE object_not_in_prerequisite_state: what a peek on an invalidated slot fails with. */
+const SLOT_NOT_USABLE = '55000';
 
 const STATE_DDL = `
   create schema if not exists paylink_cdc;
@@ -462,7 +476,95 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
     return produced;
   };
 
+  const counters = { resnapshots: 0 };
+  /** True from a lost slot's drop until its replacement's snapshot completed: the stream is not read meanwhile. */
+  let snapshotPending = false;
+
+  const walStatus = async (): Promise<string | undefined> =>
+    (
+      await pool.query<{ status: string | null }>(
+        'select wal_status as status from pg_replication_slots where slot_name = $1',
+        [slot],
+      )
+    ).rows[0]?.status ?? undefined;
+
+  /** The WAL between the slot's position and now is gone: only a new slot plus a snapshot resumes without a gap. */
+  const dropLostSlot = async (why: string): Promise<void> => {
+    snapshotPending = true;
+    counters.resnapshots += 1;
+    log.error('replication slot invalidated (wal_status lost): dropping it, recreating it and re-snapshotting', {
+      slot,
+      why,
+      resnapshots: counters.resnapshots,
+    });
+    await pool.query('select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1', [
+      slot,
+    ]);
+    await pool.query('delete from paylink_cdc.reader_state where slot_name = $1', [slot]);
+    relations.clear();
+  };
+
+  /** The slot (created if missing, replaced if lost) and its snapshot unless one already completed at its LSN. */
+  const openSlot = async (): Promise<SlotOpened> => {
+    const existing = await pool.query<{ lsn: string; status: string | null }>(
+      'select confirmed_flush_lsn::text as lsn, wal_status as status from pg_replication_slots where slot_name = $1',
+      [slot],
+    );
+    if (existing.rows[0]?.status === SLOT_LOST) {
+      await dropLostSlot(`found invalidated at ${existing.rows[0].lsn}`);
+      return openSlot();
+    }
+    let slotCreated = false;
+    let state = (
+      await pool.query<{ lsn: string; done: boolean }>(
+        'select snapshot_lsn::text as lsn, snapshot_completed_at is not null as done from paylink_cdc.reader_state where slot_name = $1',
+        [slot],
+      )
+    ).rows[0];
+    if (existing.rowCount === 0) {
+      // A new (or dropped) slot starts at its consistent point: everything before it must come from a snapshot.
+      const created = await pool.query<{ lsn: string }>(
+        `select lsn::text as lsn from pg_create_logical_replication_slot($1, 'pgoutput')`,
+        [slot],
+      );
+      slotCreated = true;
+      state = { lsn: created.rows[0]!.lsn, done: false };
+      log.info('replication slot created', { slot, consistentPoint: state.lsn });
+    } else if (!state) {
+      // Slot created but the reader died before recording it: it has not advanced, so its position is the start.
+      state = { lsn: existing.rows[0]!.lsn, done: false };
+    }
+    await pool.query(
+      `insert into paylink_cdc.reader_state (slot_name, snapshot_lsn) values ($1, $2::pg_lsn)
+       on conflict (slot_name) do update set snapshot_lsn = excluded.snapshot_lsn,
+         snapshot_completed_at = case when excluded.snapshot_lsn = reader_state.snapshot_lsn then reader_state.snapshot_completed_at end`,
+      [slot, state.lsn],
+    );
+    if (state.done) {
+      snapshotPending = false;
+      return { snapshotRows: 0, slotCreated, snapshotLsn: state.lsn };
+    }
+    const snapshotRows = await snapshot(parseLsn(state.lsn));
+    await pool.query('update paylink_cdc.reader_state set snapshot_completed_at = now() where slot_name = $1', [slot]);
+    snapshotPending = false;
+    log.info('snapshot complete', {
+      slot,
+      rows: snapshotRows,
+      snapshotLsn: state.lsn,
+      resnapshots: counters.resnapshots,
+    });
+    return { snapshotRows, slotCreated, snapshotLsn: state.lsn };
+  };
+
+  /** A poll that replaces the stream by a snapshot: its rows are the records produced. */
+  const snapshotRound = async (): Promise<PollResult> => {
+    const opened = await openSlot();
+    return { records: opened.snapshotRows, transactions: 0, confirmedLsn: opened.snapshotLsn };
+  };
+
   return {
+    counters,
+
     async start() {
       // The tables are PayLink's (its API creates them): the reader only checks they are there.
       const missing = (
@@ -485,62 +587,39 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
             if ((err as { code?: string }).code !== '42710') throw err; // created concurrently: fine
           });
       }
-      let slotCreated = false;
-      const existing = await pool.query<{ lsn: string }>(
-        'select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = $1',
-        [slot],
-      );
-      let state = (
-        await pool.query<{ lsn: string; done: boolean }>(
-          'select snapshot_lsn::text as lsn, snapshot_completed_at is not null as done from paylink_cdc.reader_state where slot_name = $1',
-          [slot],
-        )
-      ).rows[0];
-      if (existing.rowCount === 0) {
-        // A new (or dropped) slot starts at its consistent point: everything before it must come from a snapshot.
-        const created = await pool.query<{ lsn: string }>(
-          `select lsn::text as lsn from pg_create_logical_replication_slot($1, 'pgoutput')`,
-          [slot],
-        );
-        slotCreated = true;
-        state = { lsn: created.rows[0]!.lsn, done: false };
-        log.info('replication slot created', { slot, consistentPoint: state.lsn });
-      } else if (!state) {
-        // Slot created but the reader died before recording it: it has not advanced, so its position is the start.
-        state = { lsn: existing.rows[0]!.lsn, done: false };
-      }
-      await pool.query(
-        `insert into paylink_cdc.reader_state (slot_name, snapshot_lsn) values ($1, $2::pg_lsn)
-         on conflict (slot_name) do update set snapshot_lsn = excluded.snapshot_lsn,
-           snapshot_completed_at = case when excluded.snapshot_lsn = reader_state.snapshot_lsn then reader_state.snapshot_completed_at end`,
-        [slot, state.lsn],
-      );
-      if (state.done) return { snapshotRows: 0, slotCreated };
-      const snapshotRows = await snapshot(parseLsn(state.lsn));
-      await pool.query('update paylink_cdc.reader_state set snapshot_completed_at = now() where slot_name = $1', [
-        slot,
-      ]);
-      log.info('snapshot complete', { slot, rows: snapshotRows, snapshotLsn: state.lsn });
-      return { snapshotRows, slotCreated };
+      return openSlot();
     },
 
     async poll() {
+      if (snapshotPending) return snapshotRound(); // the replacement's snapshot failed midway: finish it first
       const c = await context();
-      const position = await pool.query<{ confirmed: string; flushed: string }>(
-        `select confirmed_flush_lsn::text as confirmed, pg_current_wal_flush_lsn()::text as flushed
+      const position = await pool.query<{ confirmed: string; flushed: string; status: string | null }>(
+        `select confirmed_flush_lsn::text as confirmed, pg_current_wal_flush_lsn()::text as flushed, wal_status as status
          from pg_replication_slots where slot_name = $1`,
         [slot],
       );
       const at = position.rows[0];
       if (!at)
         throw new Error(`replication slot "${slot}" does not exist (dropped?); restart the reader to re-snapshot`);
+      if (at.status === SLOT_LOST) {
+        await dropLostSlot(`wal_status lost at ${at.confirmed}`);
+        return snapshotRound();
+      }
       const confirmed = parseLsn(at.confirmed);
       const flushed = parseLsn(at.flushed);
-      const peeked = await pool.query<SlotRow>(
-        `select lsn::text as lsn, xid::text as xid, data
-         from pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4)`,
-        [slot, at.flushed, batchSize, publication],
-      );
+      let peeked;
+      try {
+        peeked = await pool.query<SlotRow>(
+          `select lsn::text as lsn, xid::text as xid, data
+           from pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4)`,
+          [slot, at.flushed, batchSize, publication],
+        );
+      } catch (err) {
+        // Invalidated since the position was read; judged by wal_status, not by the (localisable) message.
+        if ((err as { code?: string }).code !== SLOT_NOT_USABLE || (await walStatus()) !== SLOT_LOST) throw err;
+        await dropLostSlot(`peek refused: ${errorMessage(err)}`);
+        return snapshotRound();
+      }
       // The slot's position stands in for the previous commit: a re-read after a crash writes the same sequence.
       const batch = decodeSlotRows(peeked.rows, c, relations, confirmed);
       // A short peek decoded all WAL up to `flushed`: advancing there keeps an idle slot from pinning WAL.

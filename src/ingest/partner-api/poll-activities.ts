@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { type EdgeMessage, edgeEnvelope, partnerIdempotencyKey } from '../contracts/envelope';
-import { type PartnerApiConfig, PartnerSettlementPage, partnerSettlementToFact } from '../contracts/partner-api';
-import type { Tokenizer, VaultEntry } from '../ingest/tokenize';
-import { type Logger, errorMessage } from '../logger';
-import { CURRENT_SCHEMAS } from '../quality/schema-registry';
-import type { Vault } from '../stores/vault';
-import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../streams/kafka';
-import { describeIssues } from '../contracts/issues';
+import { type EdgeMessage, edgeEnvelope, partnerIdempotencyKey } from '../../contracts/envelope';
+import { type PartnerApiConfig, PartnerSettlementPage, partnerSettlementToFact } from '../../contracts/partner-api';
+import type { Tokenizer, VaultEntry } from '../tokenize';
+import { type Logger, errorMessage } from '../../logger';
+import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
+import type { Vault } from '../../stores/vault';
+import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../../streams/kafka';
+import { describeIssues } from '../../contracts/issues';
 
 // One page of a partner's settlement API per activity: fetch → validate → tokenize → vault →
 // Kafka (acks=all) → report the next cursor. The workflow moves its cursor only from this result,

@@ -1,0 +1,33 @@
+import { NativeConnection } from '@temporalio/worker';
+import { loadConfig } from '../config';
+import { createLogger } from '../logger';
+import { createPool } from '../stores/postgres';
+import { runMain } from '../streams/consumer-runner';
+import { PAYMENT_TASK_QUEUE } from '../workflows/payment';
+import { createPaymentWorker } from './payment-worker';
+
+// `npm run worker`: the payment worker process (workflows, ledger and SLA activities).
+const log = createLogger('payment-worker');
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const pool = createPool(config); // first (it connects lazily): a refused production secret stops the start at once
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const faultPostDelayMs = config.PAYLINK_FAULT_POST_DELAY_MS;
+    const worker = await createPaymentWorker({
+      connection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      pool,
+      faultPostDelayMs,
+    });
+    // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.
+    log.info('ready', { taskQueue: PAYMENT_TASK_QUEUE, ...(faultPostDelayMs > 0 && { faultPostDelayMs }) });
+    await worker.run();
+  } finally {
+    await pool.end();
+    await connection.close();
+  }
+}
+
+runMain(log, main);
