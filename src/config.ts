@@ -123,7 +123,7 @@ const Env = z.object({
     .default('false')
     .transform((v) => v === 'true'),
 
-  // -- partner API polling (src/workflows/partner-poll.ts, src/activities/partner-poll.ts) --
+  // -- partner API polling (src/workflows/partner-poll.ts, src/ingest/partner-api/poll-activities.ts) --
   // Partners' settlement APIs as JSON: [{ id, url, token, region? }]. The local default is the simulator
   // (src/simulator/partner-api.ts); production sets real tokens from a secrets manager.
   PARTNER_APIS: z
