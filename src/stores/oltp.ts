@@ -1,5 +1,6 @@
 import { Pool } from 'pg';
 import { type Config, secretSetting } from '../config';
+import { survivingIdleErrors } from './postgres';
 
 // PayLink's own OLTP database, as CDC reads it: PayLink's payments API owns and writes these tables
 // (locally the simulator plays that API and creates them); the pipeline only reads them.
@@ -16,10 +17,13 @@ export function assertSchemaName(schema: string): string {
 
 export function createOltpPool(config: Config, max = 4): Pool {
   // UTC + ISO dates: timestamptz text (also in logical decoding, which runs in this session) is unambiguous.
-  return new Pool({
-    connectionString: secretSetting(config, 'OLTP_DATABASE_URL'),
-    max,
-    connectionTimeoutMillis: 5000,
-    options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
-  });
+  return survivingIdleErrors(
+    new Pool({
+      connectionString: secretSetting(config, 'OLTP_DATABASE_URL'),
+      max,
+      connectionTimeoutMillis: 5000,
+      options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
+    }),
+    'OLTP_DATABASE_URL',
+  );
 }
