@@ -8,9 +8,6 @@ import { ID_PATTERN, PaymentEvent, type ParseResult } from './payment-event';
 // mapping onto PayLink's payment facts. Unknown fields pass (gateways add fields); missing or
 // mistyped required ones are reasons for quarantine, named by path.
 
-export const GatewayEventType = z.enum(['AUTHORISATION', 'CAPTURE', 'CANCELLATION', 'REFUSAL']);
-export type GatewayEventType = z.infer<typeof GatewayEventType>;
-
 /** Gateway id and region as configured: the facts' region is the gateway's, whatever the event says. */
 export interface GatewayIdentity {
   gateway: string;
@@ -64,7 +61,7 @@ export const GATEWAY_FACT_TYPES = {
   CAPTURE: 'captured',
   CANCELLATION: 'voided',
   REFUSAL: 'failed',
-} as const satisfies Record<GatewayEventType, PaymentEvent['type']>;
+} as const satisfies Record<GatewayEvent['eventType'], PaymentEvent['type']>;
 
 export function parseGatewayEvent(raw: unknown): ParseResult<GatewayEvent> {
   const parsed = GatewayEvent.safeParse(raw);

@@ -9,6 +9,3 @@ export const MinorUnits = z
   .int('amount must be integer minor units')
   .nonnegative()
   .max(Number.MAX_SAFE_INTEGER);
-
-export const Money = z.object({ amountMinor: MinorUnits, currency: CurrencyCode });
-export type Money = z.infer<typeof Money>;

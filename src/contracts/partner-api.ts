@@ -36,7 +36,7 @@ export const PartnerSettlementPage = z.object({
 export type PartnerSettlementPage = z.infer<typeof PartnerSettlementPage>;
 
 /** Money in the partner's format: integer minor units (`value`) and an ISO currency. */
-export const PartnerMoney = z.object({ value: MinorUnits, currency: CurrencyCode });
+const PartnerMoney = z.object({ value: MinorUnits, currency: CurrencyCode });
 
 export const PartnerSettlementRecord = z
   .object({

@@ -28,22 +28,22 @@ const FactFields = z.object({
   traceId: z.string().regex(TRACE_ID_PATTERN, 'traceId: 32 lower-case hex digits').optional(),
 });
 
-export const PaymentCreated = FactFields.extend({ type: z.literal('created'), amountMinor: MinorUnits });
-export const PaymentAuthorized = FactFields.extend({ type: z.literal('authorized'), amountMinor: MinorUnits });
-export const PaymentCaptured = FactFields.extend({
+const PaymentCreated = FactFields.extend({ type: z.literal('created'), amountMinor: MinorUnits });
+const PaymentAuthorized = FactFields.extend({ type: z.literal('authorized'), amountMinor: MinorUnits });
+const PaymentCaptured = FactFields.extend({
   type: z.literal('captured'),
   captureId: Id,
   amountMinor: MinorUnits.min(1),
   /** PayLink's fee on this capture, kept from the merchant's payable. */
   platformFeeMinor: MinorUnits.default(0),
 });
-export const PaymentVoided = FactFields.extend({ type: z.literal('voided') });
-export const PaymentRefunded = FactFields.extend({
+const PaymentVoided = FactFields.extend({ type: z.literal('voided') });
+const PaymentRefunded = FactFields.extend({
   type: z.literal('refunded'),
   refundId: Id,
   amountMinor: MinorUnits.min(1),
 });
-export const PaymentSettled = FactFields.extend({
+const PaymentSettled = FactFields.extend({
   type: z.literal('settled'),
   settlementId: Id,
   captureId: Id,
@@ -52,14 +52,14 @@ export const PaymentSettled = FactFields.extend({
   /** Gateway fee withheld from the gross amount. */
   feeMinor: MinorUnits,
 });
-export const ChargebackOpened = FactFields.extend({
+const ChargebackOpened = FactFields.extend({
   type: z.literal('chargeback_opened'),
   chargebackId: Id,
   amountMinor: MinorUnits.min(1),
 });
-export const ChargebackWon = FactFields.extend({ type: z.literal('chargeback_won'), chargebackId: Id });
-export const ChargebackLost = FactFields.extend({ type: z.literal('chargeback_lost'), chargebackId: Id });
-export const PaymentFailed = FactFields.extend({ type: z.literal('failed'), reason: z.string().min(1).max(500) });
+const ChargebackWon = FactFields.extend({ type: z.literal('chargeback_won'), chargebackId: Id });
+const ChargebackLost = FactFields.extend({ type: z.literal('chargeback_lost'), chargebackId: Id });
+const PaymentFailed = FactFields.extend({ type: z.literal('failed'), reason: z.string().min(1).max(500) });
 
 export const PaymentEvent = z
   .discriminatedUnion('type', [
@@ -85,19 +85,6 @@ export const PaymentEvent = z
 export type PaymentEvent = z.infer<typeof PaymentEvent>;
 export type PaymentFactType = PaymentEvent['type'];
 export type FactOf<T extends PaymentFactType> = Extract<PaymentEvent, { type: T }>;
-
-export const PAYMENT_FACT_TYPES: readonly PaymentFactType[] = [
-  'created',
-  'authorized',
-  'captured',
-  'voided',
-  'refunded',
-  'settled',
-  'chargeback_opened',
-  'chargeback_won',
-  'chargeback_lost',
-  'failed',
-];
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 

@@ -93,7 +93,7 @@ export function encodeVaultRecord(entries: readonly EncryptedVaultEntry[]): Buff
   return out;
 }
 
-export function decodeVaultRecord(value: Buffer): EncryptedVaultEntry[] {
+function decodeVaultRecord(value: Buffer): EncryptedVaultEntry[] {
   const entries: EncryptedVaultEntry[] = [];
   let at = 0;
   const take = (n: number, what: string): number => {

@@ -10,7 +10,7 @@ import { createKafka, createProducer, topicsFor } from '../streams/kafka';
 import { type Spool, SpoolLockedError, openSpool } from './spool';
 import { tokenizerFromConfig } from './tokenize';
 import { createVaultJournal } from './vault-journal';
-import { type EdgeStatus, createWebhookReceiver, parsePartners } from './webhook-receiver';
+import { type EdgeStatus, type SpoolDrainFailure, createWebhookReceiver, parsePartners } from './webhook-receiver';
 
 // `npm run webhooks`: one receiver process per core (node:cluster; WEBHOOK_WORKERS). Worker n owns
 // <spool dir>/worker-<n> and <vault journal dir>/worker-<n>; directories of workers that no longer
@@ -50,9 +50,14 @@ async function openOwnedSpool(dir: string, maxBytes: number): Promise<Spool> {
 function sumStatuses(statuses: EdgeStatus[]): EdgeStatus {
   const journals = statuses.flatMap((s) => (s.vaultJournal ? [s.vaultJournal] : []));
   const failing = journals.find((j) => j.drainError !== undefined);
+  const lastDrainError = statuses
+    .flatMap((s) => (s.lastSpoolDrainError ? [s.lastSpoolDrainError] : []))
+    .reduce<SpoolDrainFailure | undefined>((last, e) => (last && last.at >= e.at ? last : e), undefined);
   return {
     spooled: statuses.reduce((n, s) => n + s.spooled, 0),
     kafkaHealthy: statuses.every((s) => s.kafkaHealthy),
+    spoolDrainErrors: statuses.reduce((n, s) => n + s.spoolDrainErrors, 0),
+    ...(lastDrainError ? { lastSpoolDrainError: lastDrainError } : {}),
     ...(journals.length > 0
       ? {
           vaultJournal: {
@@ -108,22 +113,22 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
     maxBodyBytes: config.WEBHOOK_MAX_BODY_BYTES,
     kafkaTimeoutMs: config.WEBHOOK_KAFKA_TIMEOUT_MS,
   });
-  // This worker's spool and journal plus the orphaned journals it drains.
+  // This worker's spool and journal plus the orphaned journals it drains (the receiver counts their drain errors).
   const ownStatus = (): EdgeStatus =>
     sumStatuses([
       receiver.status(),
-      ...orphanJournals.map((j) => ({ spooled: 0, kafkaHealthy: true, vaultJournal: j.status() })),
-      ...orphanSpools.map((s) => ({ spooled: s.size().records, kafkaHealthy: true })),
+      ...orphanJournals.map((j) => ({ spooled: 0, kafkaHealthy: true, spoolDrainErrors: 0, vaultJournal: j.status() })),
+      ...orphanSpools.map((s) => ({ spooled: s.size().records, kafkaHealthy: true, spoolDrainErrors: 0 })),
     ]);
   const drainers = [vaultJournal, ...orphanJournals].map((j) => j.startDraining());
-  let draining = false;
+  // The receiver logs and counts drain failures; a pass in flight is awaited at shutdown.
+  let stopping = false;
+  let drainPass: Promise<void> | undefined;
   const drainTimer = setInterval(() => {
-    if (draining) return;
-    draining = true;
-    void (async () => {
+    drainPass ??= (async () => {
       await receiver.drainSpool();
-      for (const s of orphanSpools) await receiver.drainSpoolFrom(s);
-    })().finally(() => (draining = false));
+      for (const s of orphanSpools) if (!stopping) await receiver.drainSpoolFrom(s);
+    })().finally(() => (drainPass = undefined));
   }, 500);
 
   let statusTimer: NodeJS.Timeout | undefined;
@@ -154,12 +159,15 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  stopping = true;
   clearInterval(drainTimer);
   clearInterval(statusTimer);
   await receiver.close();
   await Promise.all(drainers.map((d) => d.stop()));
-  await producer.disconnect().catch(() => undefined);
+  // Spools first: closing one ends its drain after the current batch, so no send fails on a disconnected producer.
   await Promise.all([spool, journalSpool, ...orphanSpools, ...orphanJournalSpools].map((s) => s.close()));
+  await drainPass;
+  await producer.disconnect().catch(() => undefined);
   await vault.close().catch(() => undefined);
 }
 

@@ -49,29 +49,52 @@ export interface WebhookReceiverDeps {
   kafkaTimeoutMs: number;
 }
 
+/** A failed attempt to send the spool's records to Kafka; they stay in the spool for the next one. */
+export interface SpoolDrainFailure {
+  error: string;
+  at: string;
+  /** Records waiting in that spool when the attempt failed. */
+  records: number;
+}
+
 /** What /readyz answers from: the Kafka spool and the vault journal. */
 export interface EdgeStatus {
   spooled: number;
   kafkaHealthy: boolean;
+  /** Failed spool drain attempts since start. */
+  spoolDrainErrors: number;
+  lastSpoolDrainError?: SpoolDrainFailure;
   vaultJournal?: VaultJournalStatus;
 }
 
-export function readinessBody(status: EdgeStatus): { status: string; spooled: number; vaultJournal?: number } {
+function readinessBody(status: EdgeStatus): {
+  status: string;
+  spooled: number;
+  spoolDrainErrors: number;
+  lastSpoolDrainError?: SpoolDrainFailure;
+  vaultJournal?: number;
+} {
   const degraded: string[] = [];
   if (status.spooled > 0 || !status.kafkaHealthy) degraded.push('spooling');
   if (status.vaultJournal?.drainError !== undefined) degraded.push(`vault journal ${status.vaultJournal.records}`);
   return {
     status: degraded.length > 0 ? `degraded: ${degraded.join(', ')}` : 'ready',
     spooled: status.spooled,
+    spoolDrainErrors: status.spoolDrainErrors,
+    ...(status.lastSpoolDrainError ? { lastSpoolDrainError: status.lastSpoolDrainError } : {}),
     ...(status.vaultJournal ? { vaultJournal: status.vaultJournal.records } : {}),
   };
 }
 
 export interface WebhookReceiver {
   server: Server;
-  counters: { accepted: number; spooled: number; quarantined: number; rejected: number };
+  counters: { accepted: number; spooled: number; quarantined: number; rejected: number; spoolDrainErrors: number };
   status(): EdgeStatus;
-  /** Sends what the spool holds while Kafka answers; returns records drained. */
+  /**
+   * Sends what the spool holds while Kafka answers; returns records drained. A failure leaves the
+   * records in the spool, is counted and shown in status(), and logged when draining starts failing
+   * and when it recovers; it resolves 0 then, so a timer can simply call it again.
+   */
   drainSpool(): Promise<number>;
   /** Same, for a spool this receiver does not append to (one left by a worker that no longer runs). */
   drainSpoolFrom(spool: Spool): Promise<number>;
@@ -92,7 +115,10 @@ const REPLAY_WINDOW_MS = 10 * 60_000;
 
 export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceiver {
   const partners = new Map(deps.partners.map((p) => [p.id, p]));
-  const counters = { accepted: 0, spooled: 0, quarantined: 0, rejected: 0 };
+  const counters = { accepted: 0, spooled: 0, quarantined: 0, rejected: 0, spoolDrainErrors: 0 };
+  let lastSpoolDrainError: SpoolDrainFailure | undefined;
+  // Spools whose last drain failed: a drain retried every 500 ms is logged when it starts failing and when it recovers.
+  const failingDrains = new Map<Spool, { since: string; attempts: number }>();
   // A Stripe-style signature is only valid once: partners re-sign every retry with a new timestamp.
   const seenSignatures = new Map<string, number>();
   let kafkaHealthy = true;
@@ -139,8 +165,43 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   const status = (): EdgeStatus => ({
     spooled: deps.spool.size().records,
     kafkaHealthy,
+    spoolDrainErrors: counters.spoolDrainErrors,
+    ...(lastSpoolDrainError ? { lastSpoolDrainError } : {}),
     ...(deps.vaultJournal ? { vaultJournal: deps.vaultJournal.status() } : {}),
   });
+
+  const drainToKafka = async (spool: Spool, which: 'own' | 'orphaned'): Promise<number> => {
+    try {
+      const n = await spool.drain((records) => sendToKafka(records));
+      const failed = failingDrains.get(spool);
+      if (failed) {
+        failingDrains.delete(spool);
+        deps.log.info('spool draining to kafka again', {
+          spool: which,
+          records: n,
+          left: spool.size().records,
+          failingSince: failed.since,
+          failedAttempts: failed.attempts,
+        });
+      } else if (n > 0) {
+        deps.log.info('spool drained to kafka', { spool: which, records: n, left: spool.size().records });
+      }
+      return n;
+    } catch (err) {
+      counters.spoolDrainErrors += 1;
+      lastSpoolDrainError = { error: errorMessage(err), at: new Date().toISOString(), records: spool.size().records };
+      const failing = failingDrains.get(spool);
+      if (failing) failing.attempts += 1;
+      else {
+        failingDrains.set(spool, { since: lastSpoolDrainError.at, attempts: 1 });
+        deps.log.warn('spool cannot drain to kafka; its records wait and webhooks keep being spooled', {
+          spool: which,
+          ...lastSpoolDrainError,
+        });
+      }
+      return 0;
+    }
+  };
 
   /** Durable = acknowledged by Kafka (acks=all) or fsynced to the spool. Full spool = 503. */
   const makeDurable = async (messages: SpoolRecord[]): Promise<'kafka' | 'spool'> => {
@@ -287,22 +348,11 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         kafkaHealthy = true;
         return 0;
       }
-      try {
-        const n = await deps.spool.drain((records) => sendToKafka(records));
-        kafkaHealthy = deps.spool.size().records === 0;
-        if (n > 0) deps.log.info('spool drained to kafka', { records: n, left: deps.spool.size().records });
-        return n;
-      } catch {
-        return 0; // Kafka still unreachable: keep spooling
-      }
+      const n = await drainToKafka(deps.spool, 'own');
+      kafkaHealthy = deps.spool.size().records === 0;
+      return n;
     },
-    async drainSpoolFrom(spool) {
-      try {
-        return await spool.drain((records) => sendToKafka(records));
-      } catch {
-        return 0; // Kafka unreachable: try again on the next tick
-      }
-    },
+    drainSpoolFrom: (spool) => drainToKafka(spool, 'orphaned'),
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -39,7 +39,7 @@ const EventType = temporal.api.enums.v1.EventType;
 /** A scenario's workflow that has not completed by then is stuck: terminate it and fail the recording. */
 const SCENARIO_TIMEOUT_MS = 60_000;
 
-export interface Scenario {
+interface Scenario {
   /** File name stem: test/fixtures/histories/<name>.json. */
   name: string;
   seed: number;
@@ -53,7 +53,7 @@ export interface Scenario {
 }
 
 // Scenarios only choose which facts reach routeFact and in what order, so they survive workflow rewrites.
-export const SCENARIOS: Scenario[] = [
+const SCENARIOS: Scenario[] = [
   { name: 'happy-path', seed: 101, duplicateRate: 0, delivery: 'live', deliveries: (sim) => sim.events },
   // A duplicate of the closing fact sent live would reopen the payment as a new run, hence 'queued'.
   { name: 'duplicates', seed: 102, duplicateRate: 1, delivery: 'queued', deliveries: (sim) => sim.deliveries },
@@ -168,7 +168,7 @@ async function recordScenario(ctx: RecordContext, s: Scenario): Promise<Recorded
   return { scenario: s.name, workflowId, history, facts: facts.length, ms: Date.now() - started };
 }
 
-export const PARTNER_POLL_SCENARIO = 'partner-poll';
+const PARTNER_POLL_SCENARIO = 'partner-poll';
 
 // Small enough that one run holds every command shape: page 1 fails once (injected 500), page 2 follows
 // has_more at once, an idle timer, page 3 hits the rate limit (429) and retries, then continue-as-new.
@@ -184,7 +184,7 @@ const PARTNER_POLL_SETTINGS: Omit<PartnerPollInput, 'partnerId' | 'carried'> = {
 const PARTNER_POLL_RATE_LIMIT = { burst: 2, perSecond: 0.5 };
 
 /** What the partner-poll history must contain to be worth replaying; names what is missing. */
-export function partnerPollHistoryGaps(history: History): string[] {
+function partnerPollHistoryGaps(history: History): string[] {
   const events = history.events ?? [];
   const count = (type: temporal.api.enums.v1.EventType): number => events.filter((e) => e.eventType === type).length;
   const retriedAfter = new Set(
@@ -310,7 +310,7 @@ function renameLocalActivityType(data: Uint8Array): { data: Uint8Array; from: st
 }
 
 // The history says the first activity was `<type>__altered` while the code calls `<type>`: Core's nondeterminism error.
-export function alterHistory(recorded: History): { history: History; alteration: string } {
+function alterHistory(recorded: History): { history: History; alteration: string } {
   const history = cloneHistory(recorded);
   const events = history.events ?? [];
   // 1. A (remote) activity: its ActivityTaskScheduled event's activityType.
@@ -363,7 +363,7 @@ async function verifyReplay(workflowBundle: WorkflowBundle, recorded: Recorded[]
 }
 
 /** `--only a,b` (or `--only a --only b`): the scenarios to record; all of them without it. */
-export function selectScenarios(argv: string[]): string[] {
+function selectScenarios(argv: string[]): string[] {
   const all = [...SCENARIOS.map((s) => s.name), PARTNER_POLL_SCENARIO];
   const only = argv.flatMap((arg, i) =>
     arg === '--only' ? (argv[i + 1] ?? '').split(',') : arg.startsWith('--only=') ? arg.slice(7).split(',') : [],

@@ -101,7 +101,7 @@ export async function freezeSchema(dir: string, entry: RegisteredSchema): Promis
   return `froze ${entry.name}@${entry.version} as ${relative(process.cwd(), file)}`;
 }
 
-export function formatReport(report: SchemaReport): string {
+function formatReport(report: SchemaReport): string {
   const lines = report.checked.map((c) => `  ${c.schema}: ${c.versions.map((v) => `v${v}`).join(', ')}`);
   const head = `schemas in ${relative(process.cwd(), report.dir) || '.'}:\n${lines.join('\n')}`;
   if (report.problems.length === 0) return `${head}\nOK: every version is backward compatible with the previous one`;

@@ -155,7 +155,7 @@ function phones(text: string): Hit[] {
 }
 
 /** A masked sample: enough to recognise the kind in a report, never enough to recover the value. */
-export function maskPii(kind: PiiKind, value: string): string {
+function maskPii(kind: PiiKind, value: string): string {
   switch (kind) {
     case 'pan':
       return `${'*'.repeat(value.length - 4)}${value.slice(-4)}`;

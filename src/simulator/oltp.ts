@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import type { PaymentEvent } from '../contracts/payment-event';
 import { assertSchemaName } from '../stores/oltp';
 
-export { OLTP_TABLES, assertSchemaName, createOltpPool } from '../stores/oltp';
+export { createOltpPool } from '../stores/oltp';
 
 // PayLink's own OLTP database as its payments API writes it: one row per payment (status updated in
 // place) and the legacy ledger rows. CDC reads these tables; the simulator plays the API that writes them.

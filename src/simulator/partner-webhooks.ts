@@ -18,7 +18,7 @@ export interface PartnerWebhook {
 }
 
 /** us-east payments are notified by the Adyen-style partner, the others by the Stripe-style one. */
-export function partnerFor(event: PaymentEvent, partners: readonly PartnerConfig[]): PartnerConfig {
+function partnerFor(event: PaymentEvent, partners: readonly PartnerConfig[]): PartnerConfig {
   const scheme = event.region === 'us-east' ? 'adyen' : 'stripe';
   const partner = partners.find((p) => p.scheme === scheme);
   if (!partner) throw new Error(`WEBHOOK_PARTNERS has no ${scheme}-scheme partner for region ${event.region}`);

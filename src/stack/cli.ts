@@ -14,7 +14,7 @@ import { errorMessage } from '../logger';
 
 export const services: LocalService[] = [postgresService, kafkaService, temporalService, s3Service, snowflakeService];
 
-export async function status(): Promise<ServiceStatus[]> {
+async function status(): Promise<ServiceStatus[]> {
   return Promise.all(services.map(async (s) => ({ name: s.name, address: s.address(), answers: await s.answers() })));
 }
 
@@ -51,7 +51,7 @@ async function provisionTopics(): Promise<void> {
   }
 }
 
-export async function downAll(): Promise<void> {
+async function downAll(): Promise<void> {
   for (const s of [...services].reverse()) {
     await s.stop();
     log(`${s.name}: stopped`);

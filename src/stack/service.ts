@@ -122,7 +122,7 @@ export async function stopByPidFile(name: string, graceMs = 15_000): Promise<boo
   return true;
 }
 
-export function sleep(ms: number): Promise<void> {
+function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 

@@ -1,20 +1,35 @@
+import { hostname, userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { type Config, loadConfig, secretSetting } from '../config';
 import { parsePartnerApis } from '../contracts/partner-api';
 import { createLogger, errorMessage } from '../logger';
 import {
+  type CursorReset,
   INGEST_TASK_QUEUE,
   type PartnerPollInput,
   type PartnerPollState,
+  partnerPollNowSignal,
+  partnerPollPauseSignal,
+  partnerPollResetCursorSignal,
   partnerPollStateQuery,
   partnerPollWorkflow,
   partnerPollWorkflowId,
 } from '../workflows/partner-poll';
 
 // `npm run partner-poll`: starts one PartnerPoll per partner in PARTNER_APIS (a running one is left
-// as it is: its cursor is the truth) and prints each one's state.
+// as it is: its cursor is the truth) and prints each one's state. With a command, it sends that
+// partner's poll one of the ops signals of docs/partner-poll.md and prints its state.
 
 const log = createLogger('partner-poll');
+
+const USAGE = `usage: npm run partner-poll [-- <command> <partnerId>]
+  (no command)                                start a poll per partner in PARTNER_APIS unless running; print each state
+  now <partnerId>                             poll now instead of at the end of the idle wait
+  pause <partnerId>                           stop after the page in flight (no timer, no actions while paused)
+  resume <partnerId>                          go on polling
+  reset-cursor <partnerId> --cursor C --reason R [--actor A]
+                                              move the cursor between pages ("" = the start of the feed)`;
 
 export type PartnerPollSettings = Omit<PartnerPollInput, 'partnerId' | 'carried'>;
 
@@ -48,29 +63,81 @@ export async function ensurePartnerPoll(
   }
 }
 
-export async function partnerPollState(client: Client, partnerId: string): Promise<PartnerPollState> {
-  return client.workflow.getHandle(partnerPollWorkflowId(partnerId)).query(partnerPollStateQuery);
+/** Ends the idle wait: the poll reads its next page now. */
+export async function pollPartnerNow(client: Client, partnerId: string): Promise<void> {
+  await client.workflow.getHandle(partnerPollWorkflowId(partnerId)).signal(partnerPollNowSignal);
+}
+
+/** true: stop after the page in flight; false: go on. */
+export async function pausePartnerPoll(client: Client, partnerId: string, paused: boolean): Promise<void> {
+  await client.workflow.getHandle(partnerPollWorkflowId(partnerId)).signal(partnerPollPauseSignal, paused);
+}
+
+/** Back re-ingests (harmless by keys); forward skips records, on ops' word only. Applied between pages. */
+export async function resetPartnerPollCursor(client: Client, partnerId: string, reset: CursorReset): Promise<void> {
+  if (!reset.actor.trim() || !reset.reason.trim()) throw new Error('a cursor reset needs an actor and a reason');
+  await client.workflow.getHandle(partnerPollWorkflowId(partnerId)).signal(partnerPollResetCursorSignal, reset);
+}
+
+/** The poll's state, or why there is none yet: a query waits for a worker, so say so instead of hanging. */
+function stateOrHint(client: Client, partnerId: string): Promise<PartnerPollState | string> {
+  return Promise.race([
+    client.workflow.getHandle(partnerPollWorkflowId(partnerId)).query(partnerPollStateQuery),
+    new Promise<string>((resolve) =>
+      setTimeout(() => resolve('no answer within 10 s: is `npm run ingest-worker` running?'), 10_000).unref(),
+    ),
+  ]);
 }
 
 async function main(): Promise<void> {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      cursor: { type: 'string' },
+      reason: { type: 'string' },
+      actor: { type: 'string', default: `${userInfo().username}@${hostname()}` },
+    },
+  });
+  const [command, partnerId] = positionals;
   const config = loadConfig();
-  const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-    const settings = partnerPollSettings(config);
-    for (const partner of partners) {
-      const { workflowId, started } = await ensurePartnerPoll(client, partner.id, settings);
-      // The first query waits for a worker: say so instead of hanging silently.
-      const state = await Promise.race([
-        partnerPollState(client, partner.id),
-        new Promise<string>((resolve) =>
-          setTimeout(() => resolve('no answer within 10 s: is `npm run ingest-worker` running?'), 10_000).unref(),
-        ),
-      ]);
-      const ui = `${config.TEMPORAL_UI_URL}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows/${encodeURIComponent(workflowId)}`;
-      process.stdout.write(`${JSON.stringify({ partner: partner.id, workflowId, started, ui, state }, null, 2)}\n`);
+    const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    if (command === undefined) {
+      const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
+      const settings = partnerPollSettings(config);
+      for (const partner of partners) {
+        const { workflowId, started } = await ensurePartnerPoll(client, partner.id, settings);
+        const state = await stateOrHint(client, partner.id);
+        const ui = `${config.TEMPORAL_UI_URL}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows/${encodeURIComponent(workflowId)}`;
+        print({ partner: partner.id, workflowId, started, ui, state });
+      }
+      return;
     }
+    if (partnerId === undefined) throw new Error(`${command}: which partner?\n${USAGE}`);
+    switch (command) {
+      case 'now':
+        await pollPartnerNow(client, partnerId);
+        break;
+      case 'pause':
+      case 'resume':
+        await pausePartnerPoll(client, partnerId, command === 'pause');
+        break;
+      case 'reset-cursor': {
+        if (values.cursor === undefined)
+          throw new Error(`reset-cursor needs --cursor ("" = the start of the feed)\n${USAGE}`);
+        await resetPartnerPollCursor(client, partnerId, {
+          cursor: values.cursor,
+          actor: values.actor ?? '',
+          reason: values.reason ?? '',
+        });
+        break;
+      }
+      default:
+        throw new Error(`unknown command "${command}"\n${USAGE}`);
+    }
+    print({ partner: partnerId, signalled: command, state: await stateOrHint(client, partnerId) });
   } finally {
     await connection.close();
   }

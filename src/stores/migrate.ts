@@ -9,7 +9,7 @@ import { createPool } from './postgres';
 // The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
 
 const migrationsDir = join(__dirname, 'migrations');
-export const vaultMigrationsDir = join(__dirname, 'vault-migrations');
+const vaultMigrationsDir = join(__dirname, 'vault-migrations');
 const LOCK_ID = 7_240_001;
 /** The role migration 004 grants the pipeline's privileges to; a login role may also be a member of it (RDS). */
 export const APPLICATION_ROLE = 'paylink_app';
@@ -17,13 +17,13 @@ export const APPLICATION_ROLE = 'paylink_app';
 export const VAULT_ROLE = 'paylink_vault';
 const VAULT_MIGRATIONS_TABLE = 'vault.schema_migrations';
 
-export interface Migration {
+interface Migration {
   version: string;
   sql: string;
   checksum: string;
 }
 
-export function listMigrations(dir = migrationsDir): Migration[] {
+function listMigrations(dir = migrationsDir): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
     .sort()
@@ -34,7 +34,7 @@ export function listMigrations(dir = migrationsDir): Migration[] {
 }
 
 /** Applies migrations; `table` tracks them (the vault keeps its own, in its own schema). */
-export async function migrate(
+async function migrate(
   pool: Pool,
   migrations = listMigrations(),
   table = 'public.schema_migrations',

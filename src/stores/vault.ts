@@ -125,7 +125,7 @@ export function encryptVaultEntries(entries: readonly VaultEntry[], keyring: Vau
   });
 }
 
-export function createVault(pool: Pool, keyring: VaultKeyring): Vault {
+function createVault(pool: Pool, keyring: VaultKeyring): Vault {
   const storeEncrypted = async (unordered: EncryptedVaultEntry[]): Promise<number> => {
     if (unordered.length === 0) return 0;
     // Every writer locks tokens in the same order, so concurrent writers (edge, gateways, CDC) never deadlock.
@@ -178,7 +178,7 @@ export function createVault(pool: Pool, keyring: VaultKeyring): Vault {
   };
 }
 
-export function decryptVaultEntry(entry: EncryptedVaultEntry, keyring: VaultKeyring): string {
+function decryptVaultEntry(entry: EncryptedVaultEntry, keyring: VaultKeyring): string {
   const key = keyring.keys.get(entry.keyVersion);
   if (!key) throw new Error(`vault key version ${entry.keyVersion} is not configured (VAULT_ENCRYPTION_KEYS)`);
   const decipher = createDecipheriv('aes-256-gcm', key, entry.iv);

@@ -15,7 +15,12 @@ import {
   toPartnerSettlement,
 } from '../../src/simulator/partner-api';
 import { simulatePayments } from '../../src/simulator/payments';
-import { ensurePartnerPoll } from '../../src/starters/partner-poll';
+import {
+  ensurePartnerPoll,
+  pausePartnerPoll,
+  pollPartnerNow,
+  resetPartnerPollCursor,
+} from '../../src/starters/partner-poll';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { createKafka, ensureTopics } from '../../src/streams/kafka';
 import { type PartnerPollState, partnerPollStateQuery, partnerPollWorkflowId } from '../../src/workflows/partner-poll';
@@ -49,6 +54,9 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
   let sim: PartnerApiSimulator | undefined;
   let handle: WorkflowHandle | undefined;
   const processes: PipelineProcess[] = [];
+  const stopWorkers = async (): Promise<void> => {
+    await Promise.allSettled(processes.splice(0).map((p) => within(p.stop(), 30_000, p.name).catch(() => p.kill9())));
+  };
 
   before(async () => {
     await requireServices('kafka', 'temporal', 'postgres');
@@ -60,7 +68,7 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
 
   after(async () => {
     await handle?.terminate('partner-poll test done').catch(() => undefined); // it would poll forever
-    await Promise.allSettled(processes.splice(0).map((p) => within(p.stop(), 30_000, p.name).catch(() => p.kill9())));
+    await stopWorkers();
     await consumer?.disconnect();
     await admin.disconnect();
     await sim?.close();
@@ -249,5 +257,67 @@ describe('PartnerPoll: a durable partner cursor across a worker kill -9', () => 
         `${actions} billable actions ` +
         `(${(actions / state!.pages).toFixed(2)} per page); ${((Date.now() - began) / 1000).toFixed(1)} s`,
     );
+  });
+
+  it('obeys the ops commands: poll now, pause, resume, reset the cursor', async () => {
+    const deadline = Date.now() + RUN_TIMEOUT_MS;
+    const partnerId = uniqueId('ppops');
+    const token = `ptk_${partnerId}`;
+    const opsSim = createPartnerApiSimulator({ tokens: [token], seed: 5 });
+    const url = await opsSim.listen(0);
+    const settled = splitByChannel(
+      simulatePayments({ payments: 30, seed: 23, duplicateRate: 0, runId: partnerId }).deliveries,
+    )['partner-api'] as FactOf<'settled'>[];
+    const third = Math.ceil(settled.length / 3);
+    opsSim.publish(settled.slice(0, third));
+    // One ingest task queue: a worker left by the test before would take this poll's pages without knowing its partner.
+    await stopWorkers();
+    const worker = startPipelineProcess('partner-poll-ops-worker', WORKER, {
+      PARTNER_APIS: JSON.stringify([{ id: partnerId, url, token, region: 'eu-west' }]),
+    });
+    processes.push(worker);
+    // An idle wait far longer than the test: only `now`, `pause` and a cursor reset can end it.
+    const { workflowId } = await ensurePartnerPoll(client, partnerId, {
+      pageLimit: PAGE_LIMIT,
+      idleMs: 10 * 60_000,
+      pagesBeforeContinue: 1_000,
+      historyEventsBeforeContinue: 8_000,
+      pageTimeoutMs: 5_000,
+    });
+    const ops = client.workflow.getHandle(workflowId);
+    const state = (): Promise<PartnerPollState> => ops.query(partnerPollStateQuery);
+    const recordsReach = (what: string, records: number): Promise<void> =>
+      waitFor(what, deadline, async () => {
+        const s = await state();
+        return (s.records === records && s.caughtUp) || `records ${s.records}/${records}, caught up ${s.caughtUp}`;
+      });
+    try {
+      await within(worker.ready, 60_000, `the ingest worker to be ready (log: ${worker.logFile})`);
+      await recordsReach('the first records, then the idle wait', opsSim.size());
+
+      opsSim.publish(settled.slice(third, 2 * third));
+      await pollPartnerNow(client, partnerId);
+      await recordsReach('the records published during the idle wait, polled now', opsSim.size());
+
+      await pausePartnerPoll(client, partnerId, true);
+      await waitFor('the pause', deadline, async () => (await state()).paused || 'not paused');
+      const beforePause = opsSim.size();
+      opsSim.publish(settled.slice(2 * third));
+      await pollPartnerNow(client, partnerId);
+      await new Promise((r) => setTimeout(r, 1_500));
+      assert.equal((await state()).records, beforePause, 'a paused poll read a page');
+
+      await pausePartnerPoll(client, partnerId, false);
+      await recordsReach('the records published while paused, after resume', opsSim.size());
+
+      const reset = { cursor: '', actor: 'ops-test', reason: 're-ingest from the start' };
+      await assert.rejects(resetPartnerPollCursor(client, partnerId, { ...reset, reason: ' ' }), /actor and a reason/);
+      await resetPartnerPollCursor(client, partnerId, reset);
+      await recordsReach('the feed read again from the start', 2 * opsSim.size());
+      assert.deepEqual((await state()).lastCursorReset, reset);
+    } finally {
+      await ops.terminate('partner-poll ops test done');
+      await opsSim.close();
+    }
   });
 });

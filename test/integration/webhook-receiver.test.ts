@@ -11,7 +11,7 @@ import { openSpool } from '../../src/ingest/spool';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createVaultJournal } from '../../src/ingest/vault-journal';
 import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-receiver';
-import { createLogger } from '../../src/logger';
+import { type Logger, createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
 import { createKafka, createProducer } from '../../src/streams/kafka';
@@ -186,7 +186,94 @@ describe('webhook receiver (the edge)', () => {
   it('serves its OpenAPI document and health endpoints', async () => {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     assert.ok('/webhooks/{partnerId}' in doc.paths);
-    assert.deepEqual(await (await fetch(`${base}/readyz`)).json(), { status: 'ready', spooled: 0 });
+    assert.deepEqual(await (await fetch(`${base}/readyz`)).json(), {
+      status: 'ready',
+      spooled: 0,
+      spoolDrainErrors: 0,
+    });
+  });
+
+  it('logs a failing spool drain once, counts every attempt, keeps the records, and logs when it drains again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paylink-spool-drain-'));
+    const spool = await openSpool({ dir, maxBytes: 1024 * 1024 });
+    const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+    const record =
+      (level: string) =>
+      (msg: string, fields: Record<string, unknown> = {}): void => {
+        lines.push({ level, msg, fields });
+      };
+    const log: Logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') };
+    // Not connected yet: every send fails at once ("The producer is disconnected") until connect().
+    const drainProducer = createProducer(createKafka(config, 'webhook-test-drain'));
+    const receiver = createWebhookReceiver({
+      partners,
+      producer: drainProducer,
+      topics: TOPICS,
+      spool,
+      tokenizer,
+      vault,
+      log,
+      maxBodyBytes: 64 * 1024,
+      kafkaTimeoutMs: 5000,
+    });
+    await new Promise<void>((r) => receiver.server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.server.address() as AddressInfo).port}`;
+    const readyz = async () =>
+      (await (await fetch(`${url}/readyz`)).json()) as {
+        status: string;
+        spoolDrainErrors: number;
+        lastSpoolDrainError?: { error: string; records: number };
+      };
+    const paymentId = uniqueId('whd');
+    try {
+      for (let i = 0; i < 3; i++) {
+        const body = JSON.stringify(stripeEvent(paymentId, { captureId: `cap${i}` }));
+        const res = await fetch(`${url}/webhooks/${acme.id}`, {
+          method: 'POST',
+          body,
+          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+        });
+        assert.equal(res.status, 202, await res.clone().text());
+      }
+      const waiting = spool.size().records;
+      assert.equal(waiting, 6, 'a raw record and a fact per event');
+
+      for (let i = 0; i < 3; i++) assert.equal(await receiver.drainSpool(), 0);
+      assert.equal(spool.size().records, waiting, 'a failed drain keeps every record in the spool');
+      assert.equal(receiver.counters.spoolDrainErrors, 3, 'every failed attempt is counted');
+      const failing = lines.filter((l) => l.msg.startsWith('spool cannot drain'));
+      assert.equal(failing.length, 1, 'logged when draining starts failing, not on every attempt');
+      assert.equal(failing[0]!.level, 'warn');
+      assert.match(String(failing[0]!.fields.error), /producer is disconnected/);
+      assert.equal(failing[0]!.fields.records, waiting);
+      const degraded = await readyz();
+      assert.equal(degraded.status, 'degraded: spooling');
+      assert.equal(degraded.spoolDrainErrors, 3);
+      assert.match(degraded.lastSpoolDrainError?.error ?? '', /producer is disconnected/);
+      assert.equal(degraded.lastSpoolDrainError?.records, waiting);
+
+      await drainProducer.connect();
+      assert.equal(await receiver.drainSpool(), waiting);
+      assert.equal(spool.size().records, 0);
+      const recovered = lines.filter((l) => l.msg.startsWith('spool draining to kafka again'));
+      assert.equal(recovered.length, 1, 'logged when it drains again');
+      assert.equal(recovered[0]!.fields.failedAttempts, 3);
+      assert.equal(lines.filter((l) => l.msg.startsWith('spool cannot drain')).length, 1);
+      const ready = await readyz();
+      assert.equal(ready.status, 'ready');
+      assert.equal(ready.spoolDrainErrors, 3, 'a counter since start');
+      const facts = await readKeyed(TOPICS.paymentEvents, paymentId, 3);
+      assert.deepEqual(facts.map((f) => (JSON.parse(f.value) as { captureId: string }).captureId).sort(), [
+        'cap0',
+        'cap1',
+        'cap2',
+      ]);
+    } finally {
+      await receiver.close();
+      await spool.close();
+      await drainProducer.disconnect();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('with Kafka unreachable it spools (fsync) and answers 202; after kill -9 and a restart with Kafka back, nothing is lost', async () => {
