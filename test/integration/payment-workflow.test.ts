@@ -38,6 +38,15 @@ async function attentionBecomes(handle: WorkflowHandle, attention: PaymentState[
   return state;
 }
 
+async function searchAttributeBecomes(handle: WorkflowHandle, status: string): Promise<string | undefined> {
+  let value = (await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr);
+  for (let i = 0; i < 100 && value !== status; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = (await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr);
+  }
+  return value;
+}
+
 // Real Temporal dev server, real worker, real Postgres.
 describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, () => {
   const pool = createPool(config, 4);
@@ -142,7 +151,8 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     const state = await attentionBecomes(handle, 'ANOMALY');
     assert.equal(state.attention, 'ANOMALY');
     assert.match(state.anomalies[0]!.reason, /exceed the authorized/);
-    assert.equal((await handle.describe()).typedSearchAttributes.get(PaymentStatusAttr), 'ANOMALY');
+    // The query can answer before the task that upserted the attribute completes: wait for it.
+    assert.equal(await searchAttributeBecomes(handle, 'ANOMALY'), 'ANOMALY');
 
     const adjustedAfter = Date.now();
     await handle.executeUpdate(adjustPaymentUpdate, {
