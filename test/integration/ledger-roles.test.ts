@@ -5,6 +5,7 @@ import { type JournalEntryRequest, summarizeLedger } from '../../src/stores/ledg
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { config, requireServices, uniqueId } from '../support/stack';
+import { roleStanding } from '../support/roles';
 
 // As the application role (DATABASE_URL: what the worker, router and quality consumer use) the ledger
 // can be read and appended to, nothing else. The owner-only statements that would switch the
@@ -86,17 +87,9 @@ describe('database roles: the application role cannot rewrite the ledger', () =>
   });
 
   it('owns nothing and has no special attributes', async () => {
-    const { rows } = await app.query<{ user: string; special: boolean; owned: string }>(
-      `select current_user as user,
-              (select rolsuper or rolcreaterole or rolcreatedb or rolreplication or rolbypassrls
-                 from pg_roles where rolname = current_user) as special,
-              ((select count(*) from pg_class where pg_has_role(current_user, relowner, 'member'))
-             + (select count(*) from pg_namespace where pg_has_role(current_user, nspowner, 'member'))
-             + (select count(*) from pg_proc where pg_has_role(current_user, proowner, 'member'))
-             + (select count(*) from pg_database where pg_has_role(current_user, datdba, 'member')))::text as owned`,
-    );
-    assert.notEqual(rows[0]!.user, new URL(config.MIGRATION_DATABASE_URL).username, 'DATABASE_URL is the owner');
-    assert.deepEqual({ special: rows[0]!.special, owned: rows[0]!.owned }, { special: false, owned: '0' });
+    const standing = await roleStanding(app);
+    assert.notEqual(standing.user, new URL(config.MIGRATION_DATABASE_URL).username, 'DATABASE_URL is the owner');
+    assert.deepEqual({ special: standing.special, owned: standing.owned }, { special: false, owned: '0' });
   });
 
   it('reads and appends: posts a balanced entry and reads it back, with the balance views', async () => {

@@ -5,6 +5,7 @@ import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVault } from '../../src/stores/vault';
 import { config, requireServices, uniqueId } from '../support/stack';
+import { roleStanding } from '../support/roles';
 
 // As the vault role (VAULT_DATABASE_URL: the edge, gateway connector, CDC reader, ingest worker) the
 // vault can store tokens, read them back and append to the detokenization audit, nothing else. The
@@ -117,17 +118,9 @@ describe('database roles: the vault role cannot rewrite the vault or its audit t
   });
 
   it('owns nothing, has no special attributes and is not the owner role', async () => {
-    const { rows } = await vaultRole.query<{ user: string; special: boolean; owned: string }>(
-      `select current_user as user,
-              (select rolsuper or rolcreaterole or rolcreatedb or rolreplication or rolbypassrls
-                 from pg_roles where rolname = current_user) as special,
-              ((select count(*) from pg_class where pg_has_role(current_user, relowner, 'member'))
-             + (select count(*) from pg_namespace where pg_has_role(current_user, nspowner, 'member'))
-             + (select count(*) from pg_proc where pg_has_role(current_user, proowner, 'member'))
-             + (select count(*) from pg_database where pg_has_role(current_user, datdba, 'member')))::text as owned`,
-    );
-    assert.notEqual(rows[0]!.user, new URL(config.MIGRATION_DATABASE_URL).username, 'VAULT_DATABASE_URL is the owner');
-    assert.deepEqual({ special: rows[0]!.special, owned: rows[0]!.owned }, { special: false, owned: '0' });
+    const standing = await roleStanding(vaultRole);
+    assert.notEqual(standing.user, new URL(config.MIGRATION_DATABASE_URL).username, 'VAULT_DATABASE_URL is the owner');
+    assert.deepEqual({ special: standing.special, owned: standing.owned }, { special: false, owned: '0' });
   });
 
   it('stores, reads back and audits: what the vault code runs still works as the vault role', async () => {
