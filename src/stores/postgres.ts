@@ -24,16 +24,25 @@ export function createPool(config: Config, max = 10, url: DatabaseUrlSetting = '
 const log = createLogger('postgres');
 
 /**
- * An idle client's error (Postgres restarted: 57P01, or the network cut) is emitted on the pool, and
- * an 'error' event nobody listens to kills the process. The pool drops that client by itself; the next
- * query reconnects or fails, and callers retry. So: log it and live.
+ * A connection's error (Postgres restarted: 57P01, or the network cut) is emitted as an 'error' event,
+ * and an 'error' event nobody listens to kills the process. Two places need a listener: the pool, for
+ * an idle client (the pool drops it by itself), and every client, for one that is checked out between
+ * queries (pg-pool removes its idle listener on checkout; a transaction waiting on Kafka is such a
+ * client). The query in flight, if any, rejects on its own and its caller retries; the next query
+ * reconnects. So: log it and live.
  */
 export function survivingIdleErrors(pool: Pool, name: string): Pool {
-  pool.on('error', (err: Error & { code?: string }) => {
-    log.warn('idle postgres connection lost; the pool reconnects on next use', {
+  const lost = (state: string) => (err: Error & { code?: string }) =>
+    log.warn(`postgres connection lost (${state}); the pool reconnects on next use`, {
       pool: name,
       code: err.code,
       error: errorMessage(err),
+    });
+  pool.on('error', lost('idle'));
+  pool.on('connect', (client) => {
+    client.on('error', (err: Error & { code?: string }) => {
+      // An idle client's error also reaches the pool's listener above: log it once, there.
+      if (client.listenerCount('error') === 1) lost('checked out')(err);
     });
   });
   return pool;

@@ -31,4 +31,28 @@ describe('pools ride out the server dropping their idle connections', () => {
       assert.equal(again.rows[0]!.ok, 1, 'the pool reconnects on next use');
     }
   });
+
+  it('a connection terminated while checked out between queries is not fatal either', async () => {
+    for (const pool of pools) {
+      const client = await pool.connect();
+      const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      const same = pool === pools[0] ? createPool(config, 1) : createOltpPool(config, 1);
+      try {
+        await same.query('select pg_terminate_backend($1)', [pid]);
+      } finally {
+        await same.end();
+      }
+      // No query in flight: the FATAL arrives as an 'error' event on the checked-out client (pg-pool
+      // removed its idle listener on checkout), just before 'end'. Unlistened, it crashes this process.
+      await ended;
+      const failure = await client.query('select 1').then(
+        () => assert.fail('a terminated connection answered a query'),
+        (err: Error) => err,
+      );
+      client.release(failure);
+      const again = await pool.query<{ ok: number }>('select 1 as ok');
+      assert.equal(again.rows[0]!.ok, 1, 'the pool replaces the dropped client');
+    }
+  });
 });
