@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
+import { retryTransient } from '../resilience';
 import { createPool } from '../stores/postgres';
 import { runConsumer, runMain } from '../streams/consumer-runner';
 import { createConsumer, createKafka, ensureTopics, rawTopicsOf, topicsFor } from '../streams/kafka';
@@ -15,7 +16,13 @@ const log = createLogger('quality');
 /** The consumer runs as the application role and does not migrate: say so if the owner has not yet. */
 async function requireQualityTables(pool: Pool): Promise<void> {
   try {
-    await pool.query('select 1 from quality.schema_drift, quality.consumed_offsets limit 0');
+    // Postgres restarting is waited out (the consumer starts when it is back); missing tables are not.
+    await retryTransient(
+      'postgres',
+      'checking the quality tables',
+      () => pool.query('select 1 from quality.schema_drift, quality.consumed_offsets limit 0'),
+      { log },
+    );
   } catch (err) {
     throw new Error(`quality tables are not usable (${errorMessage(err)}); run \`npm run migrate\` first`);
   }

@@ -161,6 +161,11 @@ async function commitBatch(payload: EachBatchPayload): Promise<void> {
   await payload.heartbeat();
 }
 
+/** How often a member heartbeats while a batch is in its handler (kafkajs sends at most one per 3 s interval). */
+const KEEP_ALIVE_MS = 1_000;
+/** Heartbeat answers after which this member no longer owns its partitions. */
+const MEMBERSHIP_LOST = new Set(['REBALANCE_IN_PROGRESS', 'UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION']);
+
 export function createConsumer(kafka: KafkaClient, groupId: string): GroupConsumer {
   const consumer = (kafka as Kafka).consumer({
     groupId,
@@ -181,11 +186,30 @@ export function createConsumer(kafka: KafkaClient, groupId: string): GroupConsum
         eachBatch: async (payload) => {
           const { batch } = payload;
           if (batch.messages.length === 0) return;
-          const outcome = await handle(
-            { topic: batch.topic, partition: batch.partition, messages: batch.messages.map(consumed) },
-            { owned: () => !payload.isStale(), heartbeat: () => payload.heartbeat() },
-          );
-          if (outcome === 'commit') await commitBatch(payload);
+          // While the handler works (or waits out a dependency), keep the membership: a session that
+          // expires mid-batch means a rebalance and the whole batch again (issue 10: a 30 s Temporal
+          // outage cost 50% more signals). A heartbeat answered "rebalancing" means the partition may
+          // go elsewhere: `owned` turns false so the handler stops and the batch is redelivered.
+          let lost = false;
+          const beat = async (): Promise<void> => {
+            try {
+              await payload.heartbeat();
+            } catch (err) {
+              if (MEMBERSHIP_LOST.has(String((err as { type?: unknown }).type))) lost = true;
+              throw err;
+            }
+          };
+          const keepAlive = setInterval(() => void beat().catch(() => undefined), KEEP_ALIVE_MS);
+          let outcome: BatchOutcome;
+          try {
+            outcome = await handle(
+              { topic: batch.topic, partition: batch.partition, messages: batch.messages.map(consumed) },
+              { owned: () => !lost && !payload.isStale(), heartbeat: beat },
+            );
+          } finally {
+            clearInterval(keepAlive);
+          }
+          if (outcome === 'commit' && !lost) await commitBatch(payload);
         },
       });
     },

@@ -2,7 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { consumedQuarantineMessage } from '../contracts/envelope';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
-import type { Logger } from '../logger';
+import { type Logger, createLogger } from '../logger';
+import { retryTransient } from '../resilience';
 import { admitFacts, markSignalled } from '../stores/payment-inbox';
 import {
   PAYMENT_TASK_QUEUE,
@@ -67,18 +68,37 @@ export async function routeFact(
   });
 }
 
-/** Admits facts to the inbox and signals the ones Temporal has not accepted yet. */
+export interface RouteOptions {
+  /** Payments signalled concurrently (facts of one payment stay in order). */
+  concurrency?: number;
+  /** False once the partition went elsewhere: stop signalling, and stop waiting out an outage. */
+  shouldContinue?: () => boolean;
+  log?: Logger;
+}
+
+const defaultLog = createLogger('payment-router');
+
+/**
+ * Admits facts to the inbox and signals the ones Temporal has not accepted yet. A Postgres or Temporal
+ * outage is waited out here, in place (retryTransient), rather than by failing the batch: a failed batch
+ * is redelivered whole, and every fact signalled before the failure but not yet marked would be
+ * signalled again — an action each, for nothing.
+ */
 export async function routeFacts(
   client: Client,
   pool: Pool,
   facts: PaymentEvent[],
   policy: RoutingPolicy,
-  concurrency = 32,
-  shouldContinue: () => boolean = () => true,
-  /** Called after each payment's facts: the router heartbeats here so a long batch keeps its group membership. */
-  onProgress: () => Promise<void> = async () => undefined,
+  options: RouteOptions = {},
 ): Promise<{ signalled: number; skippedDuplicates: number; complete: boolean }> {
-  const { admissions, paymentsWithHistory } = await admitFacts(pool, facts);
+  const { concurrency = 32, shouldContinue = () => true } = options;
+  const retry = { log: options.log ?? defaultLog, shouldContinue };
+  const { admissions, paymentsWithHistory } = await retryTransient(
+    'postgres',
+    'admitting facts to the inbox',
+    () => admitFacts(pool, facts),
+    retry,
+  );
   const byPayment = new Map<string, PaymentEvent[]>();
   for (const a of admissions) {
     if (!a.mustSignal) continue;
@@ -89,24 +109,36 @@ export async function routeFacts(
   const groups = [...byPayment.values()];
   let next = 0;
   let signalled = 0;
+  let failure: { error: unknown } | undefined;
   const workers = Array.from({ length: Math.min(concurrency, groups.length) }, async () => {
-    while (next < groups.length && shouldContinue()) {
+    while (next < groups.length && shouldContinue() && !failure) {
       const group = groups[next++]!;
-      // After its first signal a payment has history: if its run closes mid-batch, the next run loads it.
-      let hasHistory = paymentsWithHistory.has(group[0]!.paymentId);
-      for (const fact of group) {
-        await routeFact(client, fact, hasHistory, policy);
-        hasHistory = true;
-        signalled += 1;
+      try {
+        // After its first signal a payment has history: if its run closes mid-batch, the next run loads it.
+        let hasHistory = paymentsWithHistory.has(group[0]!.paymentId);
+        for (const fact of group) {
+          await retryTransient('temporal', 'signalWithStart', () => routeFact(client, fact, hasHistory, policy), retry);
+          hasHistory = true;
+          signalled += 1;
+        }
+        await retryTransient(
+          'postgres',
+          'marking facts signalled',
+          () =>
+            markSignalled(
+              pool,
+              group.map((f) => f.idempotencyKey),
+            ),
+          retry,
+        );
+      } catch (error) {
+        // The other workers stop at their next payment; none keeps signalling behind a failed batch.
+        failure ??= { error };
       }
-      await markSignalled(
-        pool,
-        group.map((f) => f.idempotencyKey),
-      );
-      await onProgress();
     }
   });
   await Promise.all(workers);
+  if (failure) throw failure.error;
   return { signalled, skippedDuplicates: admissions.length - signalled, complete: next >= groups.length };
 }
 
@@ -133,8 +165,13 @@ export function paymentRouterBatches(deps: PaymentRouterDeps): BatchHandler {
       });
     }
     await produce(producer, refused);
-    // On SIGTERM the batch is finished, not abandoned; only a lost partition stops it early.
-    const result = await routeFacts(client, pool, facts, policy, deps.concurrency, control.owned, control.heartbeat);
+    // On SIGTERM the batch is finished, not abandoned; only a lost partition stops it early. The runner
+    // heartbeats while this waits out an outage, so the group keeps this member and its partitions.
+    const result = await routeFacts(client, pool, facts, policy, {
+      concurrency: deps.concurrency,
+      shouldContinue: control.owned,
+      log,
+    });
     return result.complete ? 'commit' : 'redeliver'; // not all signalled: leave offsets for redelivery
   };
 }
