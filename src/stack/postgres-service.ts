@@ -1,4 +1,6 @@
-import { existsSync, readdirSync, chownSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { Client } from 'pg';
@@ -7,6 +9,7 @@ import { APPLICATION_ROLE, VAULT_ROLE, migrateAsOwner } from '../stores/migrate'
 import {
   type LocalService,
   commandExists,
+  dataDir,
   log,
   pidFile,
   run,
@@ -61,8 +64,43 @@ export function runAs(): { uid: number; gid: number; name: string } | undefined 
   return { uid, gid, name: 'postgres' };
 }
 
+let cluster: string | undefined;
+
+/**
+ * Where the cluster's files (data, socket) live: <data dir>/postgres, unless the server runs as the
+ * `postgres` user (we are root) and that user cannot reach the clone — root's home is mode 700 on
+ * Debian, and so is a `mktemp -d` — in which case initdb would fail with "Permission denied". Then the
+ * cluster lives in the postgres user's own home, one per clone (keyed on the data dir's path), and
+ * <data dir>/postgres/CLUSTER says where. The pid file and log stay in the clone either way.
+ */
+export function clusterDir(): string {
+  if (cluster) return cluster;
+  const inClone = serviceDir('postgres');
+  const owner = runAs();
+  const reachable =
+    !owner || spawnSync('runuser', ['-u', owner.name, '--', 'test', '-x', dataDir], { stdio: 'ignore' }).status === 0;
+  if (reachable) {
+    cluster = inClone;
+  } else {
+    const home = run('getent', ['passwd', owner.name]).trim().split(':')[5] || '/var/lib/postgresql';
+    const key = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
+    const parent = join(home, 'paylink');
+    cluster = join(parent, key);
+    mkdirSync(cluster, { recursive: true });
+    chownSync(parent, owner.uid, owner.gid);
+    chownSync(cluster, owner.uid, owner.gid);
+    writeFileSync(
+      join(inClone, 'CLUSTER'),
+      `The postgres user cannot reach ${dataDir} (a parent directory is not world-traversable),\n` +
+        `so this clone's cluster lives at ${cluster}. Delete it with the clone.\n`,
+    );
+    log(`postgres: ${dataDir} is not reachable by the postgres user; the cluster lives at ${cluster}`);
+  }
+  return cluster;
+}
+
 function socketDir(): string {
-  return serviceDir('postgres');
+  return clusterDir();
 }
 
 async function superuserQuery(sql: string, database = 'postgres'): Promise<void> {
@@ -147,7 +185,7 @@ export const postgresService: LocalService = {
     const bin = pgBinDir();
     if (!bin) throw new Error('PostgreSQL is not installed; run `npm run stack -- up`');
     const t = target();
-    const dir = serviceDir('postgres');
+    const dir = clusterDir();
     const data = join(dir, 'data');
     const owner = runAs();
     if (owner) chownSync(dir, owner.uid, owner.gid);
@@ -193,7 +231,7 @@ export const postgresService: LocalService = {
       ],
       owner ? { uid: owner.uid, gid: owner.gid } : {},
     );
-    await waitUntil('postgres', () => tcpAnswers(t.host, t.port), 60_000, join(dir, 'postgres.log'));
+    await waitUntil('postgres', () => tcpAnswers(t.host, t.port), 60_000, join(serviceDir('postgres'), 'postgres.log'));
   },
   stop: async () => {
     await stopByPidFile('postgres', 30_000);
