@@ -8,8 +8,10 @@ import { type LocalService, type ServiceStatus, log, pythonVenv } from './servic
 import { snowflakeService } from './snowflake-service';
 import { temporalService } from './temporal-service';
 import { errorMessage } from '../logger';
+import { FAULT_SERVICES, isFaultService, takeDown } from './faults';
 
 // `npm run stack -- up|down|status`: the five real services, installed and started idempotently;
+// `npm run stack -- kill <service> [--fast]`: an outage drill (src/stack/faults.ts);
 // `npm run stack -- temporal <args>`: the Temporal CLI the stack installed.
 
 export const services: LocalService[] = [postgresService, kafkaService, temporalService, s3Service, snowflakeService];
@@ -69,6 +71,12 @@ async function main(): Promise<void> {
     const rows = await status();
     printStatus(rows);
     if (rows.some((r) => !r.answers)) process.exitCode = 1;
+  } else if (command === 'kill') {
+    // An outage drill: `kill <service> [--fast]`; `up` brings it back. See docs/operations.md.
+    const name = process.argv[3] ?? '';
+    if (!isFaultService(name))
+      throw new Error(`kill: unknown service "${name}"; use one of ${Object.keys(FAULT_SERVICES).join(', ')}`);
+    await takeDown(name, process.argv.includes('--fast') ? 'fast' : 'kill9');
   } else if (command === 'temporal') {
     // The project's own Temporal CLI (from the venv), aimed at TEMPORAL_ADDRESS: no binary on PATH needed.
     const config = loadConfig();
@@ -83,7 +91,9 @@ async function main(): Promise<void> {
     if (ran.error) throw new Error(`temporal CLI: ${ran.error.message}; run \`npm run stack -- up\` to install it`);
     process.exitCode = ran.status ?? 1;
   } else {
-    throw new Error(`unknown stack command "${command}"; use up | down | status | temporal <args>`);
+    throw new Error(
+      `unknown stack command "${command}"; use up | down | status | kill <service> [--fast] | temporal <args>`,
+    );
   }
 }
 

@@ -8,7 +8,7 @@ import { createLogger, errorMessage } from '../logger';
 import { countActionsForWorkflows } from '../ops/billable-actions';
 import { scanStores } from '../ops/pii-scan';
 import { startExternalParties } from '../simulator/external-parties';
-import { REGIONS, simulatePayments } from '../simulator/payments';
+import { type GroundTruth, REGIONS, simulatePayments } from '../simulator/payments';
 import { up } from '../stack/cli';
 import { dataDir } from '../stack/service';
 import { readDriftReport } from '../quality/quality-consumer';
@@ -19,10 +19,24 @@ import { migrateAsOwner } from '../stores/migrate';
 import { countAnomalies, summarizeLedger } from '../stores/ledger';
 import { factsByPath, gatewayFactsByRegion } from '../stores/payment-inbox';
 import { createPool } from '../stores/postgres';
-import { type KafkaClient, type TopicOffsets, createKafka, readTopics, topicEnds, topicsFor } from '../streams/kafka';
+import {
+  type KafkaAdmin,
+  type KafkaClient,
+  type TopicOffsets,
+  type TopicSet,
+  consumerGroupLag,
+  createKafka,
+  readTopics,
+  topicEnds,
+  topicsFor,
+} from '../streams/kafka';
+import { PAYMENT_ROUTER_GROUP } from '../streams/payment-router';
+import type { Pool } from 'pg';
+import { retryTransient } from '../resilience';
+import { bringBack, takeDown } from '../stack/faults';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
-import { type PipelineProcess, startPipelineProcess } from './processes';
+import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
 
@@ -46,6 +60,10 @@ function options() {
       // Take one region's gateway down for this long while the others deliver (0 = no outage).
       'region-outage-s': { type: 'string', default: '0' },
       'outage-region': { type: 'string', default: 'eu-west' },
+      // Outage drills once every event was handed over, in order: postgres-fast:<s>, postgres-kill:<s>,
+      // temporal-kill:<s>, kafka-kill:<s> (down for <s> seconds), or processes (kill -9 each pipeline
+      // process once; the supervisor restarts it). See docs/operations.md.
+      fault: { type: 'string', multiple: true, default: [] },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -70,14 +88,34 @@ function options() {
     timeoutMs: num('timeout-s', values['timeout-s']) * 1000,
     regionOutageMs: num('region-outage-s', values['region-outage-s']) * 1000,
     outageRegion: values['outage-region'] ?? 'eu-west',
+    faults: (values.fault ?? []).map(parseFault),
     json: values.json ?? false,
   };
 }
 
-async function waitFor(what: string, deadline: number, check: () => Promise<boolean>): Promise<void> {
+/**
+ * Polls `check` once a second until it holds. A check that throws (Postgres or Temporal restarting
+ * under a drill or a real outage) is logged once as degraded and polled again: the demo's own waits
+ * ride out what the pipeline rides out. A supervised process that keeps dying ends the wait at once.
+ */
+async function waitFor(
+  what: string,
+  deadline: number,
+  check: () => Promise<boolean>,
+  failed: Promise<never> = new Promise(() => undefined),
+): Promise<void> {
+  let degraded = false;
   while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      if (await Promise.race([check(), failed])) return;
+      if (degraded) log.info('demo: checks answer again', { waitingFor: what });
+      degraded = false;
+    } catch (err) {
+      if (err instanceof CrashLoop) throw err;
+      if (!degraded) log.warn('demo: a check failed; retrying', { waitingFor: what, error: errorMessage(err) });
+      degraded = true;
+    }
+    await Promise.race([new Promise((r) => setTimeout(r, 1000)), failed]);
   }
   throw new Error(`timed out waiting for ${what}`);
 }
@@ -90,7 +128,7 @@ async function main(): Promise<void> {
   await migrateAsOwner(config);
   const pool = createPool(config);
 
-  const processes: PipelineProcess[] = [];
+  const supervisor = new Supervisor(log);
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const kafka = createKafka(config, 'paylink-demo');
   const admin = kafka.admin();
@@ -99,24 +137,23 @@ async function main(): Promise<void> {
   const parties = await startExternalParties(config, opts.seed);
   let failed = true;
   try {
-    const pipeline: [name: string, script: string, env?: NodeJS.ProcessEnv][] = [
-      ['payment-worker', 'src/workers/payment-worker-main.ts'],
-      ['payment-router', 'src/streams/payment-router-main.ts'],
-      ['webhook-receiver', 'src/ingest/webhook-receiver-main.ts'],
+    supervisor.start([
+      { name: 'payment-worker', script: 'src/workers/payment-worker-main.ts' },
+      { name: 'payment-router', script: 'src/streams/payment-router-main.ts' },
+      { name: 'webhook-receiver', script: 'src/ingest/webhook-receiver-main.ts' },
       // The simulated gateways' feeds start empty every run, so their cursors must too.
-      [
-        'gateway-connector',
-        'src/ingest/gateways/gateway-connector-main.ts',
-        { GATEWAY_STATE_DIR: join(dataDir, 'ingest', 'gateways', opts.runId) },
-      ],
-      ['cdc-reader', 'src/ingest/cdc/cdc-reader-main.ts'],
-      ['cdc-normalizer', 'src/ingest/cdc/cdc-normalizer-main.ts'],
-      ['ingest-worker', 'src/workers/ingest-worker-main.ts'],
-      ['quality', 'src/quality/quality-consumer-main.ts'],
-    ];
-    for (const [name, script, env] of pipeline) processes.push(startPipelineProcess(name, script, env));
-    await Promise.all(processes.map((p) => p.ready));
-    log.info('pipeline ready', { runId: opts.runId, processes: processes.map((p) => p.name) });
+      {
+        name: 'gateway-connector',
+        script: 'src/ingest/gateways/gateway-connector-main.ts',
+        env: { GATEWAY_STATE_DIR: join(dataDir, 'ingest', 'gateways', opts.runId) },
+      },
+      { name: 'cdc-reader', script: 'src/ingest/cdc/cdc-reader-main.ts' },
+      { name: 'cdc-normalizer', script: 'src/ingest/cdc/cdc-normalizer-main.ts' },
+      { name: 'ingest-worker', script: 'src/workers/ingest-worker-main.ts' },
+      { name: 'quality', script: 'src/quality/quality-consumer-main.ts' },
+    ]);
+    await supervisor.ready();
+    log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
 
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await startPartnerPolls(client, config);
@@ -152,16 +189,40 @@ async function main(): Promise<void> {
     const ofRun = `WorkflowType = "paymentWorkflow" AND WorkflowId STARTS_WITH "payment/${opts.runId}-"`;
     const count = async (q: string): Promise<number> => (await client.workflow.count(`${ofRun} AND ${q}`)).count;
     const deadline = started + opts.timeoutMs;
-    await waitFor('every fact to reach the router, by all four paths', deadline, async () => {
-      return (await factsByPath(pool, `${opts.runId}-`)).total >= sim.truth.uniqueEvents;
-    });
-    await waitFor('every money-moving fact to be posted', deadline, async () => {
-      return (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts;
-    });
-    // Visibility counts runs, and a payment reopened by a late fact has several: count open ones instead.
-    await waitFor('every payment without a withheld settlement to close', deadline, async () => {
-      return (await count('ExecutionStatus = "Running"')) <= opts.stuck;
-    });
+    const progress = startProgress(
+      { pool, client, admin, topics, runId: opts.runId, ofRun, truth: sim.truth, payments: opts.payments },
+      opts.json,
+    );
+    // The drills run while the pipeline works through what was handed over; the waits below ride them out.
+    const faults = runFaults(opts.faults, { supervisor, pool, runId: opts.runId, truth: sim.truth });
+    faults.catch(() => undefined); // awaited below, after the waits
+    const gaveUp = Promise.race([supervisor.failed, faults.then(() => new Promise<never>(() => undefined))]);
+    try {
+      await waitFor(
+        'every fact to reach the router, by all four paths',
+        deadline,
+        async () => (await factsByPath(pool, `${opts.runId}-`)).total >= sim.truth.uniqueEvents,
+        gaveUp,
+      );
+      await waitFor(
+        'every money-moving fact to be posted',
+        deadline,
+        async () => (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts,
+        gaveUp,
+      );
+      // Visibility counts runs, and a payment reopened by a late fact has several: count open ones instead.
+      await waitFor(
+        'every payment without a withheld settlement to close',
+        deadline,
+        async () => (await count('ExecutionStatus = "Running"')) <= opts.stuck,
+        gaveUp,
+      );
+      // Every drill ends with its service back before anything is counted.
+      await Promise.race([faults, supervisor.failed]);
+    } finally {
+      progress.stop();
+    }
+    const faultReport = await faults;
 
     let stuckFound: string[] = [];
     if (opts.stuck > 0) stuckFound = await flagStuck(client, opts, ofRun, deadline);
@@ -197,6 +258,9 @@ async function main(): Promise<void> {
       quarantined,
       spooled: edge.spooled,
       ...(regionOutage ? { regionOutage } : {}),
+      ...(faultReport.length > 0 ? { faults: faultReport } : {}),
+      processes: supervisor.report(),
+      restarts: supervisor.report().reduce((n, p) => n + p.restarts, 0),
       webhookRetries: delivery.webhooks.retried,
       schemaDrift: {
         unknownFieldPaths: drift.filter((d) => d.kind === 'unknown field').length,
@@ -239,13 +303,147 @@ async function main(): Promise<void> {
     if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else printSummary(summary, failed);
   } finally {
-    await Promise.all(processes.map((p) => p.stop()));
+    await supervisor.stop();
     await parties.close();
     await admin.disconnect().catch(() => undefined);
     await connection.close();
     await pool.end();
   }
   if (failed) process.exitCode = 1;
+}
+
+type Fault =
+  | {
+      spec: string;
+      kind: 'service';
+      service: 'postgres' | 'temporal' | 'kafka';
+      how: 'fast' | 'kill9';
+      seconds: number;
+    }
+  | { spec: string; kind: 'processes' };
+
+/** `postgres-fast:<s>`, `postgres-kill:<s>`, `temporal-kill:<s>`, `kafka-kill:<s>` or `processes`. */
+function parseFault(spec: string): Fault {
+  if (spec === 'processes') return { spec, kind: 'processes' };
+  const m = /^(postgres|temporal|kafka)-(fast|kill):(\d+(?:\.\d+)?)$/.exec(spec);
+  if (!m || (m[2] === 'fast' && m[1] !== 'postgres'))
+    throw new Error(
+      `--fault "${spec}": use postgres-fast:<seconds>, postgres-kill:<seconds>, temporal-kill:<seconds>, kafka-kill:<seconds> or processes`,
+    );
+  return {
+    spec,
+    kind: 'service',
+    service: m[1] as 'postgres' | 'temporal' | 'kafka',
+    how: m[2] === 'fast' ? 'fast' : 'kill9',
+    seconds: Number(m[3]),
+  };
+}
+
+interface FaultReport {
+  fault: string;
+  /** Ledger entries of this run when the drill began, of `expectedEntries`: below it means mid-run. */
+  postedAtStart: number;
+  expectedEntries: number;
+  downMs: number;
+}
+
+/** Runs the drills one after the other; each ends with its service (or every process) back. */
+async function runFaults(
+  faults: Fault[],
+  ctx: { supervisor: Supervisor; pool: Pool; runId: string; truth: GroundTruth },
+): Promise<FaultReport[]> {
+  const reports: FaultReport[] = [];
+  for (const fault of faults) {
+    const postedAtStart = await retryTransient(
+      'postgres',
+      'counting postings before a drill',
+      async () => (await summarizeLedger(ctx.pool, `${ctx.runId}-`)).entries,
+      { log },
+    );
+    const began = Date.now();
+    if (fault.kind === 'service') {
+      log.warn('drill: taking a service down', { fault: fault.spec, postedAtStart });
+      await takeDown(fault.service, fault.how);
+      await new Promise((r) => setTimeout(r, fault.seconds * 1000));
+      await bringBack(fault.service);
+    } else {
+      for (const name of ctx.supervisor.names()) {
+        const restarts = ctx.supervisor.report().find((p) => p.name === name)!.restarts;
+        log.warn('drill: kill -9 of a pipeline process', { process: name });
+        await ctx.supervisor.process(name).kill9();
+        await ctx.supervisor.restarted(name, restarts + 1);
+      }
+    }
+    const downMs = Date.now() - began;
+    log.info('drill over', { fault: fault.spec, downMs });
+    reports.push({ fault: fault.spec, postedAtStart, expectedEntries: ctx.truth.moneyMovingFacts, downMs });
+  }
+  return reports;
+}
+
+/**
+ * What the demo waits for, once a second: facts in, postings (and their rate), open payments and the
+ * router's Kafka lag. On a terminal, one line rewritten in place; otherwise (CI, pipes) a log line
+ * every 15 s. Never on stdout, which `--json` keeps for its one object.
+ */
+function startProgress(
+  ctx: {
+    pool: Pool;
+    client: Client;
+    admin: KafkaAdmin;
+    topics: TopicSet;
+    runId: string;
+    ofRun: string;
+    truth: GroundTruth;
+    payments: number;
+  },
+  json: boolean,
+): { stop(): void } {
+  const tty = process.stderr.isTTY === true && !json;
+  let last: { at: number; entries: number } | undefined;
+  let lastLogged = 0;
+  let busy = false;
+  const tick = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const [facts, ledger, open, lag] = await Promise.all([
+        factsByPath(ctx.pool, `${ctx.runId}-`).then((f) => f.total),
+        summarizeLedger(ctx.pool, `${ctx.runId}-`).then((l) => l.entries),
+        ctx.client.workflow.count(`${ctx.ofRun} AND ExecutionStatus = "Running"`).then((c) => c.count),
+        consumerGroupLag(ctx.admin, PAYMENT_ROUTER_GROUP, ctx.topics.paymentEvents),
+      ]);
+      const now = Date.now();
+      const rate = last ? ((ledger - last.entries) * 1000) / Math.max(1, now - last.at) : 0;
+      last = { at: now, entries: ledger };
+      const status = {
+        facts: `${facts}/${ctx.truth.uniqueEvents}`,
+        postings: `${ledger}/${ctx.truth.moneyMovingFacts}`,
+        postingsPerSecond: Math.round(rate),
+        openPayments: open,
+        routerLag: lag,
+      };
+      if (tty) {
+        process.stderr.write(
+          `\r\x1b[Kfacts ${status.facts} · postings ${status.postings} (${status.postingsPerSecond}/s) · open payments ${open} of ${ctx.payments} · router lag ${lag}`,
+        );
+      } else if (now - lastLogged >= 15_000) {
+        lastLogged = now;
+        log.info('progress', status);
+      }
+    } catch (err) {
+      if (tty) process.stderr.write(`\r\x1b[Kwaiting: a dependency does not answer (${errorMessage(err)})`);
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), 1000);
+  return {
+    stop() {
+      clearInterval(timer);
+      if (tty) process.stderr.write('\r\x1b[K');
+    },
+  };
 }
 
 /** Waits out the CAPTURED SLA, runs one SLA sweep, and waits until the withheld payments show STUCK. */

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { dataDir, repoRoot } from '../stack/service';
 
@@ -45,7 +45,7 @@ export function startPipelineProcess(name: string, script: string, env: NodeJS.P
   mkdirSync(dir, { recursive: true });
   const logFile = join(dir, `${name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, script)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, script)], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
