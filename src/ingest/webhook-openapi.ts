@@ -44,7 +44,7 @@ export const WEBHOOK_OPENAPI = {
     '/readyz': {
       get: {
         summary:
-          'Ready, or "degraded: spooling" while Kafka is unreachable, or "degraded: vault journal N" while the vault (Postgres) is; also `spooled` and `vaultJournal` counts, `spoolDrainErrors` and `lastSpoolDrainError`',
+          'Ready, or "degraded: kafka (spooling)" while Kafka is unreachable, or "degraded: postgres (vault journal N)" while the vault (Postgres) is; also `spooled` and `vaultJournal` counts, `spoolDrainErrors` and `lastSpoolDrainError`',
         responses: { '200': { description: 'ready or degraded', content: json({ type: 'object' }) } },
       },
     },

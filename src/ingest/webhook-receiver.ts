@@ -75,8 +75,10 @@ function readinessBody(status: EdgeStatus): {
   vaultJournal?: number;
 } {
   const degraded: string[] = [];
-  if (status.spooled > 0 || !status.kafkaHealthy) degraded.push('spooling');
-  if (status.vaultJournal?.drainError !== undefined) degraded.push(`vault journal ${status.vaultJournal.records}`);
+  // Named by the dependency, as every process's `degraded: <dependency>` log line is (src/resilience.ts).
+  if (status.spooled > 0 || !status.kafkaHealthy) degraded.push('kafka (spooling)');
+  if (status.vaultJournal?.drainError !== undefined)
+    degraded.push(`postgres (vault journal ${status.vaultJournal.records})`);
   return {
     status: degraded.length > 0 ? `degraded: ${degraded.join(', ')}` : 'ready',
     spooled: status.spooled,

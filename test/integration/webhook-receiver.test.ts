@@ -247,7 +247,7 @@ describe('webhook receiver (the edge)', () => {
       assert.match(String(failing[0]!.fields.error), /producer is disconnected/);
       assert.equal(failing[0]!.fields.records, waiting);
       const degraded = await readyz();
-      assert.equal(degraded.status, 'degraded: spooling');
+      assert.equal(degraded.status, 'degraded: kafka (spooling)');
       assert.equal(degraded.spoolDrainErrors, 3);
       assert.match(degraded.lastSpoolDrainError?.error ?? '', /producer is disconnected/);
       assert.equal(degraded.lastSpoolDrainError?.records, waiting);
@@ -299,7 +299,7 @@ describe('webhook receiver (the edge)', () => {
       }
       assert.match(
         ((await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string }).status,
-        /degraded: spooling/,
+        /degraded: kafka \(spooling\)/,
       );
     } finally {
       await down.kill9();
@@ -360,7 +360,7 @@ describe('webhook receiver (the edge)', () => {
         ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as typeof ready;
         if (!/vault journal 6/.test(ready.status)) await new Promise((r) => setTimeout(r, 100));
       }
-      assert.match(ready.status, /^degraded: vault journal 6$/);
+      assert.match(ready.status, /^degraded: postgres \(vault journal 6\)$/);
       assert.equal(ready.vaultJournal, 6);
     } finally {
       await down.kill9();
