@@ -92,7 +92,7 @@ const Env = z.object({
   GATEWAY_POLL_INTERVAL_MS: z.coerce.number().int().positive().default(500),
   GATEWAY_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
   // A failing region retries with exponential backoff from the poll interval up to this cap.
-  GATEWAY_MAX_BACKOFF_MS: z.coerce.number().int().positive().default(30_000),
+  GATEWAY_MAX_BACKOFF_MS: z.coerce.number().int().positive().default(10_000),
   GATEWAY_PAGE_LIMIT: z.coerce.number().int().min(1).max(1000).default(200),
 
   // -- CDC of PayLink's OLTP database (src/ingest/cdc) --

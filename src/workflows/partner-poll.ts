@@ -68,7 +68,8 @@ export async function partnerPollWorkflow(input: PartnerPollInput): Promise<void
   const { pollPartnerPage } = proxyActivities<PartnerPollActivities>({
     startToCloseTimeout: input.pageTimeoutMs,
     // Rate limits retry on the partner's Retry-After (the activity sets nextRetryDelay); the rest back off.
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+    // Capped at 10 s: a page waiting on the vault (Postgres) resumes within seconds of its return.
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds' },
   });
   const state: PartnerPollState = input.carried
     ? { ...input.carried.state, pagesThisRun: 0 }

@@ -122,7 +122,8 @@ const ledger = proxyLocalActivities<LedgerActivities>({
   // Consistency over availability: keep retrying while Postgres is unreachable; never re-post differently.
   retry: {
     initialInterval: '1 second',
-    maximumInterval: '1 minute',
+    // Capped low so postings resume within seconds of Postgres returning (issue 10's drills).
+    maximumInterval: '5 seconds',
     backoffCoefficient: 2,
     nonRetryableErrorTypes: ['PostingConflict'],
   },

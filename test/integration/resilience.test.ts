@@ -6,7 +6,7 @@ import { requireServices } from '../support/stack';
 
 // The pipeline under its operator's worst hours, through the demo's own drills (--fault): Postgres
 // stopped fast (57P01 to every session) and killed -9, Temporal killed -9 for longer than a Kafka
-// session, and kill -9 of every pipeline process once. Each run must end exact — the ledger equals
+// session, the Kafka broker killed -9, and kill -9 of every pipeline process once. Each run must end exact — the ledger equals
 // the simulator's truth with no duplicate posting — with every process alive, and the outages must
 // not cost Temporal actions: within 10% of a quiet run of the same seed (docs/architecture.md, CAP).
 
@@ -70,6 +70,7 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
     ['postgres-kill:15', 'Postgres kill -9, down 15 s'],
     // Longer than the consumer group's 30 s session: the router must keep its membership meanwhile.
     ['temporal-kill:35', 'Temporal kill -9, down 35 s'],
+    ['kafka-kill:20', 'Kafka kill -9, down 20 s'],
   ];
   for (const [fault, what] of dependencyDrills) {
     it(`${what} mid-run: every process rides it out, the ledger is exact, actions within 10%`, () => {

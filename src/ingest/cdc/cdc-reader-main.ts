@@ -65,7 +65,9 @@ async function main(): Promise<void> {
         // The slot has not advanced past anything unproduced: retrying re-reads the same changes.
         log.error('cdc poll failed; retrying', { error: errorMessage(err), backoffMs, ...reader.counters });
         await sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 30_000);
+        // Capped at 5 s: once Postgres or Kafka is back, changes flow within seconds. A longer wait only
+        // delays CDC's facts behind the other paths' and reopens payments that closed meanwhile.
+        backoffMs = Math.min(backoffMs * 2, 5_000);
       }
     }
     log.info('stopped', { slot: config.CDC_SLOT, ...reader.counters });
