@@ -20,10 +20,21 @@ export interface PiiFinding {
 }
 
 const TOKEN_IN_TEXT = new RegExp(`tok_(?:${TOKEN_KINDS.join('|')})_[0-9]+_[0-9a-f]{32}`, 'g');
-// Hex runs long enough to be digests (SHA-256, HMACs, our 128-bit tokens) are not numbers.
-const DIGEST = /[0-9A-Fa-f]{32,}/g;
+// The hot loops walk char codes and never retry a pattern from every character: the scanner reads
+// every message, row and log line of every store, so its cost per character bounds `npm run pii-scan`.
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+const isHex = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
 // UUIDs (8-4-4-4-12 hex): their dashed digit groups can add up to a Luhn-valid 13 digits.
-const UUID = /[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}/g;
+const UUID_GROUPS = [8, 4, 4, 4, 12];
+function uuidAt(text: string, start: number): boolean {
+  let i = start;
+  for (const [g, length] of UUID_GROUPS.entries()) {
+    if (g > 0 && text.charCodeAt(i++) !== 45) return false;
+    for (const end = i + length; i < end; i++) if (!isHex(text.charCodeAt(i))) return false;
+  }
+  return true;
+}
 
 interface Hit {
   kind: PiiKind;
@@ -35,10 +46,43 @@ interface Hit {
 /** Spans the scanner must not read as numbers: tokens, and hex digests that contain a letter. */
 function opaqueSpans(text: string): [number, number][] {
   const spans: [number, number][] = [];
-  for (const m of text.matchAll(TOKEN_IN_TEXT)) spans.push([m.index, m.index + m[0].length]);
-  for (const m of text.matchAll(DIGEST)) if (/[A-Fa-f]/.test(m[0])) spans.push([m.index, m.index + m[0].length]);
-  for (const m of text.matchAll(UUID)) spans.push([m.index, m.index + m[0].length]);
+  if (text.includes('tok_')) for (const m of text.matchAll(TOKEN_IN_TEXT)) spans.push([m.index, m.index + m[0].length]);
+  // Hex runs long enough to be digests (SHA-256, HMACs, our 128-bit tokens) are not numbers: every
+  // maximal run of 32+ hex characters with a letter in it. Such a run covers one of any 32
+  // consecutive positions, so probing every 32nd character finds each one.
+  for (let probe = 31; probe < text.length;) {
+    if (!isHex(text.charCodeAt(probe))) {
+      probe += 32;
+      continue;
+    }
+    let start = probe;
+    while (start > 0 && isHex(text.charCodeAt(start - 1))) start--;
+    let end = probe + 1;
+    while (end < text.length && isHex(text.charCodeAt(end))) end++;
+    if (end - start >= 32 && /[A-Fa-f]/.test(text.slice(start, end))) spans.push([start, end]);
+    probe = end + 32;
+  }
+  // Each UUID starts 8 characters before a dash; scanning on, the next starts after it ends.
+  for (let dash = text.indexOf('-'), after = 0; dash !== -1; dash = text.indexOf('-', dash + 1)) {
+    const start = dash - 8;
+    if (start >= after && uuidAt(text, start)) spans.push([start, (after = start + 36)]);
+  }
   return spans;
+}
+
+/** `text` with every opaque span blanked to U+0000, which no detector reads as a digit, letter or separator. */
+function blankOpaque(text: string): string {
+  const spans = opaqueSpans(text).sort((x, y) => x[0] - y[0]);
+  if (spans.length === 0) return text;
+  let out = '';
+  let at = 0;
+  for (const [s, e] of spans) {
+    if (e <= at) continue;
+    const from = Math.max(s, at);
+    out += text.slice(at, from) + '\u0000'.repeat(e - from);
+    at = e;
+  }
+  return out + text.slice(at);
 }
 
 // Every run of digits with single separators (space, dash, dot) between them; each window of
@@ -46,20 +90,39 @@ function opaqueSpans(text: string): [number, number][] {
 // whatever surrounds it — letters, underscores, quotes, a currency field.
 function cardNumbers(text: string): Hit[] {
   const hits: Hit[] = [];
-  for (const run of text.matchAll(/[0-9]+(?:[ .-][0-9]+)*/g)) {
-    const groups = [...run[0].matchAll(/[0-9]+/g)].map((g) => ({
-      start: run.index + g.index,
-      end: run.index + g.index + g[0].length,
-      digits: g[0],
-    }));
-    for (let a = 0; a < groups.length; a++) {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (let i = 0; i < text.length;) {
+    if (!isDigit(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    starts.length = 0;
+    ends.length = 0;
+    let total = 0;
+    let end = i;
+    for (let start = i; ; start = end + 1) {
+      end = start;
+      while (end < text.length && isDigit(text.charCodeAt(end))) end++;
+      starts.push(start);
+      ends.push(end);
+      total += end - start;
+      const sep = text.charCodeAt(end);
+      if (!((sep === 32 || sep === 46 || sep === 45) && isDigit(text.charCodeAt(end + 1)))) break;
+    }
+    i = end;
+    // Fewer than 12 digits in the whole run: no window can be a card (most runs: dates, amounts, ids).
+    if (total < 12) continue;
+    for (let a = 0; a < starts.length; a++) {
       let digits = '';
-      for (let b = a; b < groups.length; b++) {
-        digits += groups[b]!.digits;
+      let longest = 0;
+      for (let b = a; b < starts.length; b++) {
+        digits += text.slice(starts[b], ends[b]);
+        longest = Math.max(longest, ends[b]! - starts[b]!);
         // Printed card numbers group by 4–6 digits: a window of longer groups is some other number.
-        if (digits.length > 19 || (b > a && groups.slice(a, b + 1).some((g) => g.digits.length > 6))) break;
-        if (digits.length >= 12 && /^[2-9]/.test(digits) && luhnValid(digits)) {
-          hits.push({ kind: 'pan', start: groups[a]!.start, end: groups[b]!.end, digitsOrText: digits });
+        if (digits.length > 19 || (b > a && longest > 6)) break;
+        if (digits.length >= 12 && digits.charCodeAt(0) >= 50 && luhnValid(digits)) {
+          hits.push({ kind: 'pan', start: starts[a]!, end: ends[b]!, digitsOrText: digits });
         }
       }
     }
@@ -67,45 +130,59 @@ function cardNumbers(text: string): Hit[] {
   return hits;
 }
 
+// From the start a local part may take (anchored with lastIndex), the rest of an address.
+const EMAIL_FROM = /[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])/y;
+// The local part's characters by char code, the same class as in EMAIL_FROM.
+const LOCAL_PART = Array.from({ length: 128 }, (_, c) => /[A-Za-z0-9._%+'-]/.test(String.fromCharCode(c)));
+
+// Each "@" with the run of local-part characters before it: the leftmost match a scan of the text
+// for the whole address would find, without retrying the address from every character of every word.
 function emails(text: string): Hit[] {
   const hits: Hit[] = [];
-  for (const m of text.matchAll(
-    /[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])/g,
-  )) {
-    let start = m.index;
+  let from = 0;
+  for (let at = text.indexOf('@'); at !== -1; at = text.indexOf('@', at + 1)) {
+    if (at < from) continue;
+    let local = at;
+    while (local > from && LOCAL_PART[text.charCodeAt(local - 1)] === true) local--;
+    if (local === at) continue;
+    EMAIL_FROM.lastIndex = local;
+    const m = EMAIL_FROM.exec(text);
+    if (!m) continue;
+    from = local + m[0].length;
+    let start = local;
     // A JSON escape's letter (\n, \t…) right before the local part is not part of it.
     if (text[start - 1] === '\\' && 'nrtbfu'.includes(m[0][0]!)) start += 1;
     if (text[start] === '@') continue;
-    hits.push({
-      kind: 'email',
-      start,
-      end: m.index + m[0].length,
-      digitsOrText: text.slice(start, m.index + m[0].length),
-    });
+    hits.push({ kind: 'email', start, end: from, digitsOrText: text.slice(start, from) });
   }
   return hits;
 }
 
+// Every start position (a lookahead does not consume), so one candidate cannot swallow the next.
+// Lower case is read too, but only as a word of its own: "evt_2ba70d195d…" is a hex id, not an IBAN.
+const IBAN_CANDIDATE = /(?<![A-Za-z0-9])(?=([A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,30}))/g;
+
 function ibans(text: string): Hit[] {
   const hits: Hit[] = [];
-  // Every start position (a lookahead does not consume), so one candidate cannot swallow the next.
-  // Lower case is read too, but only as a word of its own: "evt_2ba70d195d…" is a hex id, not an IBAN.
-  for (const m of text.matchAll(/(?<![A-Za-z0-9])(?=([A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,30}))/g)) {
-    if (hits.some((h) => m.index < h.end)) continue;
+  for (const m of text.matchAll(IBAN_CANDIDATE)) {
+    // Hits come in order and do not overlap, so the last one reaches furthest.
+    if (m.index < (hits.at(-1)?.end ?? 0)) continue;
     const run = m[1]!;
     // Lower-case hex ("stl_ee141c6cbd77…", a Mongo-style id) cannot tell an IBAN from an id: skip it.
     if (/^[0-9a-f -]+$/.test(run.slice(0, 34)) && /^[a-f]{2}/.test(run)) continue;
     // Any prefix of the run may be the IBAN (a word can follow it without a break).
-    const chars: { ch: string; at: number }[] = [];
-    for (let i = 0; i < run.length; i++)
-      if (/[A-Za-z0-9]/.test(run[i]!)) chars.push({ ch: run[i]!.toUpperCase(), at: i });
-    for (let n = Math.min(chars.length, 34); n >= 15; n--) {
-      const compact = chars
-        .slice(0, n)
-        .map((c) => c.ch)
-        .join('');
-      if (ibanValid(compact)) {
-        hits.push({ kind: 'iban', start: m.index, end: m.index + chars[n - 1]!.at + 1, digitsOrText: compact });
+    let compact = '';
+    const at: number[] = [];
+    for (let i = 0; i < run.length; i++) {
+      const c = run.charCodeAt(i);
+      if (c !== 32 && c !== 45) {
+        compact += run[i]!.toUpperCase();
+        at.push(i);
+      }
+    }
+    for (let n = Math.min(compact.length, 34); n >= 15; n--) {
+      if (ibanValid(compact.slice(0, n))) {
+        hits.push({ kind: 'iban', start: m.index, end: m.index + at[n - 1]! + 1, digitsOrText: compact.slice(0, n) });
         break;
       }
     }
@@ -118,34 +195,38 @@ function ibans(text: string): Hit[] {
 // the regions we serve written with separators: 3-3-4 (NANP, optional 1), trunk "0" numbers of
 // 10–12 digits in two or more groups (UK, FR, DE, NL, IT, IN landlines), 5-5 (Indian mobiles),
 // 3-3-3 and 3-2-2-2 (Spain).
+const SEP = String.raw`(?:[ ./-]|\) ?| ?\()`;
+const INTERNATIONAL = new RegExp(String.raw`\+[1-9][0-9]*(?:${SEP}?[0-9]+)*`, 'g');
+const NATIONAL: { re: RegExp; ok: (digits: string) => boolean }[] = [
+  {
+    re: new RegExp(String.raw`(?<![0-9])(?:1${SEP})?\(?[2-9][0-9]{2}${SEP}[2-9][0-9]{2}${SEP}[0-9]{4}(?![0-9])`, 'g'),
+    ok: () => true,
+  },
+  {
+    // Groups of 2–8 digits, as national plans print them; never the seconds of a time ("08:58:03.924188").
+    re: new RegExp(String.raw`(?<![0-9]|[0-9]:)\(?0[1-9][0-9]{0,7}(?:${SEP}[0-9]{2,8})+(?![0-9])`, 'g'),
+    ok: (d) => d.length >= 10 && d.length <= 12,
+  },
+  { re: /(?<![0-9])(?:0|91[ -]?)?[6-9][0-9]{4}[ -][0-9]{5}(?![0-9])/g, ok: () => true },
+  { re: /(?<![0-9])[6-9][0-9]{2}(?: [0-9]{3} [0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2})(?![0-9])/g, ok: () => true },
+];
+
 function phones(text: string): Hit[] {
   const hits: Hit[] = [];
-  const sep = String.raw`(?:[ ./-]|\) ?| ?\()`;
-  const shapes: { re: RegExp; ok: (digits: string) => boolean }[] = [
-    {
-      re: new RegExp(String.raw`(?<![0-9])(?:1${sep})?\(?[2-9][0-9]{2}${sep}[2-9][0-9]{2}${sep}[0-9]{4}(?![0-9])`, 'g'),
-      ok: () => true,
-    },
-    {
-      // Groups of 2–8 digits, as national plans print them; never the seconds of a time ("08:58:03.924188").
-      re: new RegExp(String.raw`(?<![0-9]|[0-9]:)\(?0[1-9][0-9]{0,7}(?:${sep}[0-9]{2,8})+(?![0-9])`, 'g'),
-      ok: (d) => d.length >= 10 && d.length <= 12,
-    },
-    { re: /(?<![0-9])(?:0|91[ -]?)?[6-9][0-9]{4}[ -][0-9]{5}(?![0-9])/g, ok: () => true },
-    { re: /(?<![0-9])[6-9][0-9]{2}(?: [0-9]{3} [0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2})(?![0-9])/g, ok: () => true },
-  ];
   // International: the longest prefix of the digit groups after "+" that E.164 allows.
-  for (const m of text.matchAll(new RegExp(String.raw`\+[1-9][0-9]*(?:${sep}?[0-9]+)*`, 'g'))) {
-    let digits = '';
-    let best: { end: number; digits: string } | undefined;
-    for (const g of m[0].slice(1).matchAll(/[0-9]+/g)) {
-      digits += g[0];
-      if (digits.length > 15) break;
-      if (digits.length >= 8) best = { end: m.index + 1 + g.index + g[0].length, digits };
+  if (text.includes('+')) {
+    for (const m of text.matchAll(INTERNATIONAL)) {
+      let digits = '';
+      let best: { end: number; digits: string } | undefined;
+      for (const g of m[0].slice(1).matchAll(/[0-9]+/g)) {
+        digits += g[0];
+        if (digits.length > 15) break;
+        if (digits.length >= 8) best = { end: m.index + 1 + g.index + g[0].length, digits };
+      }
+      if (best) hits.push({ kind: 'phone', start: m.index, end: best.end, digitsOrText: `+${best.digits}` });
     }
-    if (best) hits.push({ kind: 'phone', start: m.index, end: best.end, digitsOrText: `+${best.digits}` });
   }
-  for (const { re, ok } of shapes) {
+  for (const { re, ok } of NATIONAL) {
     for (const m of text.matchAll(re)) {
       const digits = m[0].replace(/[^0-9]/g, '');
       if (ok(digits)) hits.push({ kind: 'phone', start: m.index, end: m.index + m[0].length, digitsOrText: digits });
@@ -179,17 +260,33 @@ function maskPii(kind: PiiKind, value: string): string {
  * (the digits of "+4915112345678" are a phone, not also a card); hits that only overlap both stay.
  */
 export function scanForPii(text: string): PiiFinding[] {
-  // Opaque spans become U+0000, which no detector reads as a digit, letter or separator.
-  const seen = opaqueSpans(text).reduce((t, [s, e]) => t.slice(0, s) + '\u0000'.repeat(e - s) + t.slice(e), text);
-  const inside = (h: Hit, s: number, e: number): boolean => h.start >= s && h.end <= e;
-  const hits = [...cardNumbers(seen), ...ibans(seen), ...emails(seen), ...phones(seen)].sort(
-    (x, y) => y.end - y.start - (x.end - x.start),
-  );
+  // Every detector needs a digit or an "@": most keys, header names and words have neither.
+  if (!/[0-9@]/.test(text)) return [];
+  const seen = blankOpaque(text);
+  const hits = [
+    ...cardNumbers(seen),
+    ...ibans(seen),
+    ...(seen.includes('@') ? emails(seen) : []),
+    // The shortest phone any shape reads has 8 digits.
+    ...(/(?:[0-9][^0-9]*){8}/.test(seen) ? phones(seen) : []),
+  ];
+  if (hits.length === 0) return [];
+  // By start, the widest first, ties in detector order: a hit lies inside another exactly when one
+  // before it in this order reaches as far (one pass after the sort, however many hits a text holds).
+  hits.sort((x, y) => x.start - y.start || y.end - x.end);
   const kept: Hit[] = [];
-  for (const h of hits) if (!kept.some((k) => inside(h, k.start, k.end))) kept.push(h);
-  return kept
-    .sort((x, y) => x.start - y.start)
-    .map((h) => ({ kind: h.kind, offset: h.start, length: h.end - h.start, sample: maskPii(h.kind, h.digitsOrText) }));
+  let reach = 0;
+  for (const h of hits) {
+    if (h.end <= reach) continue;
+    kept.push(h);
+    reach = h.end;
+  }
+  return kept.map((h) => ({
+    kind: h.kind,
+    offset: h.start,
+    length: h.end - h.start,
+    sample: maskPii(h.kind, h.digitsOrText),
+  }));
 }
 
 /** Scans the JSON text of `value` (offsets are into that text); undefined scans as nothing. */
