@@ -30,6 +30,10 @@ const Env = z.object({
   // SLAs per lifecycle stage, e.g. "CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d" (s, m, h, d).
   PAYMENT_SLAS: z.string().default('CREATED=1h,AUTHORIZED=7d,CAPTURED=3d,DISPUTED=75d'),
 
+  // A process's own /healthz and /readyz (readyz says `degraded: <dependency>`), for an orchestrator's
+  // probes; 0 = none. Each process needs its own port (the webhook receiver serves both on WEBHOOK_PORT).
+  PAYLINK_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+
   // Crash-test fault injection only (0 = off): hold each posting after commit / each signal after acceptance.
   PAYLINK_FAULT_POST_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
   PAYLINK_FAULT_SIGNAL_DELAY_MS: z.coerce.number().int().nonnegative().default(0),

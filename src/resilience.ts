@@ -57,6 +57,28 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Which dependency a transient error came from, by its shape: kafkajs errors, gRPC status codes
+ * (Temporal), Postgres' SQLSTATE fields, the AWS SDK's metadata (S3); a bare socket error is named by
+ * `fallback` (the caller knows what it was talking to).
+ */
+export function dependencyOf(err: unknown, fallback: Dependency): Dependency {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; depth++) {
+    const { name, code, severity, $metadata } = e as {
+      name?: unknown;
+      code?: unknown;
+      severity?: unknown;
+      $metadata?: unknown;
+    };
+    if (typeof name === 'string' && name.startsWith('KafkaJS')) return 'kafka';
+    if (typeof code === 'number') return 'temporal';
+    if (typeof severity === 'string' && typeof code === 'string') return 'postgres';
+    if ($metadata !== undefined) return 's3';
+    e = (e as { cause?: unknown }).cause;
+  }
+  return fallback;
+}
+
 const degraded = new Map<Dependency, { since: number; error: string }>();
 
 /** What this process finds degraded right now (for /readyz and logs). */
@@ -99,22 +121,24 @@ export interface RetryOptions {
  * (capped, ±20% jitter). `fn` must be safe to repeat: every PayLink write is idempotent by its key.
  */
 export async function retryTransient<T>(
-  dependency: Dependency,
+  dependency: Dependency | ((err: unknown) => Dependency),
   what: string,
   fn: () => Promise<T>,
   options: RetryOptions,
 ): Promise<T> {
   const { log, shouldContinue = () => true, initialDelayMs = 200, maxDelayMs = 5_000 } = options;
   const started = Date.now();
+  let waitedOn: Dependency | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
       const result = await fn();
-      markRecovered(dependency, log);
+      if (waitedOn) markRecovered(waitedOn, log);
       return result;
     } catch (err) {
       const overdue = options.maxElapsedMs !== undefined && Date.now() - started >= options.maxElapsedMs;
       if (!isTransient(err) || overdue || !shouldContinue()) throw err;
-      markDegraded(dependency, err, log, what);
+      waitedOn = typeof dependency === 'function' ? dependency(err) : dependency;
+      markDegraded(waitedOn, err, log, what);
       const base = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(attempt, 16));
       await sleep(Math.round(base * (0.8 + Math.random() * 0.4)));
     }

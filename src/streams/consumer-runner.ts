@@ -1,8 +1,12 @@
 import { type Logger, errorMessage } from '../logger';
+import { loadConfig } from '../config';
+import { serveHealth } from '../health';
+import { type Dependency, dependencyOf, retryTransient } from '../resilience';
 import type { BatchHandler, GroupConsumer } from './kafka';
 
 // How every PayLink consumer group member runs (router, CDC normalizer, quality, and each one after):
-// join the group, hand batches to the handler and commit once their work is durable (kafka.ts); on SIGTERM
+// join the group, hand batches to the handler and commit once their work is durable (kafka.ts); wait out a
+// restarting dependency inside the batch (src/resilience.ts) instead of failing it; on SIGTERM
 // finish the batch in flight, commit it and leave the group; on a crash end the process non-zero with the
 // group, topics and failing batch in the log (runMain).
 
@@ -18,6 +22,8 @@ export interface ConsumerSpec {
   ready?: Record<string, unknown>;
   /** When to stop; by default the first SIGTERM or SIGINT. */
   stop?: Promise<unknown>;
+  /** What a bare connection error in the handler is named in `degraded: <dependency>` (default postgres). */
+  dependency?: Dependency;
 }
 
 /** kafkajs gave up on the member; `context` names the group, topics and the batch that failed. */
@@ -49,7 +55,15 @@ export async function startConsumer(spec: ConsumerSpec): Promise<RunningConsumer
   let failedBatch: Record<string, unknown> | undefined;
   const handle: BatchHandler = async (batch, control) => {
     try {
-      return await spec.handle(batch, control);
+      // A dependency that is restarting (Postgres, Kafka for the handler's own produce) is waited out
+      // here, in place, while the member heartbeats (kafka.ts): the same work a redelivery would
+      // redo, without leaving the group. Handlers are idempotent under redelivery, so under a retry too.
+      return await retryTransient(
+        (err) => dependencyOf(err, spec.dependency ?? 'postgres'),
+        `a batch of ${batch.topic}[${batch.partition}]`,
+        () => spec.handle(batch, control),
+        { log, shouldContinue: control.owned },
+      );
     } catch (err) {
       failedBatch = {
         topic: batch.topic,
@@ -101,9 +115,14 @@ export async function runConsumer(spec: ConsumerSpec): Promise<void> {
   ).done;
 }
 
-/** An entry point's main: exit 0 when it returns; else log why (a crash with its context) and exit 1. */
+/**
+ * An entry point's main: exit 0 when it returns; else log why (a crash with its context) and exit 1.
+ * With PAYLINK_HEALTH_PORT set, the process also serves /healthz and /readyz (src/health.ts).
+ */
 export function runMain(log: Logger, main: () => Promise<void>): void {
-  main().then(
+  const healthPort = loadConfig().PAYLINK_HEALTH_PORT;
+  const health = healthPort > 0 ? serveHealth(healthPort, log) : Promise.resolve(undefined);
+  health.then(main).then(
     () => process.exit(0),
     (err: unknown) => {
       log.error('failed', { error: errorMessage(err), ...(err instanceof ConsumerCrashed ? err.context : {}) });
