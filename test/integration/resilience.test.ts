@@ -95,11 +95,12 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         `${fault}: ${signals(s.actionsByKind)} signals vs ${signals(quiet.actionsByKind)} quiet`,
       );
       // All actions: a drill reorders the paths, and the workflow pays for out-of-order facts (a durable
-      // timer per wait, a new run when a fact comes after the close): measured +0–25% on this machine,
-      // not within the issue's 10% (docs/operations.md). Guarded here against a regression to the old ×1.5.
+      // timer per wait, a new run when a fact comes after the close): measured ×1.05–×1.28 on this machine,
+      // not within the issue's 10% (docs/operations.md). The signal count above is the regression guard;
+      // this bound (CI measured up to ×1.28) only catches a gross one.
       const ratio = s.actionsPerPayment / quiet.actionsPerPayment;
       assert.ok(
-        ratio <= 1.4,
+        ratio <= 1.5,
         `${fault}: ${s.actionsPerPayment} actions per payment vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)}): ${JSON.stringify(s.actionsByKind)} vs ${JSON.stringify(quiet.actionsByKind)}`,
       );
       t.diagnostic(
