@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { flagKeys } from '../stores/ledger';
 import { idlePayments, paymentFacts } from '../stores/payment-inbox';
-import { type LifecycleStatus, statusOf } from '../workflows/payment-state';
+import { type LifecycleStatus, statusOf, waitingFacts } from '../workflows/payment-state';
 
 // The SLA sweep's query: payments in a stage longer than its SLA (idle since their latest signalled fact)
 // and not flagged for that stage yet. The payment workflow has the final word on whether it is stuck.
@@ -12,8 +12,16 @@ export interface OverduePayment {
   since: string;
 }
 
+/** A payment idle past the precondition timeout with facts still waiting: the sweep expires them. */
+export interface ExpiredWaits {
+  paymentId: string;
+  factKeys: string[];
+  since: string;
+}
+
 export interface SlaActivities {
   findOverduePayments(slas: Partial<Record<LifecycleStatus, number>>, limit: number): Promise<OverduePayment[]>;
+  findExpiredWaits(preconditionTimeoutMs: number, limit: number): Promise<ExpiredWaits[]>;
 }
 
 const BATCH = 500;
@@ -41,6 +49,26 @@ export function createSlaActivities(pool: Pool): SlaActivities {
         }
       }
       return overdue;
+    },
+
+    // A wait expires once its payment has had no new fact for the timeout: while facts still arrive,
+    // the precondition may be among them. No timer per waiting fact (each would be a billable action).
+    async findExpiredWaits(preconditionTimeoutMs, limit) {
+      if (limit <= 0) return [];
+      const idle = await idlePayments(pool, preconditionTimeoutMs);
+      const expired: ExpiredWaits[] = [];
+      for (let i = 0; i < idle.length && expired.length < limit; i += BATCH) {
+        const batch = idle.slice(i, i + BATCH);
+        const ids = batch.map((p) => p.paymentId);
+        const [facts, flags] = await Promise.all([paymentFacts(pool, ids, 'signalled'), flagKeys(pool, ids)]);
+        for (const p of batch) {
+          const factKeys = waitingFacts(p.paymentId, facts.get(p.paymentId) ?? [], new Set(flags.get(p.paymentId)));
+          if (factKeys.length === 0) continue;
+          expired.push({ paymentId: p.paymentId, factKeys, since: p.since });
+          if (expired.length === limit) break;
+        }
+      }
+      return expired;
     },
   };
 }

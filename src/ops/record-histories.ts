@@ -53,6 +53,8 @@ interface Scenario {
 }
 
 // Scenarios only choose which facts reach routeFact and in what order, so they survive workflow rewrites.
+// out-of-order-before-waits-patch.json is frozen (not re-recordable): a run from before the
+// waits-expire-by-sweep patch, with its precondition timers, that the patched code must still replay.
 const SCENARIOS: Scenario[] = [
   { name: 'happy-path', seed: 101, duplicateRate: 0, delivery: 'live', deliveries: (sim) => sim.events },
   // A duplicate of the closing fact sent live would reopen the payment as a new run, hence 'queued'.

@@ -453,12 +453,13 @@ async function flagStuck(
   ofRun: string,
   deadline: number,
 ): Promise<string[]> {
-  const slas = { ...parseSlas(loadConfig().PAYMENT_SLAS), CAPTURED: opts.capturedSlaMs };
+  const config = loadConfig();
+  const slas = { ...parseSlas(config.PAYMENT_SLAS), CAPTURED: opts.capturedSlaMs };
   await new Promise((r) => setTimeout(r, opts.capturedSlaMs + 500));
   await client.workflow.execute(slaSweepWorkflow, {
     workflowId: `sla-sweep/${opts.runId}`,
     taskQueue: PAYMENT_TASK_QUEUE,
-    args: [{ slas, limit: 10_000 }],
+    args: [{ slas, limit: 10_000, preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS }],
   });
   const query = `${ofRun} AND PaymentStatus = "STUCK"`;
   await waitFor(

@@ -14,7 +14,7 @@ import {
   paymentWorkflowId,
   resolvePaymentUpdate,
 } from '../workflows/payment';
-import { slaSweepWorkflow } from '../workflows/sla-sweep';
+import { type SlaSweepInput, slaSweepWorkflow } from '../workflows/sla-sweep';
 import { errorMessage } from '../logger';
 
 // `npm run payment -- <command>`: what ops do to payments. Every change goes through the payment's
@@ -29,7 +29,8 @@ const USAGE = `usage: npm run payment -- <command>
                                               clear STUCK/ANOMALY with a reason; --close ends the payment
   adjust <paymentId> --account ACC --side debit|credit --amount MINOR --currency CCY --reason R [--id ID] [--actor A]
                                               post a manual adjustment against suspense
-  sweep                                       run the SLA sweep now (PAYMENT_SLAS)
+  sweep                                       run the SLA sweep now (PAYMENT_SLAS; expires waits idle
+                                              past PAYMENT_PRECONDITION_TIMEOUT_MS)
   schedule-sweep [--every 5m]                 create or update the Temporal Schedule that runs the sweep`;
 
 async function main(): Promise<void> {
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
           await client.workflow.execute(slaSweepWorkflow, {
             workflowId: `sla-sweep/manual-${Date.now()}`,
             taskQueue: PAYMENT_TASK_QUEUE,
-            args: [{ slas: parseSlas(config.PAYMENT_SLAS), limit: 10_000 }],
+            args: [sweepInput(config)],
           }),
         );
         break;
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
           type: 'startWorkflow' as const,
           workflowType: slaSweepWorkflow,
           taskQueue: PAYMENT_TASK_QUEUE,
-          args: [{ slas: parseSlas(config.PAYMENT_SLAS), limit: 10_000 }] as const,
+          args: [sweepInput(config)] as const,
         };
         const handle = client.schedule.getHandle(SLA_SWEEP_SCHEDULE);
         try {
@@ -168,6 +169,15 @@ async function main(): Promise<void> {
   } finally {
     await connection.close();
   }
+}
+
+/** What every sweep checks: the stage SLAs, and waits idle past the precondition timeout. */
+function sweepInput(config: Config): SlaSweepInput {
+  return {
+    slas: parseSlas(config.PAYMENT_SLAS),
+    limit: 10_000,
+    preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS,
+  };
 }
 
 function required(name: string, value: string | undefined): string {

@@ -4,7 +4,7 @@ import { consumedQuarantineMessage } from '../contracts/envelope';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
 import { type Logger, createLogger } from '../logger';
 import { retryTransient } from '../resilience';
-import { admitFacts, markSignalled } from '../stores/payment-inbox';
+import { admitFacts, markSignalled, paymentFacts } from '../stores/payment-inbox';
 import {
   PAYMENT_TASK_QUEUE,
   type PaymentWorkflowInput,
@@ -12,12 +12,15 @@ import {
   paymentWorkflow,
   paymentWorkflowId,
 } from '../workflows/payment';
+import { type PaymentCore, emptyCore, evaluate, isInert, receive } from '../workflows/payment-state';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
 import { type BatchHandler, type Producer, type TopicRecord, type TopicSet, produce } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
 // re-delivers; the inbox drops facts Temporal already has, so duplicates cost no Temporal action.
+// Only facts that can change a payment reach Temporal: the payment state machine, run over what
+// Temporal already has, says which cannot (isInert); those are recorded in the inbox, unsignalled.
 
 export const PAYMENT_ROUTER_GROUP = 'payment-router';
 
@@ -90,7 +93,7 @@ export async function routeFacts(
   facts: PaymentEvent[],
   policy: RoutingPolicy,
   options: RouteOptions = {},
-): Promise<{ signalled: number; skippedDuplicates: number; complete: boolean }> {
+): Promise<{ signalled: number; absorbed: number; skippedDuplicates: number; complete: boolean }> {
   const { concurrency = 32, shouldContinue = () => true } = options;
   const retry = { log: options.log ?? defaultLog, shouldContinue };
   const { admissions, paymentsWithHistory } = await retryTransient(
@@ -107,8 +110,20 @@ export async function routeFacts(
     byPayment.set(a.fact.paymentId, list);
   }
   const groups = [...byPayment.values()];
+  // What Temporal already has of these payments: the state machine over it tells which new facts are inert.
+  const withHistory = [...byPayment.keys()].filter((id) => paymentsWithHistory.has(id));
+  const known =
+    withHistory.length === 0
+      ? new Map<string, PaymentEvent[]>()
+      : await retryTransient(
+          'postgres',
+          'loading the facts Temporal has',
+          () => paymentFacts(pool, withHistory, 'signalled'),
+          retry,
+        );
   let next = 0;
   let signalled = 0;
+  let absorbed = 0;
   let failure: { error: unknown } | undefined;
   const workers = Array.from({ length: Math.min(concurrency, groups.length) }, async () => {
     while (next < groups.length && shouldContinue() && !failure) {
@@ -116,10 +131,17 @@ export async function routeFacts(
       try {
         // After its first signal a payment has history: if its run closes mid-batch, the next run loads it.
         let hasHistory = paymentsWithHistory.has(group[0]!.paymentId);
+        const core = modelOf(group[0]!.paymentId, known.get(group[0]!.paymentId) ?? []);
         for (const fact of group) {
+          if (isInert(core, fact)) {
+            absorbed += 1; // marked with the group: a redelivery skips it like a signalled one
+            continue;
+          }
           await retryTransient('temporal', 'signalWithStart', () => routeFact(client, fact, hasHistory, policy), retry);
           hasHistory = true;
           signalled += 1;
+          receive(core, fact);
+          evaluate(core);
         }
         await retryTransient(
           'postgres',
@@ -139,7 +161,20 @@ export async function routeFacts(
   });
   await Promise.all(workers);
   if (failure) throw failure.error;
-  return { signalled, skippedDuplicates: admissions.length - signalled, complete: next >= groups.length };
+  return {
+    signalled,
+    absorbed,
+    skippedDuplicates: admissions.length - signalled - absorbed,
+    complete: next >= groups.length,
+  };
+}
+
+/** The payment as its workflow sees it, from the facts Temporal has (in the order they were received). */
+function modelOf(paymentId: string, facts: readonly PaymentEvent[]): PaymentCore {
+  const core = emptyCore(paymentId);
+  for (const fact of facts) receive(core, fact);
+  evaluate(core);
+  return core;
 }
 
 /**

@@ -86,6 +86,19 @@ export function receive(core: PaymentCore, fact: PaymentEvent): Receipt {
   return 'new';
 }
 
+/**
+ * Whether delivering this fact could change the payment at all. Not when the workflow would ignore it
+ * (a fact it has, or the same fact with the same content from another source), nor for a `created`
+ * once any other fact applied: no rule reads it, and the status has moved past CREATED for good.
+ * The router records such facts without a signal (an action each, and a new run if the payment closed).
+ */
+export function isInert(core: PaymentCore, fact: PaymentEvent): boolean {
+  if (core.seenIdempotencyKeys.includes(fact.idempotencyKey)) return true;
+  const known = core.facts[factKey(fact)];
+  if (known) return content(known) === content(fact);
+  return fact.type === 'created' && core.applied.some((key) => core.facts[key]!.type !== 'created');
+}
+
 function addAnomaly(core: PaymentCore, a: Omit<Anomaly, 'resolved'>): Anomaly | undefined {
   if (core.anomalies.some((x) => x.key === a.key)) return undefined;
   const anomaly = { ...a, resolved: false };
@@ -330,6 +343,18 @@ export function statusOf(
   restore(core, facts, flagKeys);
   evaluate(core);
   return lifecycleStatus(core);
+}
+
+/** The facts still waiting for a precondition once every fact is applied: the sweep's expiry question. */
+export function waitingFacts(
+  paymentId: string,
+  facts: readonly PaymentEvent[],
+  flagKeys: ReadonlySet<string>,
+): string[] {
+  const core = emptyCore(paymentId);
+  restore(core, facts, flagKeys);
+  evaluate(core);
+  return [...core.waiting];
 }
 
 const FINAL: ReadonlySet<LifecycleStatus> = new Set(['SETTLED', 'REFUNDED', 'VOIDED', 'FAILED']);

@@ -7,6 +7,7 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
+  patched,
   proxyLocalActivities,
   setHandler,
   sleep,
@@ -71,6 +72,13 @@ export interface SlaBreach {
   slaMs: number;
 }
 
+export interface PreconditionsExpired {
+  /** Fact keys the sweep saw waiting; a key no longer waiting here is ignored. */
+  factKeys: string[];
+  /** ISO time of the payment's latest fact, as the sweep saw it. */
+  idleSince: string;
+}
+
 export interface ResolveRequest {
   actor: string;
   reason: string;
@@ -109,6 +117,8 @@ export interface PaymentState {
 
 export const paymentFactSignal = defineSignal<[PaymentEvent]>('paymentFact');
 export const slaBreachedSignal = defineSignal<[SlaBreach]>('slaBreached');
+/** The SLA sweep found these facts still waiting after the payment was idle past the precondition timeout. */
+export const preconditionsExpiredSignal = defineSignal<[PreconditionsExpired]>('preconditionsExpired');
 export const resolvePaymentUpdate = defineUpdate<PaymentState, [ResolveRequest]>('resolve');
 export const adjustPaymentUpdate = defineUpdate<PaymentState, [AdjustmentRequest]>('adjust');
 export const paymentStateQuery = defineQuery<PaymentState>('paymentState');
@@ -130,6 +140,13 @@ const ledger = proxyLocalActivities<LedgerActivities>({
 });
 
 const HISTORY_EVENTS_BEFORE_CONTINUE = 2_000;
+
+/**
+ * Runs that record this patch never start a timer per waiting fact: the SLA sweep expires waits
+ * (preconditionsExpiredSignal), so out-of-order facts cost no action. Runs started before it keep
+ * their timers on replay (docs/ledger.md, "Preconditions").
+ */
+export const WAITS_EXPIRE_BY_SWEEP = 'waits-expire-by-sweep';
 
 export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<PaymentState> {
   const core = input.carried?.core ?? emptyCore(input.paymentId);
@@ -174,6 +191,9 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
   const breaches: SlaBreach[] = [];
   setHandler(slaBreachedSignal, (breach) => {
     breaches.push(breach); // judged in the main loop, after the facts delivered before it
+  });
+  setHandler(preconditionsExpiredSignal, (signal) => {
+    for (const key of signal.factKeys) if (core.waiting.includes(key) && !expired.includes(key)) expired.push(key);
   });
   setHandler(paymentStateQuery, state);
   setHandler(
@@ -275,6 +295,8 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
   }
 
   function armPreconditionTimer(key: string): void {
+    // Patch markers are not billable; the timer it replaces is (one action per out-of-order fact).
+    if (patched(WAITS_EXPIRE_BY_SWEEP)) return;
     void sleep(input.preconditionTimeoutMs).then(() => {
       if (core.waiting.includes(key)) expired.push(key);
     });

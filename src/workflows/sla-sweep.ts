@@ -1,26 +1,51 @@
 import { getExternalWorkflowHandle, isCancellation, proxyActivities } from '@temporalio/workflow';
 import type { SlaActivities } from '../activities/sla';
 import type { LifecycleStatus } from './payment-state';
-import { paymentWorkflowId, slaBreachedSignal } from './payment';
+import { paymentWorkflowId, preconditionsExpiredSignal, slaBreachedSignal } from './payment';
 
 // One sweep for all payments instead of one SLA timer per payment: a timer is a billable action,
 // so per-payment timers would cost every payment; the sweep costs only the overdue ones.
 
+// The same sweep expires precondition waits: a payment idle past the timeout with a fact still
+// waiting gets one signal, instead of every waiting fact costing a durable timer.
+
 export interface SlaSweepInput {
   slas: Partial<Record<LifecycleStatus, number>>;
   limit: number;
+  /** Expire waits of payments idle this long (PAYMENT_PRECONDITION_TIMEOUT_MS); absent = SLAs only. */
+  preconditionTimeoutMs?: number;
 }
 
 export interface SlaSweepResult {
   signalled: string[];
   alreadyClosed: string[];
+  /** Payments told that their waiting facts expired. */
+  expiredWaits?: string[];
 }
 
-const { findOverduePayments } = proxyActivities<SlaActivities>({ startToCloseTimeout: '2 minutes' });
+const { findOverduePayments, findExpiredWaits } = proxyActivities<SlaActivities>({
+  startToCloseTimeout: '2 minutes',
+});
 
 export async function slaSweepWorkflow(input: SlaSweepInput): Promise<SlaSweepResult> {
   const overdue = await findOverduePayments(input.slas, input.limit);
   const result: SlaSweepResult = { signalled: [], alreadyClosed: [] };
+  if (input.preconditionTimeoutMs !== undefined) {
+    // Waits first: an expired wait is an anomaly, which the workflow weighs before an SLA breach.
+    result.expiredWaits = [];
+    for (const p of await findExpiredWaits(input.preconditionTimeoutMs, input.limit)) {
+      try {
+        await getExternalWorkflowHandle(paymentWorkflowId(p.paymentId)).signal(preconditionsExpiredSignal, {
+          factKeys: p.factKeys,
+          idleSince: p.since,
+        });
+        result.expiredWaits.push(p.paymentId);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        result.alreadyClosed.push(p.paymentId);
+      }
+    }
+  }
   for (const p of overdue) {
     try {
       await getExternalWorkflowHandle(paymentWorkflowId(p.paymentId)).signal(slaBreachedSignal, {

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { createLedgerActivities } from '../../src/activities/ledger';
 import { createSlaActivities } from '../../src/activities/sla';
+import { factKey } from '../../src/ledger/posting-rules';
 import { simulatePayments } from '../../src/simulator/payments';
 import { type JournalEntryRequest, recordPaymentFlag, summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
@@ -138,5 +139,54 @@ describe('SLA sweep query: the stage comes from the state machine, over the sign
       [[captured, 'CAPTURED']],
     );
     assert.ok(Date.parse(ours[0]!.since) <= Date.now() - 20);
+  });
+});
+
+describe('Precondition expiry query: waits expire from the sweep, not from a timer per fact', () => {
+  const pool = createPool(config, 4);
+  const sla = createSlaActivities(pool);
+  before(async () => {
+    await requireServices('postgres');
+    await migrateAsOwner(config);
+  });
+  after(() => pool.end());
+
+  it('finds a payment idle past the timeout with a settlement waiting for its capture; not a complete, an expired or an unsignalled one', async () => {
+    const { events } = simulatePayments({
+      payments: 4,
+      seed: 5,
+      duplicateRate: 0,
+      runId: uniqueId('wait'),
+      happyPathOnly: true,
+    });
+    const [waiting, complete, expired, unsignalled] = [...new Set(events.map((e) => e.paymentId))];
+    const factsOf = (id: string | undefined, withCapture = false) =>
+      events.filter((e) => e.paymentId === id && (withCapture || e.type !== 'captured'));
+    const admitted = [...factsOf(waiting), ...factsOf(complete, true), ...factsOf(expired), ...factsOf(unsignalled)];
+    await admitFacts(pool, admitted);
+    await markSignalled(
+      pool,
+      admitted.filter((f) => f.paymentId !== unsignalled).map((f) => f.idempotencyKey),
+    );
+    const settlement = factsOf(expired).find((f) => f.type === 'settled')!;
+    await recordPaymentFlag(pool, {
+      paymentId: expired!,
+      flagKey: `timeout:${factKey(settlement)}`,
+      kind: 'anomaly',
+      stage: 'precondition-timeout',
+      reason: 'test',
+    });
+    await new Promise((r) => setTimeout(r, 50));
+
+    const found = await sla.findExpiredWaits(20, 1_000_000);
+    const ours = found.filter((p) => [waiting, complete, expired, unsignalled].includes(p.paymentId));
+    const waitingSettlement = factsOf(waiting).find((f) => f.type === 'settled')!;
+    assert.deepEqual(
+      ours.map((p) => [p.paymentId, p.factKeys]),
+      [[waiting, [factKey(waitingSettlement)]]],
+    );
+    // Not idle long enough: nothing yet.
+    const early = await sla.findExpiredWaits(3_600_000, 1_000_000);
+    assert.ok(!early.some((p) => p.paymentId === waiting));
   });
 });

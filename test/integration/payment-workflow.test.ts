@@ -17,6 +17,7 @@ import {
   paymentStateQuery,
   paymentWorkflow,
   paymentWorkflowId,
+  preconditionsExpiredSignal,
   resolvePaymentUpdate,
   slaBreachedSignal,
 } from '../../src/workflows/payment';
@@ -307,5 +308,51 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     assert.equal(done.closedBy, 'ops: written off');
     const result = (await handle.result()) as PaymentState;
     assert.equal(result.status, 'CAPTURED');
+  });
+
+  it('a fact waiting for its precondition costs no timer; a signal from the sweep expires it into an anomaly', async () => {
+    const sim = onePayment(15, 'wfw');
+    const paymentId = sim.events[0]!.paymentId;
+    const withoutCapture = sim.events.filter((e) => e.type !== 'captured');
+    await routeFacts(client, pool, withoutCapture, policy);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+    let state = await handle.query(paymentStateQuery);
+    for (let i = 0; i < 100 && !state.facts.some((f) => f.state === 'waiting'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await handle.query(paymentStateQuery);
+    }
+    const waiting = state.facts.filter((f) => f.state === 'waiting');
+    assert.deepEqual(
+      waiting.map((f) => [f.type, f.waitingFor]),
+      [['settled', 'capture cap1']],
+    );
+    const timers = async () =>
+      (await handle.fetchHistory()).events?.filter((e) => e.timerStartedEventAttributes).length ?? 0;
+    assert.equal(await timers(), 0, 'a wait must not start a durable timer (a billable action)');
+
+    // A stale signal naming a fact that is not waiting changes nothing.
+    await handle.signal(preconditionsExpiredSignal, { factKeys: ['created'], idleSince: '2026-01-01T00:00:00Z' });
+    await handle.signal(preconditionsExpiredSignal, {
+      factKeys: waiting.map((f) => f.factKey),
+      idleSince: '2026-01-01T00:00:00Z',
+    });
+    const anomalous = await attentionBecomes(handle, 'ANOMALY');
+    assert.deepEqual(
+      anomalous.anomalies.map((a) => [a.kind, a.factKey]),
+      [['precondition-timeout', waiting[0]!.factKey]],
+    );
+    assert.ok(anomalous.facts.every((f) => f.state !== 'waiting'));
+    assert.equal(await timers(), 0);
+    const done = await handle.executeUpdate(resolvePaymentUpdate, {
+      args: [{ actor: 'ops', reason: 'capture never reported; settlement written off', close: true }],
+    });
+    assert.equal(done.attention, 'OPEN');
+    await handle.result();
+    const ledger = await summarizeLedger(pool, paymentId);
+    assert.deepEqual(
+      [ledger.entries, ledger.duplicatePostings],
+      [0, 0],
+      'nothing posted for a settlement without its capture',
+    );
   });
 });

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { repoRoot } from '../../src/stack/service';
 import { createKafka, createProducer } from '../../src/streams/kafka';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
+import { runDemo } from '../support/demo';
 import { testKafka } from '../support/kafka';
 import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
@@ -13,14 +14,18 @@ describe('pipeline end to end', () => {
   before(() => requireServices('postgres', 'kafka', 'temporal', 's3', 'snowflake'));
 
   it('`npm run demo -- --duplicate-rate 1 --shuffle --stuck 2 --json` posts every fact exactly once and flags the stuck', () => {
-    // The demo's own entry point (what `npm run demo` runs), so a timeout's SIGTERM reaches it and
-    // it stops its worker and router instead of leaving them behind.
-    const run = spawnSync(
-      process.execPath,
+    const summary = runDemo<{
+      payments: number;
+      eventsProduced: number;
+      uniqueEvents: number;
+      paymentsClosed: number;
+      anomalies: number;
+      actionsPerPayment: number;
+      stuck: { expected: number; found: number; paymentIds: string[] };
+      ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
+      temporal: { uiUrl: string };
+    }>(
       [
-        '--import',
-        'tsx',
-        'src/starters/demo.ts',
         '--payments',
         '40',
         '--seed',
@@ -32,22 +37,9 @@ describe('pipeline end to end', () => {
         '2',
         '--captured-sla-s',
         '2',
-        '--json',
       ],
-      { cwd: repoRoot, encoding: 'utf8', timeout: 300_000 },
+      300_000,
     );
-    assert.equal(run.status, 0, `demo failed:\n${run.stderr.slice(-3000)}\nsummary: ${run.stdout.slice(-3000)}`);
-    const summary = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
-      payments: number;
-      eventsProduced: number;
-      uniqueEvents: number;
-      paymentsClosed: number;
-      anomalies: number;
-      actionsPerPayment: number;
-      stuck: { expected: number; found: number; paymentIds: string[] };
-      ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
-      temporal: { uiUrl: string };
-    };
     assert.equal(summary.payments, 40);
     assert.equal(summary.eventsProduced, 2 * summary.uniqueEvents);
     assert.equal(summary.paymentsClosed, 38);

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { factKey, postingKey } from '../../src/ledger/posting-rules';
 import { simulatePayments } from '../../src/simulator/payments';
-import { emptyCore, evaluate, lifecycleStatus, receive, statusOf } from '../../src/workflows/payment-state';
+import { emptyCore, evaluate, isInert, lifecycleStatus, receive, statusOf } from '../../src/workflows/payment-state';
 
 // Any permutation and duplication of a payment's facts must yield the identical ledger.
 // Seeded (PROPERTY_SEED to reproduce a CI failure); PROPERTY_RUNS raises the case count.
@@ -27,6 +27,27 @@ function ledgerFor(paymentId: string, deliveries: PaymentEvent[]) {
     }
   }
   return { entries, status: lifecycleStatus(core), anomalies, waiting: core.waiting.length };
+}
+
+/**
+ * Delivers facts as the router does: a fact the state machine calls inert (given what was delivered
+ * before) is recorded but never reaches the workflow. Returns the workflow's ledger and the skips.
+ */
+function routedLedgerFor(paymentId: string, deliveries: PaymentEvent[]) {
+  const model = emptyCore(paymentId);
+  const reaching: PaymentEvent[] = [];
+  for (const fact of deliveries) {
+    if (isInert(model, fact)) continue;
+    reaching.push(fact);
+    receive(model, fact);
+    evaluate(model);
+  }
+  return { ...ledgerFor(paymentId, reaching), skipped: deliveries.length - reaching.length };
+}
+
+/** The same fact reported by another source: another idempotency key, the same money content. */
+function fromOtherSource(fact: PaymentEvent): PaymentEvent {
+  return { ...fact, idempotencyKey: `${fact.idempotencyKey}:other`, source: 'partner', sourceSequence: 99 };
 }
 
 /** One simulated payment (any lifecycle) with a delivery order and duplicates chosen by fast-check. */
@@ -86,6 +107,63 @@ describe('payment state machine properties (fast-check)', () => {
       }),
       { seed: seed + 3, numRuns },
     );
+  });
+
+  it(`skipping the facts the router calls inert changes nothing the workflow decides (${numRuns} cases)`, () => {
+    fc.assert(
+      fc.property(
+        scenario,
+        fc.array(fc.nat({ max: 11 }), { maxLength: 6 }),
+        ({ events, delivered, subset }, alsoFrom) => {
+          const paymentId = events[0]!.paymentId;
+          const others = alsoFrom.filter((i) => i < events.length).map((i) => fromOtherSource(events[i]!));
+          // A conflicting report (same fact, other amount) must still reach the workflow, as an anomaly.
+          const conflicting = others
+            .slice(0, 1)
+            .map((f) =>
+              'amountMinor' in f
+                ? { ...f, amountMinor: f.amountMinor + 1, idempotencyKey: `${f.idempotencyKey}:conflict` }
+                : f,
+            );
+          for (const deliveries of [
+            [...delivered, ...others],
+            [...others, ...subset],
+            [...delivered, ...conflicting],
+          ]) {
+            const all = ledgerFor(paymentId, deliveries);
+            const routed = routedLedgerFor(paymentId, deliveries);
+            assert.deepEqual([...routed.entries].sort(), [...all.entries].sort());
+            assert.deepEqual(
+              [routed.status, routed.anomalies, routed.waiting],
+              [all.status, all.anomalies, all.waiting],
+            );
+          }
+        },
+      ),
+      { seed: seed + 5, numRuns },
+    );
+  });
+
+  it('a created reported after the payment moved on, and a same-content re-report, are inert; a conflicting one is not', () => {
+    const { events } = simulatePayments({ payments: 1, seed: 7, duplicateRate: 0, runId: 'prop', happyPathOnly: true });
+    const paymentId = events[0]!.paymentId;
+    const created = events.find((e) => e.type === 'created')!;
+    const captured = events.find((e) => e.type === 'captured')!;
+    const core = emptyCore(paymentId);
+    assert.equal(isInert(core, created), false, 'created first changes the status to CREATED');
+    for (const e of events.filter((x) => x.type !== 'created')) receive(core, e);
+    evaluate(core);
+    assert.equal(lifecycleStatus(core), 'SETTLED');
+    assert.equal(isInert(core, created), true, 'a late created changes nothing: no rule reads it');
+    assert.equal(isInert(core, captured), true, 'the same idempotency key');
+    assert.equal(isInert(core, fromOtherSource(captured)), true, 'the same capture from another source');
+    const other = { ...fromOtherSource(captured), amountMinor: captured.amountMinor + 1 };
+    assert.equal(isInert(core, other), false, 'a conflicting report becomes an anomaly');
+    const late = emptyCore(paymentId);
+    receive(late, captured);
+    evaluate(late);
+    const authorized = events.find((e) => e.type === 'authorized')!;
+    assert.equal(isInert(late, authorized), false, 'a late authorization caps later refunds: the workflow needs it');
   });
 
   it('a wait an earlier run timed out stays refused when the sweep rebuilds the status', () => {
