@@ -1,3 +1,4 @@
+import { locatePii } from '../src/ingest/pii-detect';
 import { createTokenizer } from '../src/ingest/tokenize';
 import { scanForPii } from '../src/quality/pii-scanner';
 import { simulatePayments } from '../src/simulator/payments';
@@ -156,16 +157,23 @@ interface Growth {
 }
 
 /** `factor` small inputs against one input `factor` times larger, alternating, median of the ratios. */
-function growth(shape: string, small: string[], large: string[], factor: number, label: [string, string]): Growth {
+function growth(
+  shape: string,
+  small: string[],
+  large: string[],
+  factor: number,
+  label: [string, string],
+  scan: (text: string) => unknown = scanForPii,
+): Growth {
   // Each sample repeats its input until it takes ~20 ms, so a small text is not lost in timer noise.
-  const reps = Math.max(1, Math.ceil(20 / Math.max(timed(large, scanForPii).ms, 0.01)));
+  const reps = Math.max(1, Math.ceil(20 / Math.max(timed(large, scan).ms, 0.01)));
   const smalls = Array.from({ length: factor * reps }, () => small).flat();
   const larges = Array.from({ length: reps }, () => large).flat();
   const ratios: number[] = [];
   const largeMs: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const s = timed(smalls, scanForPii).ms;
-    const l = timed(larges, scanForPii).ms;
+    const s = timed(smalls, scan).ms;
+    const l = timed(larges, scan).ms;
     ratios.push(l / s);
     largeMs.push(l / reps);
   }
@@ -199,6 +207,14 @@ function scaling(cs: Corpus[]): Growth[] {
     ['digit pairs (a card window every few)', () => `${digits(rnd, 2)} `],
     ['raw events (PII in each)', (i) => `${raw[i % raw.length]!}\n`],
   ];
+  const edgeShapes: [string, (i: number) => string][] = [
+    ['emails, one every 7 characters', (i) => `${i.toString(36)}@x.io `],
+    ['card numbers in groups', () => '4242 4242 4242 4242 '],
+    ['E.164 phones', (i) => `+44 20 7946 ${String(i % 10_000).padStart(4, '0')} `],
+    ['national phones', (i) => `(415) 555-${String(i % 10_000).padStart(4, '0')} `],
+    ['digit pairs', () => `${digits(rnd, 2)} `],
+    ['raw events (PII in each)', (i) => `${raw[i % raw.length]!}\n`],
+  ];
   return [
     growth('a store: tokenized events, one text each', store(ITEMS / 4), store(ITEMS * 2.5), 10, [
       `${ITEMS / 4} items`,
@@ -206,6 +222,18 @@ function scaling(cs: Corpus[]): Growth[] {
     ]),
     ...shapes.map(([name, unit, tail]) =>
       growth(name, text(unit, 8 * KB, tail), text(unit, 128 * KB, tail), 16, ['8 KB text', '128 KB text']),
+    ),
+    // The edge's own locator (the tokenizer's detectors) on what one webhook body can hold: it once
+    // copied the whole text per match, so a body dense with PII (36K emails) took seconds.
+    ...edgeShapes.map(([name, unit]) =>
+      growth(
+        `locatePii: ${name}`,
+        text(unit, 8 * KB),
+        text(unit, 256 * KB),
+        32,
+        ['8 KB text', '256 KB text'],
+        locatePii,
+      ),
     ),
   ];
 }
@@ -221,7 +249,7 @@ function main(): void {
     );
   } else {
     process.stdout.write(
-      `PII leak scanner (scanForPii), one process, ${ROUNDS} rounds, median; scanner time beside JSON.stringify of the same strings\n`,
+      `PII leak scanner (scanForPii) and the edge's locator (locatePii), one process, ${ROUNDS} rounds, median; scanner time beside JSON.stringify of the same strings\n`,
     );
     for (const r of rows) {
       process.stdout.write(

@@ -163,6 +163,9 @@ const Env = z.object({
     .regex(/^([a-z0-9-]{1,40})?$/, 'KAFKA_TOPIC_NAMESPACE: empty, or 1–40 of a-z, 0-9, -')
     .default(''),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().positive().default(6),
+  // Largest record the edges produce (with a batch's overhead), under the broker's message.max.bytes
+  // (1,048,588 by default); a larger event is quarantined with a claim check (docs/edge.md).
+  KAFKA_MAX_RECORD_BYTES: z.coerce.number().int().min(4096).default(1_000_000),
 
   // The application role: owns nothing and may only read and append to the ledger (migration 004).
   DATABASE_URL: z.string().default('postgres://paylink_app:paylink_app@127.0.0.1:5433/paylink'),

@@ -7,6 +7,15 @@ import { PaymentEvent, type ParseResult } from './payment-event';
 // Partner webhook payloads (per signature scheme) and their mapping onto payment facts (v1).
 // Unknown fields are allowed through (partners add fields); missing or mistyped required ones are
 // reasons for quarantine, named by path.
+//
+// A fact takes its fields only from what the partner signed (docs/edge.md, "Hostile input"):
+// - Stripe-style: the HMAC covers the whole raw body, so every field of the event is signed.
+// - Adyen-style: the HMAC covers only pspReference, originalReference, merchantAccountCode,
+//   merchantReference, amount.value, amount.currency, eventCode and success. eventDate, reason and
+//   additionalData are unsigned: they stay in the raw event, and the fact's time is our receipt time.
+
+/** 9999-12-31T23:59:59Z: the last second an ISO 8601 timestamp with a four-digit year can name. */
+const MAX_UNIX_SECONDS = 253_402_300_799;
 
 /** Stripe-style event: { id, type: "payment.<fact>", created, data: { object } }. */
 export const StripeStyleEvent = z.object({
@@ -43,6 +52,10 @@ export function stripeStyleToFact(partnerId: string, region: string, raw: unknow
   const event = StripeStyleEvent.safeParse(raw);
   if (!event.success) return { ok: false, reason: describeIssues(event.error) };
   const { id, type, created, data } = event.data;
+  // Checked here, not in the registered contract: past it `new Date(…).toISOString()` would throw.
+  if (created > MAX_UNIX_SECONDS) {
+    return { ok: false, reason: `created: ${created} is past ${MAX_UNIX_SECONDS} (9999-12-31T23:59:59Z)` };
+  }
   const candidate = {
     region,
     ...data.object,
@@ -74,8 +87,16 @@ export function adyenEventId(item: { pspReference?: unknown; eventCode?: unknown
   return `${String(item.pspReference)}:${String(item.eventCode)}:${String(item.success)}`;
 }
 
-/** One Adyen-style item → payment fact. The payment is the merchant reference; ids are PSP references. */
-export function adyenItemToFact(partnerId: string, region: string, rawItem: unknown): ParseResult<PaymentEvent> {
+/**
+ * One Adyen-style item → payment fact. The payment is the merchant reference; ids are PSP references.
+ * Only signed fields feed it; `receivedAt` (the edge's clock) dates it, since Adyen does not sign eventDate.
+ */
+export function adyenItemToFact(
+  partnerId: string,
+  region: string,
+  rawItem: unknown,
+  receivedAt: string,
+): ParseResult<PaymentEvent> {
   const parsed = AdyenNotificationRequestItem.safeParse(rawItem);
   if (!parsed.success)
     return { ok: false, reason: describeIssues(parsed.error, { prefix: 'NotificationRequestItem' }) };
@@ -92,9 +113,9 @@ export function adyenItemToFact(partnerId: string, region: string, rawItem: unkn
     merchantId: item.merchantAccountCode,
     region,
     currency: item.amount.currency,
-    occurredAt: item.eventDate,
+    occurredAt: receivedAt,
     source: 'webhook',
-    sourceSequence: Date.parse(item.eventDate),
+    sourceSequence: Date.parse(receivedAt),
     amountMinor: item.amount.value,
     ...(type === 'captured' ? { captureId: ref, platformFeeMinor: 0 } : {}),
     ...(type === 'refunded' ? { refundId: ref } : {}),

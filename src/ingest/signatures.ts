@@ -8,9 +8,14 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export type SignatureFailureReason =
   'missing-signature' | 'malformed-signature' | 'stale-timestamp' | 'future-timestamp' | 'mismatch';
 
-/** `secretIndex` says which of the configured secrets matched, so rotation can be tracked. */
+/**
+ * `secretIndex` says which of the configured secrets matched, so rotation can be tracked. `digest` is the
+ * HMAC we computed (hex) and `timestamp` the signed time (Stripe-style only): what the sender signed,
+ * whatever the spelling of the header that carried it, so replay detection keys on them.
+ */
 export type SignatureCheck =
-  { ok: true; secretIndex: number } | { ok: false; reason: SignatureFailureReason; detail: string };
+  | { ok: true; secretIndex: number; digest: string; timestamp?: number }
+  | { ok: false; reason: SignatureFailureReason; detail: string };
 
 const fail = (reason: SignatureFailureReason, detail: string): SignatureCheck => ({ ok: false, reason, detail });
 
@@ -97,12 +102,15 @@ export function verifyStripeSignature(
 
   const signedPayload = Buffer.concat([Buffer.from(`${parsed.t}.`, 'utf8'), rawBody]);
   let secretIndex: number | undefined;
+  let digest: Buffer | undefined;
   for (const [index, secret] of options.secrets.entries()) {
-    if (firstMatchingSecret([hmacSha256(secret, signedPayload)], parsed.v1) === undefined) continue;
+    const expected = hmacSha256(secret, signedPayload);
+    if (firstMatchingSecret([expected], parsed.v1) === undefined) continue;
     secretIndex = index;
+    digest = expected;
     break;
   }
-  if (secretIndex === undefined) {
+  if (secretIndex === undefined || digest === undefined) {
     return fail(
       'mismatch',
       `${name} at t=${parsed.t}: none of ${parsed.v1.length} v1 signature(s) matches any of ${options.secrets.length} secret(s)` +
@@ -124,7 +132,7 @@ export function verifyStripeSignature(
       `${name} t=${parsed.t} is ${-age} s ahead of our clock (tolerance ${futureTolerance} s)`,
     );
   }
-  return { ok: true, secretIndex };
+  return { ok: true, secretIndex, digest: digest.toString('hex'), timestamp: parsed.t };
 }
 
 /** The `Stripe-Signature` header value a sender with `secret` would attach at unix time `t`. */
@@ -188,8 +196,8 @@ export function verifyAdyenSignature(item: AdyenNotificationItem, hexKeys: reado
   if (signature === undefined || signature === null || signature === '') {
     return fail('missing-signature', `${where}: additionalData.hmacSignature is absent`);
   }
-  // A SHA-256 digest in base64 is always 43 characters plus one "=".
-  if (typeof signature !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(signature)) {
+  // A SHA-256 digest in base64 is 43 characters plus one "=" of padding, which some senders leave off.
+  if (typeof signature !== 'string' || !/^[A-Za-z0-9+/]{43}=?$/.test(signature)) {
     return fail('malformed-signature', `${where}: additionalData.hmacSignature is not a base64 SHA-256 digest`);
   }
   const data = adyenSigningString(item);
@@ -198,7 +206,7 @@ export function verifyAdyenSignature(item: AdyenNotificationItem, hexKeys: reado
   if (secretIndex === undefined) {
     return fail('mismatch', `${where}: hmacSignature matches none of ${keys.length} key(s)`);
   }
-  return { ok: true, secretIndex };
+  return { ok: true, secretIndex, digest: expected[secretIndex]!.toString('hex') };
 }
 
 /** The base64 `additionalData.hmacSignature` Adyen would send for `item` with `hexKey`. */

@@ -20,6 +20,41 @@ export interface TokenizerOptions {
   activeVersion: number;
 }
 
+/** Per-call bounds on the work a payload can demand; the webhook edge sets them from what one request may cost. */
+export interface TokenizeBudget {
+  /** Most PII values (each an HMAC and a vault entry) one payload may hold. */
+  maxPiiValues?: number;
+  /** Deepest nesting of arrays and objects walked (default DEFAULT_MAX_DEPTH). */
+  maxDepth?: number;
+}
+
+/** The walk is recursive: a bound far above any real event keeps a hostile one from overflowing the stack. */
+export const DEFAULT_MAX_DEPTH = 256;
+
+/** A payload that would cost more than its budget; nothing of it was tokenized. */
+export class TokenizeBudgetError extends Error {
+  constructor(
+    readonly budget: 'pii-values' | 'depth',
+    readonly limit: number,
+    readonly path: string,
+  ) {
+    const where = displayPath(path);
+    super(
+      budget === 'depth'
+        ? `${where} nests more than ${limit} arrays/objects deep`
+        : `more than ${limit} PII values to tokenize (value ${limit + 1} at ${where})`,
+    );
+    this.name = 'TokenizeBudgetError';
+  }
+}
+
+// A path for an error reason, which is logged and answered: keys that could hold PII (a digit or an
+// "@") are masked, and a path thousands of levels long is cut in the middle.
+function displayPath(path: string): string {
+  const masked = path.replace(/\.[^.[]*[0-9@][^.[]*/g, '.<key>');
+  return masked.length <= 120 ? masked : `${masked.slice(0, 60)}…${masked.slice(-60)}`;
+}
+
 export interface TokenizedPayload {
   payload: unknown;
   vault: VaultEntry[];
@@ -27,7 +62,7 @@ export interface TokenizedPayload {
 
 export interface Tokenizer {
   /** A copy of `payload` with every PAN/PII replaced by its token, plus the vault entries to store. */
-  tokenize(payload: unknown): TokenizedPayload;
+  tokenize(payload: unknown, budget?: TokenizeBudget): TokenizedPayload;
   /** The key version a token was made with, or undefined if `token` is not a token. */
   tokenVersion(token: string): number | undefined;
 }
@@ -100,6 +135,10 @@ function normalize(kind: TokenKind, value: string): string {
   }
 }
 
+function defineOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function isPlainObject(value: object): value is Record<string, unknown> {
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
@@ -123,8 +162,16 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
     })();
   const version = options.activeVersion;
 
-  function tokenize(payload: unknown): TokenizedPayload {
+  function tokenize(payload: unknown, budget: TokenizeBudget = {}): TokenizedPayload {
     const vault = new Map<string, VaultEntry>();
+    const maxDepth = budget.maxDepth ?? DEFAULT_MAX_DEPTH;
+    const maxPiiValues = budget.maxPiiValues ?? Infinity;
+    let piiValues = 0;
+    // Counted before any HMAC is computed, so an over-budget payload costs only the scan.
+    const spend = (n: number, path: string): void => {
+      piiValues += n;
+      if (piiValues > maxPiiValues) throw new TokenizeBudgetError('pii-values', maxPiiValues, path);
+    };
 
     const tokenFor = (kind: TokenKind, normalized: string): string => {
       const mac = createHmac('sha256', activeKey).update(`${kind}\0${normalized}`, 'utf8').digest('hex');
@@ -134,10 +181,11 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
     };
 
     // Replaces every pattern match inside a string; reports the PAN when it is the whole value.
-    const replaceInString = (text: string): { text: string; wholePan?: string } => {
+    const replaceInString = (text: string, path: string): { text: string; wholePan?: string } => {
       if (!MAY_HOLD_PII.test(text)) return { text }; // most keys and free text: no scan at all
       const spans = locatePii(text);
       if (spans.length === 0) return { text };
+      spend(spans.length, path);
       let out = '';
       let at = 0;
       for (const span of spans) {
@@ -151,31 +199,38 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
     };
 
     // A value under a PII field name: tokenized whole, unless it is empty or already a token.
-    const tokenizeField = (kind: TokenKind, raw: string): { value: string; wholePan?: string } | undefined => {
+    const tokenizeField = (
+      kind: TokenKind,
+      raw: string,
+      path: string,
+    ): { value: string; wholePan?: string } | undefined => {
       if (raw.trim() === '' || isToken(raw.trim())) return undefined;
       const normalized = normalize(kind, raw);
       if (kind === 'pan') {
         if (!/^[0-9]{12,19}$/.test(normalized) || /[^0-9 -]/.test(raw.trim())) return undefined;
+        spend(1, path);
         return { value: tokenFor('pan', normalized), wholePan: normalized };
       }
-      return normalized === '' ? undefined : { value: tokenFor(kind, normalized) };
+      if (normalized === '') return undefined;
+      spend(1, path);
+      return { value: tokenFor(kind, normalized) };
     };
 
     type Walked = { value: unknown; wholePan?: string };
 
-    const walk = (value: unknown, key: string | undefined, path: string): Walked => {
+    const walk = (value: unknown, key: string | undefined, path: string, depth: number): Walked => {
       if (value === null || value === undefined || typeof value === 'boolean') return { value };
       const kind = key === undefined ? undefined : fieldKind(key);
       if (typeof value === 'string') {
-        const field = kind === undefined ? undefined : tokenizeField(kind, value);
+        const field = kind === undefined ? undefined : tokenizeField(kind, value, path);
         if (field !== undefined) return field;
-        const replaced = replaceInString(value);
+        const replaced = replaceInString(value, path);
         return { value: replaced.text, wholePan: replaced.wholePan };
       }
       if (typeof value === 'number' || typeof value === 'bigint') {
         const digits = String(value);
         if (kind !== undefined && /^[0-9]+$/.test(digits)) {
-          const field = tokenizeField(kind, digits);
+          const field = tokenizeField(kind, digits, path);
           if (field !== undefined) return field;
         }
         // Card-length numbers are card numbers wherever they sit, beside a currency or under an amount
@@ -184,20 +239,25 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
         const magnitude = digits.replace(/^-/, '').replace(/\.[0-9]+$/, '');
         const lossy = typeof value === 'number' && !Number.isSafeInteger(value);
         if (/^[2-9][0-9]{12,18}$/.test(magnitude) && (lossy || panCandidateValid(magnitude))) {
+          spend(1, path);
           return { value: tokenFor('pan', magnitude), wholePan: magnitude };
         }
         return { value };
       }
+      if (typeof value === 'object' && depth >= maxDepth) throw new TokenizeBudgetError('depth', maxDepth, path);
       if (Array.isArray(value)) {
-        return { value: value.map((item, i) => walk(item, undefined, `${path}[${i}]`).value) };
+        return { value: value.map((item, i) => walk(item, undefined, `${path}[${i}]`, depth + 1).value) };
       }
       if (typeof value === 'object' && isPlainObject(value)) {
         const out: Record<string, unknown> = {};
         const siblings: Record<string, string> = {};
         for (const [rawKey, child] of Object.entries(value)) {
-          const outKey = replaceInString(rawKey).text;
-          const walked = walk(child, rawKey, `${path}.${rawKey}`);
-          out[outKey] = walked.value;
+          const outKey = replaceInString(rawKey, `${path} (a key)`).text;
+          const walked = walk(child, rawKey, `${path}.${rawKey}`, depth + 1);
+          // A "__proto__" key stays an own data property, as JSON.parse made it: assigned, it would set
+          // the copy's prototype, and a fact read from the copy would see fields its JSON does not hold.
+          if (outKey === '__proto__') defineOwn(out, outKey, walked.value);
+          else out[outKey] = walked.value;
           if (walked.wholePan !== undefined) {
             // First six plus last four is the PCI display maximum; below 15 digits it leaves too few unknown.
             if (walked.wholePan.length >= 15) siblings[`${outKey}Bin`] = walked.wholePan.slice(0, 6);
@@ -210,7 +270,7 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
       throw new TypeError(`tokenize: ${path} is a ${what}, not a JSON value`);
     };
 
-    return { payload: walk(payload, undefined, '$').value, vault: [...vault.values()] };
+    return { payload: walk(payload, undefined, '$', 0).value, vault: [...vault.values()] };
   }
 
   return {

@@ -22,15 +22,27 @@ export const WEBHOOK_OPENAPI = {
           content: json({ type: 'object' }),
         },
         responses: {
-          '200': { description: 'Accepted and acknowledged by Kafka', content: json({ type: 'object' }) },
+          '200': {
+            description:
+              'Accepted and acknowledged by Kafka; or, Adyen-style, every item already accepted within the replay window (`replayed`), nothing produced again',
+            content: json({ type: 'object' }),
+          },
           '202': {
             description: 'Accepted and durable: spooled (Kafka unreachable) or quarantined (authentic but invalid)',
             content: json({ type: 'object' }),
           },
-          '400': { description: 'Malformed JSON or not the partner scheme’s envelope', content: json(error) },
+          '400': {
+            description:
+              'Malformed JSON, nested more than 32 arrays/objects deep, not the partner scheme’s envelope, or a path that is not valid percent-encoding',
+            content: json(error),
+          },
           '401': { description: 'Unsigned, forged, stale, future-dated or replayed', content: json(error) },
           '404': { description: 'Unknown partner', content: json(error) },
-          '413': { description: 'Body over the size limit', content: json(error) },
+          '413': {
+            description: 'Body over the size limit, or holding more than 1000 PII values',
+            content: json(error),
+          },
+          '415': { description: 'Content-Type other than application/json (UTF-8)', content: json(error) },
           '503': {
             description: 'Event spool (Kafka unreachable) or vault journal (Postgres unreachable) full: retry later',
             content: json(error),

@@ -6,19 +6,40 @@ import type { ParseResult, PaymentEvent } from '../contracts/payment-event';
 import { type Logger, errorMessage } from '../logger';
 import { CURRENT_SCHEMAS } from '../quality/schema-registry';
 import type { Vault, VaultEntry } from '../stores/vault';
-import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../streams/kafka';
+import { type TopicSet, edgeTopicsOf } from '../streams/kafka';
+import {
+  type EventOutcome,
+  type Publisher,
+  type PublisherCounters,
+  PublishError,
+  type SourceEvent,
+  eventsOfSpooled,
+  spoolRecordOf,
+} from '../streams/publish';
 import { STRIPE_SIGNATURE_HEADER, verifyAdyenSignature, verifyStripeSignature } from './signatures';
 import { createBatcher } from './batcher';
-import type { Spool, SpoolRecord } from './spool';
-import type { Tokenizer } from './tokenize';
+import type { Spool } from './spool';
+import { type Tokenizer, TokenizeBudgetError } from './tokenize';
 import { type VaultJournal, type VaultJournalStatus, VaultJournalFullError } from './vault-journal';
 import { WEBHOOK_OPENAPI } from './webhook-openapi';
+import {
+  HttpError,
+  REQUEST_BUDGET,
+  ReplayWindow,
+  adyenReplayKey,
+  checkContentType,
+  eventIdOrDigest,
+  parseJsonBody,
+  partnerIdFromPath,
+  stripeReplayKey,
+} from './webhook-request';
 import { describeIssues } from '../contracts/issues';
 import { parseJsonSetting } from '../config';
 
-// The webhook receiver: verify → tokenize → envelope → Kafka, or an fsync'd spool when Kafka is
-// unreachable (availability for ingest). It answers 2xx only once the event is durable and the
-// originals it tokenized are durable too (fsynced vault journal, or the vault itself).
+// The webhook receiver: verify → tokenize → envelope → the publish step (one Kafka transaction per batch
+// of requests), or an fsync'd spool when Kafka is unreachable (availability for ingest). It answers 2xx
+// only once the event is committed on Kafka (or quarantined there with a claim check) or in the spool,
+// and the originals it tokenized are durable too (fsynced vault journal, or the vault itself).
 
 export const PartnerConfig = z.object({
   id: z.string().regex(/^[a-z0-9-]{1,60}$/),
@@ -34,7 +55,8 @@ export function parsePartners(json: string): PartnerConfig[] {
 
 export interface WebhookReceiverDeps {
   partners: PartnerConfig[];
-  producer: Producer;
+  /** The publish step (src/streams/publish.ts): its transactions, size limit and claim checks. */
+  publisher: Publisher;
   topics: TopicSet;
   spool: Spool;
   tokenizer: Tokenizer;
@@ -46,7 +68,10 @@ export interface WebhookReceiverDeps {
   readiness?: () => EdgeStatus;
   log: Logger;
   maxBodyBytes: number;
+  /** How long a request waits for Kafka before its events are spooled (a commit in flight is waited out). */
   kafkaTimeoutMs: number;
+  /** The same, for a spool drain's transaction (default 30 s). */
+  drainTimeoutMs?: number;
 }
 
 /** A failed attempt to send the spool's records to Kafka; they stay in the spool for the next one. */
@@ -65,6 +90,8 @@ export interface EdgeStatus {
   spoolDrainErrors: number;
   lastSpoolDrainError?: SpoolDrainFailure;
   vaultJournal?: VaultJournalStatus;
+  /** The publish step's counters (transactions, failures by class, claim checks); absent when summed. */
+  publisher?: Readonly<PublisherCounters>;
 }
 
 function readinessBody(status: EdgeStatus): {
@@ -88,9 +115,29 @@ function readinessBody(status: EdgeStatus): {
   };
 }
 
+/** Events by what became of them, and failures; every failure is also logged. */
+export interface ReceiverCounters {
+  /** Events committed on Kafka (their raw record and fact or quarantine record). */
+  accepted: number;
+  /** Events spooled (Kafka failed or timed out), and events drained from a spool to Kafka. */
+  spooled: number;
+  drained: number;
+  /** Events that failed their contract (quarantined with the reason). */
+  quarantined: number;
+  /** Events that could not be produced (too large after tokenization, refused): claim check + quarantine. */
+  claimChecked: number;
+  /** Events a drain put back at the spool's end (their claim check failed), so the rest kept draining. */
+  requeued: number;
+  /** Requests answered 4xx/5xx. */
+  rejected: number;
+  /** Publishes on the request path that failed (the events were spooled instead). */
+  publishFailures: number;
+  spoolDrainErrors: number;
+}
+
 export interface WebhookReceiver {
   server: Server;
-  counters: { accepted: number; spooled: number; quarantined: number; rejected: number; spoolDrainErrors: number };
+  counters: ReceiverCounters;
   status(): EdgeStatus;
   /**
    * Sends what the spool holds while Kafka answers; returns records drained. A failure leaves the
@@ -103,26 +150,32 @@ export interface WebhookReceiver {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-// Covers a signature's whole validity (300 s either side of its timestamp): a forgotten one is stale anyway.
+// Covers a Stripe-style signature's whole validity (300 s either side of its timestamp): a forgotten one
+// is stale anyway. Adyen signs no time, so for it the window is simply how long a retry is recognized.
 const REPLAY_WINDOW_MS = 10 * 60_000;
+// ~100 bytes a key: bounds the set's memory at ~50 MB per process whatever the request rate.
+const REPLAY_MAX_ENTRIES = 500_000;
 
 export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceiver {
   const partners = new Map(deps.partners.map((p) => [p.id, p]));
-  const counters = { accepted: 0, spooled: 0, quarantined: 0, rejected: 0, spoolDrainErrors: 0 };
+  const counters: ReceiverCounters = {
+    accepted: 0,
+    spooled: 0,
+    drained: 0,
+    quarantined: 0,
+    claimChecked: 0,
+    requeued: 0,
+    rejected: 0,
+    publishFailures: 0,
+    spoolDrainErrors: 0,
+  };
+  const drainTimeoutMs = deps.drainTimeoutMs ?? 30_000;
   let lastSpoolDrainError: SpoolDrainFailure | undefined;
   // Spools whose last drain failed: a drain retried every 500 ms is logged when it starts failing and when it recovers.
   const failingDrains = new Map<Spool, { since: string; attempts: number }>();
   // A Stripe-style signature is only valid once: partners re-sign every retry with a new timestamp.
-  const seenSignatures = new Map<string, number>();
+  // An Adyen-style item already accepted is acknowledged again without producing it twice.
+  const replays = new ReplayWindow(REPLAY_WINDOW_MS, REPLAY_MAX_ENTRIES);
   let kafkaHealthy = true;
 
   // One envelope per signature scheme: the raw items follow the scheme's registered schema.
@@ -132,30 +185,18 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       fact: CURRENT_SCHEMAS['payment-fact'],
     });
   const envelopes = { stripe: envelopeOf('stripe-style-event'), adyen: envelopeOf('adyen-notification-item') };
-  const sendToKafka = async (messages: SpoolRecord[]): Promise<void> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Kafka did not acknowledge within ${deps.kafkaTimeoutMs} ms`)),
-        deps.kafkaTimeoutMs,
-      );
-    });
-    try {
-      await Promise.race([produce(deps.producer, messages), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  // Requests arriving within 2 ms share one produce request and one vault insert.
-  const kafkaBatch = createBatcher<SpoolRecord>(sendToKafka, { maxItems: 500, maxDelayMs: 2 });
+  // Requests arriving within 2 ms share one transaction, and while one is in flight the next gathers.
+  const kafkaBatch = createBatcher<SourceEvent, EventOutcome>(
+    (events) => deps.publisher.publish(events, { timeoutMs: deps.kafkaTimeoutMs }),
+    { maxItems: 500, maxDelayMs: 2, serial: true },
+  );
   const vaultBatch = createBatcher<VaultEntry>((entries) => deps.vault.store(entries).then(() => undefined), {
     maxItems: 1000,
     maxDelayMs: 2,
   });
 
   const storeOriginals = async (entries: VaultEntry[]): Promise<void> => {
-    if (!deps.vaultJournal) return vaultBatch.add(entries);
+    if (!deps.vaultJournal) return vaultBatch.add(entries).then(() => undefined);
     try {
       await deps.vaultJournal.append(entries);
     } catch (err) {
@@ -170,11 +211,33 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     spoolDrainErrors: counters.spoolDrainErrors,
     ...(lastSpoolDrainError ? { lastSpoolDrainError } : {}),
     ...(deps.vaultJournal ? { vaultJournal: deps.vaultJournal.status() } : {}),
+    publisher: deps.publisher.counters,
   });
+
+  /** Counts the events the publish step quarantined with a claim check (it logs each one). */
+  const tally = (outcomes: readonly EventOutcome[]): number => {
+    const claimChecked = outcomes.filter((o) => o.kind === 'quarantined').length;
+    counters.claimChecked += claimChecked;
+    return claimChecked;
+  };
 
   const drainToKafka = async (spool: Spool, which: 'own' | 'orphaned'): Promise<number> => {
     try {
-      const n = await spool.drain((records) => sendToKafka(records));
+      // One transaction per spool batch: the cursor moves past a batch only once it is committed, so a
+      // failure resends that batch alone. An event that cannot be produced is quarantined (claim check)
+      // in the same transaction; one whose claim check failed goes back to the spool's end.
+      const n = await spool.drain(async (records) => {
+        const events = eventsOfSpooled(records);
+        const outcomes = await deps.publisher.publish(events, { timeoutMs: drainTimeoutMs });
+        tally(outcomes);
+        for (const [i, outcome] of outcomes.entries()) {
+          if (outcome.kind !== 'deferred') continue;
+          const appended = await spool.append(spoolRecordOf(events[i]!));
+          if (!appended.ok) throw new Error(`spool full: cannot put back an event whose ${outcome.error}`);
+          counters.requeued += 1;
+        }
+        counters.drained += outcomes.filter((o) => o.kind !== 'deferred').length;
+      });
       const failed = failingDrains.get(spool);
       if (failed) {
         failingDrains.delete(spool);
@@ -205,108 +268,151 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     }
   };
 
-  /** Durable = acknowledged by Kafka (acks=all) or fsynced to the spool. Full spool = 503. */
-  const makeDurable = async (messages: SpoolRecord[]): Promise<'kafka' | 'spool'> => {
+  /**
+   * Durable = committed on Kafka (acks=all, one transaction) or fsynced to the spool, one spool record per
+   * event. Full spool = 503. Answers how many events were quarantined with a claim check.
+   */
+  const makeDurable = async (events: SourceEvent[]): Promise<{ where: 'kafka' | 'spool'; claimChecked: number }> => {
+    let toSpool = events;
+    let claimChecked = 0;
     if (kafkaHealthy && deps.spool.size().records === 0) {
       try {
-        await kafkaBatch.add(messages);
-        return 'kafka';
+        const outcomes = await kafkaBatch.add(events);
+        claimChecked = tally(outcomes);
+        // An event whose claim check failed waits in the spool like any other.
+        toSpool = events.filter((_, i) => outcomes[i]?.kind === 'deferred');
+        if (toSpool.length === 0) return { where: 'kafka', claimChecked };
       } catch (err) {
+        counters.publishFailures += 1;
+        if (kafkaHealthy) {
+          deps.log.warn('kafka unreachable, spooling', {
+            error: errorMessage(err),
+            ...(err instanceof PublishError ? { kind: err.kind, phase: err.phase } : {}),
+          });
+        }
         kafkaHealthy = false;
-        deps.log.warn('kafka unreachable, spooling', { error: errorMessage(err) });
       }
     }
-    for (const m of messages) {
-      const appended = await deps.spool.append(m);
-      if (!appended.ok) throw new HttpError(503, 'spool full: Kafka has been unreachable too long; retry later');
+    // Appended in one synchronous pass: the request's events get consecutive seqs.
+    const appended = await Promise.all(toSpool.map((event) => deps.spool.append(spoolRecordOf(event))));
+    if (appended.some((a) => !a.ok)) {
+      throw new HttpError(503, 'spool full: Kafka has been unreachable too long; retry later');
     }
-    return 'spool';
+    return { where: 'spool', claimChecked };
   };
 
   const handleWebhook = async (req: IncomingMessage, partnerId: string): Promise<{ status: number; body: unknown }> => {
     const partner = partners.get(partnerId);
     if (!partner) throw new HttpError(404, `unknown partner "${partnerId}"`);
+    checkContentType(req.headers['content-type']);
     const raw = await readBody(req, deps.maxBodyBytes);
+    const receivedAt = new Date().toISOString();
 
-    const parseJson = (): unknown => {
-      try {
-        return JSON.parse(raw.toString('utf8'));
-      } catch (err) {
-        throw new HttpError(400, `malformed JSON body: ${errorMessage(err)}`);
-      }
-    };
     // Verified items and how each maps to a payment fact; the mapping runs on the tokenized item.
     const items: {
       rawItem: unknown;
-      eventId: string;
+      /** The partner's id for the event, if it has one (a quarantined event may not). */
+      partnerEventId: string | undefined;
       toFact: (tokenized: unknown) => ParseResult<PaymentEvent>;
     }[] = [];
+    // Adyen-style items are remembered once durable: a retry of a failed delivery must get through.
+    const acceptedAdyenItems: string[] = [];
+    let replayed = 0;
     if (partner.scheme === 'stripe') {
       const header = req.headers[STRIPE_SIGNATURE_HEADER.toLowerCase()];
       const check = verifyStripeSignature(raw, Array.isArray(header) ? header[0] : header, {
         secrets: partner.secrets,
       });
       if (!check.ok) throw new HttpError(401, `${check.reason}: ${check.detail}`);
-      const replayKey = `${partner.id}|${String(header)}`;
-      if (seenSignatures.has(replayKey))
-        throw new HttpError(401, `replayed: this ${STRIPE_SIGNATURE_HEADER} was already accepted`);
-      const json = parseJson();
-      rememberSignature(seenSignatures, replayKey);
-      const eventId = typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id : 'unknown';
+      const replayKey = stripeReplayKey(partner.id, check.timestamp ?? 0, check.digest);
+      if (replays.has(replayKey)) {
+        throw new HttpError(
+          401,
+          `replayed: a ${STRIPE_SIGNATURE_HEADER} with t=${check.timestamp} and this signature was already accepted`,
+        );
+      }
+      const json = parseJsonBody(raw);
+      replays.remember(replayKey);
+      const id = isRecord(json) ? json['id'] : undefined;
       items.push({
         rawItem: json,
-        eventId,
+        partnerEventId: typeof id === 'string' ? id : undefined,
         toFact: (t) => stripeStyleToFact(partner.id, partner.region, t),
       });
     } else {
-      const notification = AdyenNotification.safeParse(parseJson());
+      const notification = AdyenNotification.safeParse(parseJsonBody(raw));
       if (!notification.success) {
         throw new HttpError(400, `not an Adyen-style notification: ${describeIssues(notification.error)}`);
       }
+      const inThisRequest = new Set<string>();
       for (const [i, wrapper] of notification.data.notificationItems.entries()) {
         const item = wrapper.NotificationRequestItem;
         const check = verifyAdyenSignature(item, partner.secrets);
         if (!check.ok) throw new HttpError(401, `notificationItems.${i}: ${check.reason}: ${check.detail}`);
+        const replayKey = adyenReplayKey(partner.id, check.digest);
+        if (replays.has(replayKey) || inThisRequest.has(replayKey)) {
+          replayed += 1;
+          continue;
+        }
+        inThisRequest.add(replayKey);
+        acceptedAdyenItems.push(replayKey);
         items.push({
           rawItem: item,
-          eventId: adyenEventId(item),
-          toFact: (t) => adyenItemToFact(partner.id, partner.region, t),
+          partnerEventId: typeof item['pspReference'] === 'string' ? adyenEventId(item) : undefined,
+          toFact: (t) => adyenItemToFact(partner.id, partner.region, t, receivedAt),
         });
       }
     }
+    // Every item was accepted before (Adyen retries what it thinks failed): acknowledged, nothing re-sent.
+    if (items.length === 0) return { status: 200, body: { accepted: 0, quarantined: 0, replayed } };
 
     // Tokenize once, before anything leaves the edge; originals go only to the vault. The fact is
-    // mapped from the tokenized item, so it cannot carry what the raw event no longer does.
-    const messages: SpoolRecord[] = [];
+    // mapped from the tokenized item, so it cannot carry what the raw event no longer does. One call for
+    // the whole request, so its PII budget bounds the request's HMAC work.
+    // The event id is tokenized with the item: a card number pasted into an id never becomes a key.
+    const tokenized = tokenizeWithinBudget(items.map((item) => ({ item: item.rawItem, eventId: item.partnerEventId })));
+    const vaultEntries: VaultEntry[] = tokenized.vault;
+    const events: SourceEvent[] = [];
     const envelope = envelopes[partner.scheme];
-    const vaultEntries: VaultEntry[] = [];
-    const receivedAt = new Date().toISOString();
     let quarantined = 0;
-    for (const item of items) {
-      // The event id is tokenized with the item: a card number pasted into an id never becomes a key.
-      const tokenized = deps.tokenizer.tokenize({ item: item.rawItem, eventId: item.eventId });
-      vaultEntries.push(...tokenized.vault);
-      const { item: tokenizedItem, eventId } = tokenized.payload as { item: unknown; eventId: string };
+    for (const [i, item] of items.entries()) {
+      const { item: tokenizedItem, eventId } = (tokenized.payload as { item: unknown; eventId: unknown }[])[i]!;
       const mapped = item.toFact(tokenizedItem);
       if (!mapped.ok) quarantined += 1;
-      // A quarantined event stays findable by its payment and its event id.
+      // A quarantined event stays findable by its payment and its event id (a digest when it has none).
       const unmapped = {
         region: partner.region,
         key: paymentIdOf(tokenizedItem),
-        idempotencyKey: webhookIdempotencyKey(partner.id, eventId),
+        idempotencyKey: webhookIdempotencyKey(partner.id, eventIdOrDigest(eventId, tokenizedItem)),
       };
-      messages.push(...envelope(receivedAt, tokenizedItem, mapped, unmapped));
+      events.push({ records: envelope(receivedAt, tokenizedItem, mapped, unmapped) });
     }
     // The event and its originals become durable in parallel; 2xx only when both are.
-    const [where] = await Promise.all([makeDurable(messages), storeOriginals(vaultEntries)]);
+    const [{ where, claimChecked }] = await Promise.all([makeDurable(events), storeOriginals(vaultEntries)]);
+    for (const key of acceptedAdyenItems) replays.remember(key);
     counters.quarantined += quarantined;
+    quarantined += claimChecked;
     if (where === 'spool') counters.spooled += items.length;
     else counters.accepted += items.length;
     // Authentic but invalid: accepted (the partner cannot fix it by retrying) and quarantined.
     return {
       status: quarantined > 0 || where === 'spool' ? 202 : 200,
-      body: { accepted: items.length, quarantined, durable: where },
+      body: { accepted: items.length, quarantined, durable: where, ...(replayed > 0 ? { replayed } : {}) },
     };
+  };
+
+  const tokenizeWithinBudget = (payload: unknown): ReturnType<Tokenizer['tokenize']> => {
+    try {
+      return deps.tokenizer.tokenize(payload, { maxPiiValues: REQUEST_BUDGET.maxPiiValues });
+    } catch (err) {
+      // Over budget, authentic or not: it cannot be tokenized, so it cannot be quarantined either.
+      if (err instanceof TokenizeBudgetError) {
+        throw err.budget === 'depth'
+          ? new HttpError(400, err.message)
+          : new HttpError(413, `body holds ${err.message}`);
+      }
+      throw err;
+    }
   };
 
   const server = createServer((req, res) => {
@@ -326,7 +432,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       if (req.method === 'GET' && pathname === '/openapi.json') return reply(res, 200, WEBHOOK_OPENAPI);
       const m = /^\/webhooks\/([^/]+)$/.exec(pathname);
       if (m && req.method === 'POST') {
-        const result = await handleWebhook(req, decodeURIComponent(m[1]!));
+        const result = await handleWebhook(req, partnerIdFromPath(m[1]!));
         return reply(res, result.status, result.body);
       }
       throw new HttpError(404, `no route ${req.method ?? ''} ${pathname}`);
@@ -368,15 +474,8 @@ function paymentIdOf(raw: unknown): string | null {
   return typeof id === 'string' ? id : null;
 }
 
-function rememberSignature(seen: Map<string, number>, key: string): void {
-  const now = Date.now();
-  // A Map iterates in insertion order, i.e. oldest first: stop at the first signature still in the window.
-  for (const [k, at] of seen) {
-    if (now - at <= REPLAY_WINDOW_MS) break;
-    seen.delete(k);
-  }
-  seen.set(key, now);
-}
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);

@@ -123,15 +123,19 @@ async function scanKafka(kafka: KafkaClient, scan: Scan): Promise<void> {
         scan.text('kafka', `${at} header ${name}`, v);
       }
       if (message.value) scan.text('kafka', `${at} value`, message.value.toString());
+      return ++seen >= MAX_ITEMS_PER_SOURCE;
+    },
+    120_000,
+    // The end is where the reader's position passes the high watermark, transaction markers included.
+    (topic, partition, next) => {
       const partitions = ends.get(topic)!;
       const high = partitions.get(partition) ?? 0n;
-      if (high > 0n && BigInt(message.offset) + 1n >= high) {
+      if (high > 0n && next >= high) {
         partitions.set(partition, 0n);
         remaining -= 1;
       }
-      return remaining === 0 || ++seen >= MAX_ITEMS_PER_SOURCE;
+      return remaining === 0;
     },
-    120_000,
   );
   if (!done) throw new Error('kafka scan did not reach the end of the topics within 120 s');
 }

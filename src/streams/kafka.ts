@@ -74,14 +74,20 @@ export interface Producer {
 
 /** Produces `records` in one request (acks=all), grouped by topic in their order; an empty list sends nothing. */
 export async function produce(producer: Producer, records: readonly TopicRecord[]): Promise<void> {
+  const topicMessages = groupByTopic(records);
+  if (topicMessages.length === 0) return;
+  await producer.sendBatch({ acks: -1, topicMessages });
+}
+
+function groupByTopic(records: readonly TopicRecord[]): { topic: string; messages: KafkaRecord[] }[] {
   const byTopic = new Map<string, KafkaRecord[]>();
-  for (const record of records) {
-    const list = byTopic.get(record.topic);
+  for (const { topic, key, value, headers } of records) {
+    const record: KafkaRecord = { key, value, ...(headers ? { headers } : {}) };
+    const list = byTopic.get(topic);
     if (list) list.push(record);
-    else byTopic.set(record.topic, [record]);
+    else byTopic.set(topic, [record]);
   }
-  if (byTopic.size === 0) return;
-  await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
 }
 
 // ---- Consuming -------------------------------------------------------------------------------------
@@ -153,8 +159,11 @@ async function commitBatch(payload: EachBatchPayload): Promise<void> {
   const { batch } = payload;
   const last = batch.messages[batch.messages.length - 1];
   if (!last || payload.isStale()) return;
-  payload.resolveOffset(last.offset);
-  const offset = (BigInt(last.offset) + 1n).toString();
+  // Past the control records that follow it too (the edge's transaction markers): committing after the last
+  // data record would leave a read-committed group one offset short of the end for good.
+  const through = BigInt(batch.lastOffset()) > BigInt(last.offset) ? batch.lastOffset() : last.offset;
+  payload.resolveOffset(through);
+  const offset = (BigInt(through) + 1n).toString();
   await payload.commitOffsetsIfNecessary({
     topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }],
   });
@@ -277,6 +286,59 @@ export function createProducer(kafka: KafkaClient): Producer {
   });
 }
 
+/** One Kafka transaction: what is sent in it becomes visible to read-committed consumers at commit, or never. */
+export interface KafkaTransaction {
+  /** Produces `records` inside the transaction (acks=all), grouped by topic in their order. */
+  send(records: readonly TopicRecord[]): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** A transactional producer (one transaction at a time): the publish step's (./publish.ts). */
+export interface TransactionalProducer {
+  readonly transactionalId: string;
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  /** Begins a transaction; the first one registers the transactional id, fencing an older producer with it. */
+  transaction(): Promise<KafkaTransaction>;
+}
+
+/** How long the coordinator lets an open transaction of a dead producer block read-committed consumers. */
+const TRANSACTION_TIMEOUT_MS = 30_000;
+
+/**
+ * Idempotent, acks=all, one request in flight, with a transactional id that stays the same for the same
+ * process slot across restarts, so a restart fences its zombie. Retries are bounded, unlike createProducer's:
+ * a transaction that fails is aborted as a whole, so a give-up never leaves half an event visible.
+ */
+export function createTransactionalProducer(kafka: KafkaClient, transactionalId: string): TransactionalProducer {
+  const producer = (kafka as Kafka).producer({
+    idempotent: true,
+    transactionalId,
+    maxInFlightRequests: 1,
+    transactionTimeout: TRANSACTION_TIMEOUT_MS,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
+  });
+  return {
+    transactionalId,
+    connect: () => producer.connect(),
+    disconnect: () => producer.disconnect(),
+    async transaction() {
+      const txn = await producer.transaction();
+      return {
+        async send(records) {
+          const topicMessages = groupByTopic(records);
+          if (topicMessages.length > 0) await txn.sendBatch({ acks: -1, topicMessages });
+        },
+        commit: () => txn.commit(),
+        abort: () => txn.abort(),
+      };
+    },
+  };
+}
+
 export function topicSpecs(config: Config): TopicSpec[] {
   const common = [
     { name: 'min.insync.replicas', value: String(config.KAFKA_MIN_INSYNC_REPLICAS) },
@@ -341,6 +403,12 @@ export async function readTopics(
   from: ReadonlyMap<string, TopicOffsets | 'beginning'>,
   onMessage: (topic: string, partition: number, message: ConsumedMessage) => boolean,
   timeoutMs: number,
+  /**
+   * Called after each fetched batch with the next offset to read in that partition, including past
+   * transaction markers and aborted records no message shows (the edge produces transactionally, so the
+   * last message of a partition is followed by a control record): `true` ends the read, as from onMessage.
+   */
+  onPosition?: (topic: string, partition: number, next: bigint) => boolean,
 ): Promise<boolean> {
   const groupId = `paylink-reader-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
   const admin = kafka.admin();
@@ -355,6 +423,12 @@ export async function readTopics(
     await consumer.subscribe({ topics: [...from.keys()], fromBeginning: true });
     return await new Promise<boolean>((resolve, reject) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
+      if (onPosition) {
+        // Emitted for batches of only control records too, which never reach eachMessage.
+        consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+          if (onPosition(payload.topic, payload.partition, BigInt(payload.lastOffset) + 1n)) resolve(true);
+        });
+      }
       consumer
         .run({
           eachMessage: async ({ topic, partition, message }) => {

@@ -143,7 +143,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
   });
 
   it('webhook: raw, fact and quarantine', async () => {
-    edge = await startTestEdge(producer, log);
+    edge = await startTestEdge(log);
     const acme = parsePartners(config.WEBHOOK_PARTNERS).find((p) => p.scheme === 'stripe')!;
     const post = async (event: unknown): Promise<number> => {
       const body = JSON.stringify(event);
@@ -151,7 +151,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
       const res = await fetch(`${edge!.base}/webhooks/${acme.id}`, {
         method: 'POST',
         body,
-        headers: { 'Stripe-Signature': signature },
+        headers: { 'content-type': 'application/json', 'Stripe-Signature': signature },
       });
       return res.status;
     };

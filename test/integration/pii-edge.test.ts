@@ -61,7 +61,7 @@ describe('hostile card numbers and phones through the webhook edge', () => {
     await requireServices('kafka', 'postgres');
     starts = await endsOf([TOPICS.rawWebhooks, TOPICS.paymentEvents, TOPICS.quarantine]);
     await producer.connect();
-    edge = await startTestEdge(producer, createLogger('pii-edge-test'));
+    edge = await startTestEdge(createLogger('pii-edge-test'));
   });
   after(async () => {
     await edge.close();
@@ -73,7 +73,7 @@ describe('hostile card numbers and phones through the webhook edge', () => {
     const res = await fetch(`${edge.base}/webhooks/${acme.id}`, {
       method: 'POST',
       body,
-      headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, created) },
+      headers: { 'content-type': 'application/json', 'Stripe-Signature': signStripe(body, acme.secrets[0]!, created) },
     });
     await res.text();
     return res.status;

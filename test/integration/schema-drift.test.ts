@@ -88,7 +88,7 @@ describe('schema drift (quality consumer on the raw topics)', () => {
     quarantineStart = await topicEnds(admin, TOPICS.quarantine);
     producer = createProducer(kafka);
     await producer.connect();
-    edge = await startTestEdge(producer, log);
+    edge = await startTestEdge(log);
     base = edge.base;
   });
 
@@ -151,7 +151,11 @@ describe('schema drift (quality consumer on the raw topics)', () => {
   const postStripe = async (event: unknown): Promise<Response> => {
     const body = JSON.stringify(event);
     const signature = signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000));
-    return fetch(`${base}/webhooks/${acme.id}`, { method: 'POST', body, headers: { 'Stripe-Signature': signature } });
+    return fetch(`${base}/webhooks/${acme.id}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'Stripe-Signature': signature },
+    });
   };
 
   let firstRows: Map<string, DriftReportRow>;

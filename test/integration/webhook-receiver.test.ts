@@ -14,10 +14,11 @@ import { createWebhookReceiver, parsePartners } from '../../src/ingest/webhook-r
 import { type Logger, createLogger } from '../../src/logger';
 import { createPool } from '../../src/stores/postgres';
 import { type Vault, openVaultLazily, vaultKeyring } from '../../src/stores/vault';
-import { createKafka, createProducer } from '../../src/streams/kafka';
+import { KafkaJSConnectionError } from 'kafkajs';
+import { createKafka } from '../../src/streams/kafka';
 import { startPipelineProcess } from '../../src/starters/processes';
 import { type ReadMessage, type TopicOffsets, readKeyed as readTopic, topicEnds } from '../support/kafka';
-import { type TestEdge, startTestEdge, stripeEvent } from '../support/edge';
+import { type TestEdge, startTestEdge, stripeEvent, testPublisher } from '../support/edge';
 import { config, requireServices, uniqueId, topics as TOPICS } from '../support/stack';
 
 const partners = parsePartners(config.WEBHOOK_PARTNERS);
@@ -68,25 +69,22 @@ describe('webhook receiver (the edge)', () => {
   let edge: TestEdge;
   let vault: Vault;
   let base: string;
-  const producer = createProducer(createKafka(config, 'webhook-test'));
 
   before(async () => {
     await requireServices('kafka', 'postgres');
     await rememberTopicEnds([TOPICS.paymentEvents, TOPICS.rawWebhooks, TOPICS.quarantine]);
-    await producer.connect();
-    edge = await startTestEdge(producer, createLogger('test-edge'));
+    edge = await startTestEdge(createLogger('test-edge'));
     ({ base, vault } = edge);
   });
   after(async () => {
     await edge.close();
-    await producer.disconnect();
   });
 
   const postStripe = (body: string, signature?: string, partner = acme.id): Promise<Response> =>
     fetch(`${base}/webhooks/${partner}`, {
       method: 'POST',
       body,
-      headers: signature ? { 'Stripe-Signature': signature } : {},
+      headers: { 'content-type': 'application/json', ...(signature ? { 'Stripe-Signature': signature } : {}) },
     });
 
   it('accepts a signed event, tokenizes PAN and PII before Kafka, and keeps originals only in the vault', async () => {
@@ -171,6 +169,7 @@ describe('webhook receiver (the edge)', () => {
     const ok = await fetch(`${base}/webhooks/${adyen.id}`, {
       method: 'POST',
       body: JSON.stringify({ live: 'false', notificationItems: [{ NotificationRequestItem: item }] }),
+      headers: { 'content-type': 'application/json' },
     });
     assert.equal(ok.status, 200, await ok.clone().text());
     const [fact] = await readKeyed(TOPICS.paymentEvents, paymentId, 1);
@@ -179,6 +178,7 @@ describe('webhook receiver (the edge)', () => {
     const bad = await fetch(`${base}/webhooks/${adyen.id}`, {
       method: 'POST',
       body: JSON.stringify({ notificationItems: [{ NotificationRequestItem: tampered }] }),
+      headers: { 'content-type': 'application/json' },
     });
     assert.equal(bad.status, 401);
   });
@@ -203,11 +203,20 @@ describe('webhook receiver (the edge)', () => {
         lines.push({ level, msg, fields });
       };
     const log: Logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') };
-    // Not connected yet: every send fails at once ("The producer is disconnected") until connect().
-    const drainProducer = createProducer(createKafka(config, 'webhook-test-drain'));
+    // Kafka unreachable until the gate opens: every transaction fails at once with a connection error.
+    const gate = { down: true };
+    const drainPublisher = testPublisher('webhook-test-drain', log, {
+      wrap: (p) => ({
+        ...p,
+        transaction: () =>
+          gate.down
+            ? Promise.reject(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:1'))
+            : p.transaction(),
+      }),
+    });
     const receiver = createWebhookReceiver({
       partners,
-      producer: drainProducer,
+      publisher: drainPublisher,
       topics: TOPICS,
       spool,
       tokenizer,
@@ -231,12 +240,15 @@ describe('webhook receiver (the edge)', () => {
         const res = await fetch(`${url}/webhooks/${acme.id}`, {
           method: 'POST',
           body,
-          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+          headers: {
+            'content-type': 'application/json',
+            'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)),
+          },
         });
         assert.equal(res.status, 202, await res.clone().text());
       }
       const waiting = spool.size().records;
-      assert.equal(waiting, 6, 'a raw record and a fact per event');
+      assert.equal(waiting, 3, 'one spool record per event (its raw record and its fact)');
 
       for (let i = 0; i < 3; i++) assert.equal(await receiver.drainSpool(), 0);
       assert.equal(spool.size().records, waiting, 'a failed drain keeps every record in the spool');
@@ -244,15 +256,15 @@ describe('webhook receiver (the edge)', () => {
       const failing = lines.filter((l) => l.msg.startsWith('spool cannot drain'));
       assert.equal(failing.length, 1, 'logged when draining starts failing, not on every attempt');
       assert.equal(failing[0]!.level, 'warn');
-      assert.match(String(failing[0]!.fields.error), /producer is disconnected/);
+      assert.match(String(failing[0]!.fields.error), /ECONNREFUSED/);
       assert.equal(failing[0]!.fields.records, waiting);
       const degraded = await readyz();
       assert.equal(degraded.status, 'degraded: kafka (spooling)');
       assert.equal(degraded.spoolDrainErrors, 3);
-      assert.match(degraded.lastSpoolDrainError?.error ?? '', /producer is disconnected/);
+      assert.match(degraded.lastSpoolDrainError?.error ?? '', /ECONNREFUSED/);
       assert.equal(degraded.lastSpoolDrainError?.records, waiting);
 
-      await drainProducer.connect();
+      gate.down = false;
       assert.equal(await receiver.drainSpool(), waiting);
       assert.equal(spool.size().records, 0);
       const recovered = lines.filter((l) => l.msg.startsWith('spool draining to kafka again'));
@@ -271,7 +283,7 @@ describe('webhook receiver (the edge)', () => {
     } finally {
       await receiver.close();
       await spool.close();
-      await drainProducer.disconnect();
+      await drainPublisher.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -292,7 +304,10 @@ describe('webhook receiver (the edge)', () => {
         const res = await fetch(`http://127.0.0.1:${port}/webhooks/${acme.id}`, {
           method: 'POST',
           body,
-          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+          headers: {
+            'content-type': 'application/json',
+            'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)),
+          },
         });
         assert.equal(res.status, 202, await res.clone().text());
         assert.equal(((await res.json()) as { durable: string }).durable, 'spool');
@@ -401,9 +416,10 @@ describe('webhook receiver (the edge)', () => {
     const kafkaSpool = await openSpool({ dir: join(dir, 'spool'), maxBytes: 1024 * 1024 });
     const unreachable = openVaultLazily({ ...config, VAULT_DATABASE_URL: 'postgres://x:y@127.0.0.1:1/paylink' });
     const log = createLogger('test-edge-journal-full');
+    const fullPublisher = testPublisher('webhook-test-full', log);
     const full = createWebhookReceiver({
       partners,
-      producer,
+      publisher: fullPublisher,
       topics: TOPICS,
       spool: kafkaSpool,
       tokenizer,
@@ -422,7 +438,10 @@ describe('webhook receiver (the edge)', () => {
         const res = await fetch(url, {
           method: 'POST',
           body,
-          headers: { 'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)) },
+          headers: {
+            'content-type': 'application/json',
+            'Stripe-Signature': signStripe(body, acme.secrets[0]!, Math.floor(Date.now() / 1000)),
+          },
         });
         statuses.push(res.status);
         if (res.status === 503) assert.match(((await res.json()) as { error: string }).error, /vault journal is full/);
@@ -430,6 +449,7 @@ describe('webhook receiver (the edge)', () => {
       assert.deepEqual(statuses, [200, 200, 503, 503]);
     } finally {
       await full.close();
+      await fullPublisher.close();
       await journalSpool.close();
       await kafkaSpool.close();
       await unreachable.close();

@@ -50,7 +50,7 @@ describe('simulated partner webhooks', () => {
         const item = (body as { notificationItems: { NotificationRequestItem: Record<string, unknown> }[] })
           .notificationItems[0]!.NotificationRequestItem;
         assert.ok(verifyAdyenSignature(item, partner.secrets).ok, w.eventId);
-        mapped = adyenItemToFact(partner.id, partner.region, item);
+        mapped = adyenItemToFact(partner.id, partner.region, item, new Date(now * 1000).toISOString());
       }
       assert.ok(mapped.ok, `${w.eventId}: ${mapped.ok ? '' : mapped.reason}`);
       assert.deepEqual(moneyOf(mapped.value), moneyOf(fact));

@@ -16,6 +16,9 @@ const OLD_SECRET = 'whsec_old_4f1c2d';
 const NEW_SECRET = 'whsec_new_9a8b7c';
 const body = Buffer.from('{"id":"evt_1","type":"payment.captured","data":{"amountMinor":1250,"currency":"EUR"}}');
 
+/** The part of an accepted check these tests compare: the digest and timestamp are checked on their own. */
+const accepted = (check: SignatureCheck): unknown => (check.ok ? { ok: true, secretIndex: check.secretIndex } : check);
+
 function assertFailure(check: SignatureCheck, reason: string, secrets: readonly string[], header?: string): string {
   assert.equal(check.ok, false, 'expected a failed check');
   if (check.ok) throw new Error('unreachable');
@@ -32,7 +35,7 @@ describe('verifyStripeSignature', () => {
     const header = signStripe(body, NEW_SECRET, NOW);
     const independent = createHmac('sha256', NEW_SECRET).update(`${NOW}.${body.toString()}`).digest('hex');
     assert.equal(header, `t=${NOW},v1=${independent}`);
-    assert.deepEqual(verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW }), {
+    assert.deepEqual(accepted(verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW })), {
       ok: true,
       secretIndex: 0,
     });
@@ -42,8 +45,14 @@ describe('verifyStripeSignature', () => {
     const secrets = [NEW_SECRET, OLD_SECRET];
     const byOld = signStripe(body, OLD_SECRET, NOW);
     const byNew = signStripe(body, NEW_SECRET, NOW);
-    assert.deepEqual(verifyStripeSignature(body, byOld, { secrets, nowSeconds: NOW }), { ok: true, secretIndex: 1 });
-    assert.deepEqual(verifyStripeSignature(body, byNew, { secrets, nowSeconds: NOW }), { ok: true, secretIndex: 0 });
+    assert.deepEqual(accepted(verifyStripeSignature(body, byOld, { secrets, nowSeconds: NOW })), {
+      ok: true,
+      secretIndex: 1,
+    });
+    assert.deepEqual(accepted(verifyStripeSignature(body, byNew, { secrets, nowSeconds: NOW })), {
+      ok: true,
+      secretIndex: 0,
+    });
     const retired = verifyStripeSignature(body, byOld, { secrets: [NEW_SECRET], nowSeconds: NOW });
     assertFailure(retired, 'mismatch', [NEW_SECRET, OLD_SECRET], byOld);
   });
@@ -52,14 +61,17 @@ describe('verifyStripeSignature', () => {
     const byOld = signStripe(body, OLD_SECRET, NOW).split(',')[1]!;
     const byNew = signStripe(body, NEW_SECRET, NOW).split(',')[1]!;
     const header = `t=${NOW},v1=${'0'.repeat(64)},${byNew},${byOld},v0=${'f'.repeat(64)}`;
-    assert.deepEqual(verifyStripeSignature(body, header, { secrets: [OLD_SECRET], nowSeconds: NOW }), {
+    assert.deepEqual(accepted(verifyStripeSignature(body, header, { secrets: [OLD_SECRET], nowSeconds: NOW })), {
       ok: true,
       secretIndex: 0,
     });
-    assert.deepEqual(verifyStripeSignature(body, ` t=${NOW} , ${byNew} `, { secrets: [NEW_SECRET], nowSeconds: NOW }), {
-      ok: true,
-      secretIndex: 0,
-    });
+    assert.deepEqual(
+      accepted(verifyStripeSignature(body, ` t=${NOW} , ${byNew} `, { secrets: [NEW_SECRET], nowSeconds: NOW })),
+      {
+        ok: true,
+        secretIndex: 0,
+      },
+    );
   });
 
   it('accepts a matching v1 next to malformed ones, in either order, as Stripe does', () => {
@@ -67,7 +79,7 @@ describe('verifyStripeSignature', () => {
     for (const malformed of ['v1=abc123', 'v1=', `v1=${'z'.repeat(64)}`, `v1=${'a'.repeat(65)}`]) {
       for (const header of [`t=${NOW},${malformed},${v1}`, `t=${NOW},${v1},${malformed}`]) {
         assert.deepEqual(
-          verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW }),
+          accepted(verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW })),
           { ok: true, secretIndex: 0 },
           header,
         );
@@ -228,7 +240,7 @@ describe('verifyAdyenSignature', () => {
       'pspReference:originalReference:merchantAccount:reference:1000:EUR:CAPTURE:true',
     );
     assert.equal(signAdyen(adyenVectorItem, ADYEN_VECTOR_KEY), adyenVectorItem.additionalData!['hmacSignature']);
-    assert.deepEqual(verifyAdyenSignature(adyenVectorItem, [ADYEN_VECTOR_KEY]), { ok: true, secretIndex: 0 });
+    assert.deepEqual(accepted(verifyAdyenSignature(adyenVectorItem, [ADYEN_VECTOR_KEY])), { ok: true, secretIndex: 0 });
   });
 
   it('signs absent fields as empty strings and accepts a boolean success like "true"', () => {
@@ -238,7 +250,10 @@ describe('verifyAdyenSignature', () => {
     );
     const withBoolean = { ...authorisation, success: true };
     assert.equal(signAdyen(withBoolean, NEW_KEY), signAdyen(authorisation, NEW_KEY));
-    assert.deepEqual(verifyAdyenSignature(signed(authorisation, NEW_KEY), [NEW_KEY]), { ok: true, secretIndex: 0 });
+    assert.deepEqual(accepted(verifyAdyenSignature(signed(authorisation, NEW_KEY), [NEW_KEY])), {
+      ok: true,
+      secretIndex: 0,
+    });
   });
 
   it('signs ":" and "\\" in fields verbatim, as Adyen does; an escaping signer does not verify', () => {
@@ -249,7 +264,7 @@ describe('verifyAdyenSignature', () => {
     };
     const signingString = '7914073381342284::Pay\\Link:order:2024-06-01T10:00:00Z:1130:EUR:AUTHORISATION:true';
     assert.equal(adyenSigningString(item), signingString);
-    assert.deepEqual(verifyAdyenSignature(signed(item, NEW_KEY), [NEW_KEY]), { ok: true, secretIndex: 0 });
+    assert.deepEqual(accepted(verifyAdyenSignature(signed(item, NEW_KEY), [NEW_KEY])), { ok: true, secretIndex: 0 });
 
     const escaped = '7914073381342284::Pay\\\\Link:order\\:2024-06-01T10\\:00\\:00Z:1130:EUR:AUTHORISATION:true';
     const escapedSignature = createHmac('sha256', Buffer.from(NEW_KEY, 'hex')).update(escaped).digest('base64');
@@ -258,11 +273,11 @@ describe('verifyAdyenSignature', () => {
   });
 
   it('accepts the old and the new key during rotation and says which one matched', () => {
-    assert.deepEqual(verifyAdyenSignature(signed(authorisation, OLD_KEY), [NEW_KEY, OLD_KEY]), {
+    assert.deepEqual(accepted(verifyAdyenSignature(signed(authorisation, OLD_KEY), [NEW_KEY, OLD_KEY])), {
       ok: true,
       secretIndex: 1,
     });
-    assert.deepEqual(verifyAdyenSignature(signed(authorisation, NEW_KEY), [NEW_KEY, OLD_KEY]), {
+    assert.deepEqual(accepted(verifyAdyenSignature(signed(authorisation, NEW_KEY), [NEW_KEY, OLD_KEY])), {
       ok: true,
       secretIndex: 0,
     });
@@ -289,10 +304,37 @@ describe('verifyAdyenSignature', () => {
       'missing-signature',
       [NEW_KEY],
     );
-    for (const hmacSignature of ['notValidSign', 'xhpHvYq2u2Np0rstbZ6QjLGu7JWhvf7Iwaa6EviJSX0', 42]) {
+    for (const hmacSignature of ['notValidSign', 'xhpHvYq2u2Np0rstbZ6QjLGu7JWhvf7Iwaa6EviJSX0==', 42]) {
       const item = { ...authorisation, additionalData: { hmacSignature } };
       assertFailure(verifyAdyenSignature(item, [NEW_KEY]), 'malformed-signature', [NEW_KEY]);
     }
+    // Well-formed without its padding, so it is compared, and it is not this item's signature.
+    const unpadded = {
+      ...authorisation,
+      additionalData: { hmacSignature: 'xhpHvYq2u2Np0rstbZ6QjLGu7JWhvf7Iwaa6EviJSX0' },
+    };
+    assertFailure(verifyAdyenSignature(unpadded, [NEW_KEY]), 'mismatch', [NEW_KEY]);
+  });
+
+  it('accepts a genuine signature sent without its base64 padding, as the same signature', () => {
+    const padded = signed(authorisation, NEW_KEY);
+    const signature = padded.additionalData!['hmacSignature'] as string;
+    assert.match(signature, /=$/);
+    const unpadded = { ...authorisation, additionalData: { hmacSignature: signature.replace(/=$/, '') } };
+    const withPadding = verifyAdyenSignature(padded, [NEW_KEY]);
+    const withoutPadding = verifyAdyenSignature(unpadded, [NEW_KEY]);
+    assert.deepEqual(accepted(withoutPadding), { ok: true, secretIndex: 0 });
+    assert.deepEqual(withoutPadding, withPadding, 'the same digest: replay detection sees one signature');
+  });
+
+  it('names what Adyen signs: the digest is the HMAC over the eight signed fields, whatever else changes', () => {
+    const check = verifyAdyenSignature(signed(authorisation, NEW_KEY), [NEW_KEY]);
+    const expected = createHmac('sha256', Buffer.from(NEW_KEY, 'hex')).update(adyenSigningString(authorisation));
+    assert.ok(check.ok);
+    assert.equal(check.digest, expected.digest('hex'));
+    assert.equal(check.timestamp, undefined, 'Adyen signs no time');
+    const unsignedChanged = { ...signed(authorisation, NEW_KEY), eventDate: '2030-01-01T00:00:00Z', reason: 'x' };
+    assert.deepEqual(verifyAdyenSignature(unsignedChanged, [NEW_KEY]), check);
   });
 
   it('refuses keys that are not hex, without echoing them', () => {
@@ -303,5 +345,40 @@ describe('verifyAdyenSignature', () => {
     );
     assert.throws(() => verifyAdyenSignature(authorisation, []), RangeError);
     assert.throws(() => signAdyen(authorisation, 'abc'), RangeError);
+  });
+});
+
+describe('verifyStripeSignature: what was signed, whatever the spelling', () => {
+  it('returns the signed timestamp and the matching digest, the same for every spelling of one signature', () => {
+    const header = signStripe(body, NEW_SECRET, NOW);
+    const hex = header.split('v1=')[1]!;
+    const expected = createHmac('sha256', NEW_SECRET).update(`${NOW}.${body.toString()}`).digest('hex');
+    const original = verifyStripeSignature(body, header, { secrets: [NEW_SECRET], nowSeconds: NOW });
+    assert.deepEqual(original, { ok: true, secretIndex: 0, digest: expected, timestamp: NOW });
+    const respelled = [
+      `t=${NOW},v1=${hex.toUpperCase()}`,
+      ` t = ${NOW} , v1 = ${hex} `,
+      `v1=${hex},t=${NOW}`,
+      `t=${NOW},v0=${'a'.repeat(64)},v1=${hex}`,
+      `t=${NOW},v1=${hex},v1=${hex}`,
+      `t=0${NOW},v1=${hex}`,
+      `t=${NOW},v1=${'0'.repeat(64)},v1=${hex}`,
+    ];
+    for (const spelling of respelled) {
+      assert.deepEqual(
+        verifyStripeSignature(body, spelling, { secrets: [NEW_SECRET], nowSeconds: NOW }),
+        original,
+        spelling,
+      );
+    }
+  });
+
+  it('gives a digest made with the rotated-out secret when that one matched', () => {
+    const check = verifyStripeSignature(body, signStripe(body, OLD_SECRET, NOW), {
+      secrets: [NEW_SECRET, OLD_SECRET],
+      nowSeconds: NOW,
+    });
+    const expected = createHmac('sha256', OLD_SECRET).update(`${NOW}.${body.toString()}`).digest('hex');
+    assert.deepEqual(check, { ok: true, secretIndex: 1, digest: expected, timestamp: NOW });
   });
 });

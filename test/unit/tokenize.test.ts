@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { luhnValid } from '../../src/ingest/pii-detect';
-import { createTokenizer, type TokenizedPayload, type VaultEntry } from '../../src/ingest/tokenize';
+import { locatePii, luhnValid } from '../../src/ingest/pii-detect';
+import {
+  DEFAULT_MAX_DEPTH,
+  TokenizeBudgetError,
+  createTokenizer,
+  type TokenizedPayload,
+  type VaultEntry,
+} from '../../src/ingest/tokenize';
 
 const KEY_1 = Buffer.alloc(32, 0x11);
 const KEY_2 = Buffer.alloc(32, 0x22);
@@ -384,5 +390,87 @@ describe('tokenize: determinism, rotation and the vault', () => {
     );
     assert.throws(() => createTokenizer({ keys: { 1: KEY_1 }, activeVersion: 2 }), /active version 2 has no key/);
     assert.throws(() => createTokenizer({ keys: { 0: KEY_1 }, activeVersion: 0 }), /not a positive integer/);
+  });
+});
+
+describe('tokenize: hostile payloads', () => {
+  // 36K distinct emails in one ~360 KB string: the locator once copied the whole text per match (11–26 s
+  // here, now ~30 ms). Correctness only, untimed: `npm run bench` (bench/pii-scanner.ts) reports the speed.
+  it('locates 36,000 emails in one string, each exactly once and in place', () => {
+    const emails = Array.from({ length: 36_000 }, (_, i) => `Shopper.${i.toString(36)}@Example.com`);
+    const text = emails.join(' ');
+    const spans = locatePii(text);
+    assert.equal(spans.length, emails.length);
+    let at = 0;
+    for (const [i, span] of spans.entries()) {
+      assert.equal(span.kind, 'email');
+      assert.equal(span.start, at, `email ${i} starts where it sits`);
+      assert.equal(span.end, at + emails[i]!.length);
+      assert.equal(span.normalized, emails[i]!.toLowerCase());
+      at = span.end + 1;
+    }
+  });
+
+  it('tokenizes every one of them, and none survives in clear', () => {
+    const emails = Array.from({ length: 36_000 }, (_, i) => `shopper.${i.toString(36)}@example.com`);
+    const { payload, vault } = tokenizer.tokenize({ note: emails.join(' ') });
+    const note = (payload as { note: string }).note.split(' ');
+    assert.equal(note.length, emails.length);
+    for (const token of note) assert.match(token, tokenOf('email'));
+    assert.equal(vault.length, emails.length);
+    assert.deepEqual(new Set(vault.map((v) => v.original)), new Set(emails));
+  });
+
+  it('stops at its PII budget before computing a single token, naming where', () => {
+    const emails = Array.from({ length: 36_000 }, (_, i) => `s${i}@example.com`).join(' ');
+    assert.throws(
+      () => tokenizer.tokenize({ customer: { email: 'a@example.com' }, note: emails }, { maxPiiValues: 1000 }),
+      (err: Error) =>
+        err instanceof TokenizeBudgetError &&
+        err.budget === 'pii-values' &&
+        /more than 1000 PII values to tokenize \(value 1001 at \$\.note\)/.test(err.message),
+    );
+    const within = tokenizer.tokenize({ a: 'x@example.com', b: VISA }, { maxPiiValues: 2 });
+    assert.equal(within.vault.length, 2);
+  });
+
+  it('refuses a payload nested deeper than its bound with a budget error, not a stack overflow', () => {
+    let deep: unknown = { email: 'deep@example.com' };
+    for (let i = 0; i < 5000; i++) deep = i % 2 === 0 ? [deep] : { additionalData: deep };
+    assert.throws(
+      () => tokenizer.tokenize({ item: deep }),
+      (err: Error) =>
+        err instanceof TokenizeBudgetError && err.budget === 'depth' && err.message.includes(`${DEFAULT_MAX_DEPTH}`),
+    );
+    let ok: unknown = 'x@example.com';
+    for (let i = 0; i < DEFAULT_MAX_DEPTH; i++) ok = [ok];
+    assert.doesNotThrow(() => tokenizer.tokenize(ok));
+  });
+
+  it('masks keys that could hold PII in the path a budget error names', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 10; i++) deep = { 'jane@example.com': deep };
+    assert.throws(
+      () => tokenizer.tokenize(deep, { maxDepth: 5 }),
+      (err: Error) => err instanceof TokenizeBudgetError && !err.message.includes('jane') && /<key>/.test(err.message),
+    );
+  });
+
+  it('keeps "__proto__" and "constructor" keys as own data: the copy holds exactly the fields its JSON does', () => {
+    const inner = { id: 'evt_1', type: 'payment.captured', amountMinor: 100 };
+    const parsed = JSON.parse(
+      JSON.stringify({ constructor: { prototype: { polluted: true } } }).replace(
+        '{',
+        `{"__proto__":${JSON.stringify(inner)},`,
+      ),
+    ) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(parsed), ['__proto__', 'constructor']);
+    const out = tokenizer.tokenize(parsed).payload as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(out), Object.prototype);
+    assert.equal(out['id'], undefined, 'no field inherited from the "__proto__" key');
+    assert.equal(out['type'], undefined);
+    assert.deepEqual(Object.keys(out), ['__proto__', 'constructor']);
+    assert.equal(JSON.stringify(out), JSON.stringify(parsed), 'the raw copy is the JSON received');
+    assert.equal(({} as Record<string, unknown>)['polluted'], undefined, 'Object.prototype untouched');
   });
 });
