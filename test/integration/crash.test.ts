@@ -14,7 +14,7 @@ import {
   type RunScope,
   alreadyPostedResults,
   countWorkflows,
-  factSignals,
+  resignalledFacts,
   inboxCounts,
   routerGroupMembers,
   runHistories,
@@ -191,11 +191,11 @@ describe('crash recovery with real processes (kill -9)', () => {
     await assertLedgerMatches(t, run);
 
     // Evidence the kill hit a batch mid-way: facts Temporal accepted before the kill were signalled again.
-    const signals = factSignals(await runHistories(run));
-    assert.ok(signals >= unique, `only ${signals} fact signals for ${unique} unique facts`);
-    assert.ok(signals > unique, 'no fact was re-signalled after the kill: the crash missed the batch');
+    // (Not every fact is signalled at all: the router records inert ones without a signal, docs/ledger.md.)
+    const resignalled = resignalledFacts(await runHistories(run));
+    assert.ok(resignalled > 0, 'no fact was re-signalled after the kill: the crash missed the batch');
     t.diagnostic(
-      `router killed at ${atKill}/${unique} facts signalled; ${signals - unique} re-signalled after the kill; ` +
+      `router killed at ${atKill}/${unique} facts signalled; ${resignalled} re-signalled after the kill; ` +
         `${((Date.now() - began) / 1000).toFixed(1)} s`,
     );
     await stopAll();

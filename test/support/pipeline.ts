@@ -157,15 +157,25 @@ export async function runHistories(scope: RunScope, concurrency = 16): Promise<H
   return out;
 }
 
-/** Signals of payment facts Temporal accepted (a fact signalled twice counts twice). */
-export function factSignals(histories: HistoryEvent[][]): number {
-  return histories
-    .flat()
-    .filter(
-      (e) =>
-        e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED &&
-        e.workflowExecutionSignaledEventAttributes?.signalName === 'paymentFact',
-    ).length;
+/**
+ * Fact signals whose idempotency key an earlier signal already carried: facts Temporal accepted, then got
+ * again (a router killed between signalling and marking its inbox rows).
+ */
+export function resignalledFacts(histories: HistoryEvent[][]): number {
+  const decoder = new TextDecoder();
+  const seen = new Set<string>();
+  let again = 0;
+  for (const e of histories.flat()) {
+    const signal = e.workflowExecutionSignaledEventAttributes;
+    if (e.eventType !== EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || signal?.signalName !== 'paymentFact')
+      continue;
+    const data = signal.input?.payloads?.[0]?.data;
+    const key = data ? (JSON.parse(decoder.decode(data)) as { idempotencyKey?: string }).idempotencyKey : undefined;
+    if (key === undefined) continue;
+    if (seen.has(key)) again += 1;
+    else seen.add(key);
+  }
+  return again;
 }
 
 /** Local-activity markers whose recorded result says the posting was already there (a re-run after a crash). */
