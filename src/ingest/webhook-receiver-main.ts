@@ -1,16 +1,13 @@
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync, readdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Config, loadConfig, secretSetting } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { openVaultLazily, vaultKeyring } from '../stores/vault';
-import { createS3ClaimCheckStore } from '../stores/claim-checks';
-import { createS3Client } from '../stores/s3';
-import { createKafka, createTransactionalProducer, topicsFor } from '../streams/kafka';
-import { createPublisher } from '../streams/publish';
+import { createKafka, topicsFor } from '../streams/kafka';
+import { createEdgePublisher } from './edge-publisher';
 import { type Spool, SpoolLockedError, openSpool } from './spool';
 import { tokenizerFromConfig } from './tokenize';
 import { createVaultJournal } from './vault-journal';
@@ -98,20 +95,9 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   // The spool directory is this worker's identity: the process that reopens it after a restart gets the
   // same transactional id, so its first transaction fences the one it replaces (a zombie cannot commit).
   const spoolDir = resolve(workerDir(spoolBase, index));
-  // Letters only (hex digits a–p): a hex digest can hold a Luhn-valid 12+ digit run, which the PII scan
-  // would rightly flag in every log line and broker log that names the id.
-  const digest = createHash('sha256').update(`${hostname()}:${spoolDir}`).digest('hex').slice(0, 24);
-  const transactionalId = `paylink-webhooks-${digest.replace(/[0-9]/g, (d) => 'ghijklmnop'[Number(d)]!)}`;
-  const s3 = createS3Client(config);
   const topics = topicsFor(config);
   // Connects on its first transaction: the edge must start (and spool) while Kafka is down.
-  const publisher = createPublisher({
-    createProducer: () => createTransactionalProducer(kafka, transactionalId),
-    claimChecks: createS3ClaimCheckStore(s3, config.S3_BUCKET),
-    quarantineTopic: topics.quarantine,
-    maxRecordBytes: config.KAFKA_MAX_RECORD_BYTES,
-    log,
-  });
+  const publisher = createEdgePublisher(config, kafka, 'paylink-webhooks', spoolDir, log);
 
   let clusterStatuses: Record<number, EdgeStatus> = {};
   const receiver = createWebhookReceiver({
@@ -165,7 +151,7 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   const fields = {
     port: typeof address === 'object' && address ? address.port : config.WEBHOOK_PORT,
     worker: index,
-    transactionalId,
+    transactionalId: publisher.transactionalId,
     spooled: spool.size().records,
     vaultJournal: journalSpool.size().records,
   };
@@ -188,7 +174,6 @@ async function runReceiver(config: Config, index: number, workers: number): Prom
   await Promise.all([spool, journalSpool, ...orphanSpools, ...orphanJournalSpools].map((s) => s.close()));
   await drainPass;
   await publisher.close();
-  s3.destroy();
   await vault.close().catch(() => undefined);
 }
 

@@ -16,7 +16,8 @@ import { services } from '../stack/cli';
 import { migrateAsOwner } from '../stores/migrate';
 import { createPool } from '../stores/postgres';
 import { openVault } from '../stores/vault';
-import { createKafka, createProducer, ensureTopics, topicsFor } from '../streams/kafka';
+import { createEdgePublisher } from '../ingest/edge-publisher';
+import { createKafka, ensureTopics, topicsFor } from '../streams/kafka';
 import { type RoutingPolicy, routeFact } from '../streams/payment-router';
 import { createIngestWorker } from '../workers/ingest-worker';
 import { createPaymentWorker } from '../workers/payment-worker';
@@ -232,19 +233,18 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
 
   const kafka = createKafka(config, 'record-histories');
   const admin = kafka.admin();
-  const producer = createProducer(kafka);
+  const publisher = createEdgePublisher(config, kafka, 'paylink-record-histories', taskQueue, log);
   const vault = await openVault(config);
   let runId = '';
   try {
     const url = await sim.listen(0);
     await admin.connect();
     await ensureTopics(admin, config);
-    await producer.connect();
     const worker = await createIngestWorker({
       connection: ctx.nativeConnection,
       namespace: ctx.namespace,
       partners: [{ id: partnerId, url, token, region: 'eu-west' }],
-      producer,
+      publisher,
       topics: topicsFor(config),
       tokenizer: tokenizerFromConfig(config),
       vault,
@@ -272,7 +272,7 @@ async function recordPartnerPoll(ctx: RecordContext): Promise<Recorded> {
   } catch (err) {
     throw new Error(`scenario ${PARTNER_POLL_SCENARIO} (${workflowId}): ${errorMessage(err)}`);
   } finally {
-    await producer.disconnect();
+    await publisher.close();
     await admin.disconnect();
     await vault.close();
     await sim.close();

@@ -314,6 +314,14 @@ export function eventsOfSpooled(records: readonly EdgeMessage[]): SourceEvent[] 
   return events;
 }
 
+/**
+ * A transactional id for one process slot: `<prefix>-<24 letters>` from a digest of what identifies the slot
+ * across restarts (host and state directory), so a restarted process fences its zombie.
+ */
+export function transactionalIdFor(prefix: string, identity: string): string {
+  return `${prefix}-${sha256(identity).slice(0, 24)}`;
+}
+
 // ---- Publishing -----------------------------------------------------------------------------------
 
 /**

@@ -1,11 +1,13 @@
+import { resolve } from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig, secretSetting } from '../config';
 import { parsePartnerApis } from '../contracts/partner-api';
 import { tokenizerFromConfig } from '../ingest/tokenize';
 import { createLogger } from '../logger';
+import { createEdgePublisher } from '../ingest/edge-publisher';
 import { type Vault, openVault } from '../stores/vault';
 import { runMain } from '../streams/consumer-runner';
-import { createKafka, createProducer, topicsFor } from '../streams/kafka';
+import { createKafka, topicsFor } from '../streams/kafka';
 import { INGEST_TASK_QUEUE } from '../workflows/partner-poll';
 import { createIngestWorker } from './ingest-worker';
 
@@ -17,18 +19,25 @@ async function main(): Promise<void> {
   const partners = parsePartnerApis(secretSetting(config, 'PARTNER_APIS'));
   const tokenizer = tokenizerFromConfig(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const producer = createProducer(createKafka(config, 'ingest-worker'));
+  // One ingest worker per host and data directory: its transactions fence a killed predecessor's.
+  const publisher = createEdgePublisher(
+    config,
+    createKafka(config, 'ingest-worker'),
+    'paylink-partner-poll',
+    resolve(config.PAYLINK_DATA),
+    log,
+  );
+  const topics = topicsFor(config);
   let vault: Vault | undefined;
   try {
     vault = await openVault(config);
-    await producer.connect();
     const faultPageDelayMs = config.PARTNER_POLL_FAULT_PAGE_DELAY_MS;
     const worker = await createIngestWorker({
       connection,
       namespace: config.TEMPORAL_NAMESPACE,
       partners,
-      producer,
-      topics: topicsFor(config),
+      publisher,
+      topics,
       tokenizer,
       vault,
       faultPageDelayMs,
@@ -41,7 +50,7 @@ async function main(): Promise<void> {
     });
     await worker.run();
   } finally {
-    await producer.disconnect();
+    await publisher.close().catch(() => undefined);
     await vault?.close();
     await connection.close();
   }

@@ -4,7 +4,8 @@ import type { PartnerApiConfig } from '../contracts/partner-api';
 import type { Tokenizer } from '../ingest/tokenize';
 import { createLogger } from '../logger';
 import type { Vault } from '../stores/vault';
-import type { Producer, TopicSet } from '../streams/kafka';
+import type { TopicSet } from '../streams/kafka';
+import type { Publisher } from '../streams/publish';
 import { INGEST_TASK_QUEUE } from '../workflows/partner-poll';
 import { workflowCode } from './workflow-code';
 
@@ -17,7 +18,7 @@ export interface IngestWorkerDeps {
   connection: NativeConnection;
   namespace: string;
   partners: PartnerApiConfig[];
-  producer: Producer;
+  publisher: Pick<Publisher, 'publish'>;
   topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Vault;
@@ -37,7 +38,7 @@ export async function createIngestWorker(deps: IngestWorkerDeps): Promise<Worker
     activities: {
       ...createPartnerPollActivities({
         partners: deps.partners,
-        producer: deps.producer,
+        publisher: deps.publisher,
         topics: deps.topics,
         tokenizer: deps.tokenizer,
         vault: deps.vault,

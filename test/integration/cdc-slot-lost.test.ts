@@ -8,7 +8,8 @@ import { type Logger, createLogger } from '../../src/logger';
 import { createOltpPool, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { simulatePayments } from '../../src/simulator/payments';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { type TopicOffsets, createKafka, createProducer, readTopics } from '../../src/streams/kafka';
+import { type TopicOffsets, createKafka, readTopics } from '../../src/streams/kafka';
+import { testPublisher } from '../support/edge';
 import { type PrivatePostgres, startPrivatePostgres } from '../support/private-postgres';
 import { topicEnds } from '../support/kafka';
 import { topics as TOPICS, config, requireServices, uniqueId } from '../support/stack';
@@ -44,13 +45,13 @@ describe(
     }).deliveries.filter((e): e is Extract<PaymentEvent, { type: 'created' }> => e.type === 'created');
     const ids = created.map((e) => e.paymentId);
     const kafka = createKafka(config, 'cdc-slot-lost-test');
-    const producer = createProducer(kafka);
     // Error lines are kept for the assertions; the rest goes to stderr as usual.
     const errors: Record<string, unknown>[] = [];
     const log: Logger = {
       ...createLogger('cdc-slot-lost-test'),
       error: (msg, fields = {}) => errors.push({ msg, ...fields }),
     };
+    const publisher = testPublisher('cdc-slot-lost-test', log);
     let cluster: PrivatePostgres;
     let pool: Pool;
     let vault: Vault;
@@ -59,7 +60,7 @@ describe(
     const newReader = (): CdcReader =>
       createCdcReader({
         pool,
-        producer,
+        publisher,
         topics: TOPICS,
         tokenizer: tokenizerFromConfig(config),
         vault,
@@ -147,7 +148,6 @@ describe(
       pool = createOltpPool({ ...config, OLTP_DATABASE_URL: cluster.url('paylink_oltp') });
       await ensureOltpSchema(pool, schema);
       vault = await openVault(config);
-      await producer.connect();
       const kafkaAdmin = kafka.admin();
       await kafkaAdmin.connect();
       from = await topicEnds(kafkaAdmin, TOPICS.cdcPayments);
@@ -155,7 +155,7 @@ describe(
     });
 
     after(async () => {
-      await producer.disconnect().catch(() => undefined);
+      await publisher.close().catch(() => undefined);
       await vault?.close();
       await pool?.end();
       cluster?.stop();

@@ -30,7 +30,7 @@ import { createConsumer, createKafka, createProducer, ensureTopics, readTopics }
 import { routeFacts } from '../../src/streams/payment-router';
 import { createPaymentWorker } from '../../src/workers/payment-worker';
 import { paymentWorkflowId } from '../../src/workflows/payment';
-import { type TestEdge, startTestEdge, stripeEvent } from '../support/edge';
+import { type TestEdge, startTestEdge, stripeEvent, testPublisher } from '../support/edge';
 import { type ReadMessage, type TopicOffsets, topicEnds } from '../support/kafka';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, topics, uniqueId } from '../support/stack';
@@ -63,6 +63,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
   const log = createLogger('envelope-test');
   const kafka = createKafka(config, 'envelope-test');
   const producer = createProducer(kafka);
+  const publisher = testPublisher('envelope-test', log);
   const admin = kafka.admin();
   const tokenizer = tokenizerFromConfig(config);
   const pool = createPool(config, 4);
@@ -138,7 +139,14 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     await oltp.query(`drop schema if exists ${cdc.schema} cascade`);
     await oltp.query('delete from paylink_cdc.reader_state where slot_name = $1', [cdc.slot]);
     await admin.deleteGroups([cdc.group]).catch(() => undefined);
-    await Promise.allSettled([producer.disconnect(), admin.disconnect(), vault?.close(), pool.end(), oltp.end()]);
+    await Promise.allSettled([
+      producer.disconnect(),
+      publisher.close(),
+      admin.disconnect(),
+      vault?.close(),
+      pool.end(),
+      oltp.end(),
+    ]);
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -169,7 +177,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     feed.appendRaw({ ...broken, eventId: `${broken.eventId}-broken`, paymentReference: `${runId}-gw-bad`, amount: {} });
     const connector = createGatewayConnector({
       feeds: [{ region: feed.region, gateway: feed.gateway, url: `http://127.0.0.1:${feed.port}` }],
-      producer,
+      publisher,
       topics,
       tokenizer,
       vault,
@@ -205,7 +213,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
       const partnerId = `env-${name.slice(-12).replace(/_/g, '-')}`;
       const activities = createPartnerPollActivities({
         partners: [{ id: partnerId, url, token, region: settled.region }],
-        producer,
+        publisher,
         topics,
         tokenizer,
         vault,
@@ -223,7 +231,7 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     await ensureOltpSchema(oltp, cdc.schema); // PayLink's tables (its API's; the reader only captures them)
     const reader = createCdcReader({
       pool: oltp,
-      producer,
+      publisher,
       topics,
       tokenizer,
       vault,

@@ -24,7 +24,8 @@ import {
 import { REGIONS, simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { type Vault, openVault } from '../../src/stores/vault';
-import { type KafkaAdmin, createKafka, createProducer, ensureTopics } from '../../src/streams/kafka';
+import { type KafkaAdmin, createKafka, ensureTopics } from '../../src/streams/kafka';
+import { testPublisher } from '../support/edge';
 import { type Netcut, startNetcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
 import { testKafka, topicEnds } from '../support/kafka';
@@ -78,7 +79,7 @@ describe('regional gateways: per-region ingest through outages', () => {
   const log = createLogger('gateway-test');
   const tokenizer = tokenizerFromConfig(config);
   const kafka = createKafka(config, 'gateway-test');
-  const producer = createProducer(kafka);
+  const publisher = testPublisher('gateway-test', log);
   const admin = kafka.admin();
   const stateDir = mkdtempSync(join(tmpdir(), 'paylink-gw-state-'));
   const feeds = new Map<string, GatewayFeed>();
@@ -108,7 +109,6 @@ describe('regional gateways: per-region ingest through outages', () => {
     );
     await admin.connect();
     await ensureTopics(admin, config);
-    await producer.connect();
     vault = await openVault(config);
     for (const region of REGIONS) {
       const feed = createGatewayFeed({ region });
@@ -131,7 +131,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     for (const link of links.values()) await link.close();
     for (const feed of feeds.values()) await feed.stop();
     await vault?.close();
-    await producer.disconnect();
+    await publisher.close();
     await admin.disconnect();
     rmSync(stateDir, { recursive: true, force: true });
   });
@@ -139,7 +139,7 @@ describe('regional gateways: per-region ingest through outages', () => {
   it('keeps ap-south flowing while eu-west is cut off and us-east is down; the outage arrives late, exactly once', async () => {
     connector = createGatewayConnector({
       feeds: feedConfigs,
-      producer,
+      publisher,
       topics: TOPICS,
       tokenizer,
       vault,
@@ -249,7 +249,7 @@ describe('regional gateways: per-region ingest through outages', () => {
     const dir = mkdtempSync(join(tmpdir(), 'paylink-gw-timeout-'));
     const probe = createGatewayConnector({
       feeds: [{ region: 'eu-west', gateway: 'gw-probe', url: `http://${link.address}` }],
-      producer,
+      publisher,
       topics: TOPICS,
       tokenizer,
       vault,

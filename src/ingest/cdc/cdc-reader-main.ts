@@ -4,7 +4,8 @@ import { createLogger, errorMessage } from '../../logger';
 import { createOltpPool } from '../../stores/oltp';
 import { openVault } from '../../stores/vault';
 import { runMain, untilSignal } from '../../streams/consumer-runner';
-import { createKafka, createProducer, topicsFor } from '../../streams/kafka';
+import { createKafka, topicsFor } from '../../streams/kafka';
+import { createEdgePublisher } from '../edge-publisher';
 import { tokenizerFromConfig } from '../tokenize';
 import { CDC_FAULT_EXIT_CODE, createCdcReader } from './reader';
 
@@ -21,14 +22,14 @@ async function main(): Promise<void> {
   const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
   const kafka = createKafka(config, 'paylink-cdc-reader');
-  const producer = createProducer(kafka);
+  // The slot is this reader's identity: one reader per slot, and a restarted one fences its zombie.
+  const publisher = createEdgePublisher(config, kafka, 'paylink-cdc', config.CDC_SLOT, log);
   let running = true;
   void untilSignal().then(() => (running = false));
   try {
-    await producer.connect();
     const reader = createCdcReader({
       pool,
-      producer,
+      publisher,
       topics,
       tokenizer,
       vault,
@@ -72,7 +73,7 @@ async function main(): Promise<void> {
     }
     log.info('stopped', { slot: config.CDC_SLOT, ...reader.counters });
   } finally {
-    await producer.disconnect().catch(() => undefined);
+    await publisher.close().catch(() => undefined);
     await vault.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
   }

@@ -4,7 +4,8 @@ import { type Logger, errorMessage } from '../../logger';
 import { CURRENT_SCHEMAS, type RegisteredSchemaName } from '../../quality/schema-registry';
 import { OLTP_TABLES, assertSchemaName } from '../../stores/oltp';
 import type { Vault } from '../../stores/vault';
-import { type Producer, type TopicSet, produce } from '../../streams/kafka';
+import type { TopicSet } from '../../streams/kafka';
+import type { Publisher } from '../../streams/publish';
 import type { Tokenizer } from '../tokenize';
 import {
   type ColumnValue,
@@ -26,8 +27,10 @@ import {
 /** source.version: says which producer wrote the envelope (Debezium writes e.g. "2.7.3.Final"). */
 export const CDC_READER_VERSION = 'paylink-pgoutput-reader/1';
 
-/** Messages per produce request (~1–4 KB each, far below the broker's 1 MB default). */
+/** Changes per Kafka transaction (~1–4 KB each; the publisher splits requests under the broker's limit). */
 const PRODUCE_CHUNK = 200;
+/** A chunk's transaction may take this long before the round fails (a commit in flight is waited out). */
+const PUBLISH_TIMEOUT_MS = 30_000;
 
 /** Exit code of the crash-test fault (PAYLINK_FAULT_CDC_EXIT_BEFORE_ADVANCE): produced, slot not advanced. */
 export const CDC_FAULT_EXIT_CODE = 86;
@@ -301,7 +304,8 @@ export function decodeSlotRows(
 
 export interface CdcReaderOptions {
   pool: Pool;
-  producer: Producer;
+  /** The edge's publish step: a change too large to produce is quarantined with a claim check, never stalls the slot. */
+  publisher: Pick<Publisher, 'publish'>;
   topics: Pick<TopicSet, 'cdcPayments' | 'cdcLedgerEntries'>;
   tokenizer: Tokenizer;
   vault: Pick<Vault, 'store'>;
@@ -356,7 +360,7 @@ const STATE_DDL = `
 const AS_TEXT = { getTypeParser: () => (value: string) => value };
 
 export function createCdcReader(options: CdcReaderOptions): CdcReader {
-  const { pool, producer, tokenizer, vault, log, slot, publication, batchSize } = options;
+  const { pool, publisher, tokenizer, vault, log, slot, publication, batchSize } = options;
   const schema = assertSchemaName(options.schema);
   const relations = new Map<number, Relation>();
   let ctx: SourceContext | undefined;
@@ -409,9 +413,17 @@ export function createCdcReader(options: CdcReaderOptions): CdcReader {
     }
     // Originals reach the vault before any token reaches Kafka: a token on Kafka can always be resolved.
     await vault.store(vaultEntries);
-    // One transaction can hold thousands of changes: chunks keep each request under the broker's size limit.
+    // One Postgres transaction can hold thousands of changes: a Kafka transaction per chunk. A change too
+    // large to produce once tokenized is quarantined with a claim check; one that could be neither fails the
+    // round, so the slot does not advance past it (the next round re-reads it).
     for (let k = 0; k < messages.length; k += PRODUCE_CHUNK) {
-      await produce(producer, messages.slice(k, k + PRODUCE_CHUNK));
+      const chunk = messages.slice(k, k + PRODUCE_CHUNK).map((m) => ({ records: [m] }));
+      const outcomes = await publisher.publish(chunk, { timeoutMs: PUBLISH_TIMEOUT_MS });
+      const deferred = outcomes.find((o) => o.kind === 'deferred');
+      if (deferred) throw new Error(`a change could be neither produced nor claim-checked: ${deferred.error}`);
+      for (const o of outcomes) {
+        if (o.kind === 'quarantined') log.warn('cdc change quarantined with a claim check', { ...o });
+      }
     }
   };
 

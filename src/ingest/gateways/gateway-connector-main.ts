@@ -1,8 +1,9 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
 import { openVault } from '../../stores/vault';
-import { createKafka, createProducer, topicsFor } from '../../streams/kafka';
+import { createKafka, topicsFor } from '../../streams/kafka';
+import { createEdgePublisher } from '../edge-publisher';
 import { tokenizerFromConfig } from '../tokenize';
 import { createGatewayConnector, parseGatewayFeeds } from './gateway-connector';
 
@@ -16,17 +17,20 @@ async function main(): Promise<void> {
   const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
   const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
-  const producer = createProducer(createKafka(config, 'paylink-gateway-connector'));
+  const topics = topicsFor(config);
+  const stateDir = config.GATEWAY_STATE_DIR || join(config.PAYLINK_DATA, 'ingest', 'gateways');
+  // The cursor directory is this connector's slot: a restarted one fences its zombie's transactions.
+  const kafka = createKafka(config, 'paylink-gateway-connector');
+  const publisher = createEdgePublisher(config, kafka, 'paylink-gateways', resolve(stateDir), log);
   try {
-    await producer.connect();
     const connector = createGatewayConnector({
       feeds,
-      producer,
-      topics: topicsFor(config),
+      publisher,
+      topics,
       tokenizer,
       vault,
       log,
-      stateDir: config.GATEWAY_STATE_DIR || join(config.PAYLINK_DATA, 'ingest', 'gateways'),
+      stateDir,
       pollIntervalMs: config.GATEWAY_POLL_INTERVAL_MS,
       requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
       maxBackoffMs: config.GATEWAY_MAX_BACKOFF_MS,
@@ -46,7 +50,7 @@ async function main(): Promise<void> {
     clearTimeout(timer);
     log.info('stopped', { how, regions: connector.status() });
   } finally {
-    await producer.disconnect().catch(() => undefined);
+    await publisher.close().catch(() => undefined);
     await vault.close();
   }
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { type EdgeMessage, edgeEnvelope, unmappedGatewayIdempotencyKey } from '../../contracts/envelope';
+import { edgeEnvelope, unmappedGatewayIdempotencyKey } from '../../contracts/envelope';
 import {
   GatewayFeedPage,
   type GatewayIdentity,
@@ -9,7 +9,8 @@ import {
 import { type Logger, errorMessage } from '../../logger';
 import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
 import type { Vault, VaultEntry } from '../../stores/vault';
-import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../../streams/kafka';
+import { type TopicSet, edgeTopicsOf } from '../../streams/kafka';
+import type { Publisher, SourceEvent } from '../../streams/publish';
 import type { Tokenizer } from '../tokenize';
 import { readGatewayCursor, writeGatewayCursor } from './gateway-cursor';
 import { describeIssues } from '../../contracts/issues';
@@ -35,9 +36,13 @@ export function parseGatewayFeeds(json: string): GatewayFeedConfig[] {
   return feeds;
 }
 
+/** A page's transaction may take this long before the page is retried (a commit in flight is waited out). */
+const PUBLISH_TIMEOUT_MS = 30_000;
+
 export interface GatewayConnectorDeps {
   feeds: GatewayFeedConfig[];
-  producer: Producer;
+  /** The edge's publish step: one transaction per page, poison events quarantined with a claim check. */
+  publisher: Pick<Publisher, 'publish'>;
   topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Pick<Vault, 'store'>;
@@ -175,7 +180,11 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
     return page.data;
   };
 
-  /** Tokenize → vault → Kafka (acks=all). Returns facts and quarantined counts. */
+  /**
+   * Tokenize → vault → one Kafka transaction for the page. An event that cannot be produced (too large
+   * once tokenized, refused by the broker) is quarantined with a claim check instead of stalling the page;
+   * one whose claim check could not be stored fails the page, which is read again (cursor kept).
+   */
   const deliver = async (
     feed: GatewayFeedConfig,
     after: number,
@@ -183,27 +192,44 @@ export function createGatewayConnector(deps: GatewayConnectorDeps): GatewayConne
   ): Promise<{ facts: number; quarantined: number }> => {
     const gw: GatewayIdentity = { gateway: feed.gateway, region: feed.region };
     const receivedAt = new Date().toISOString();
-    const messages: EdgeMessage[] = [];
-    let quarantined = 0;
+    const sourceEvents: SourceEvent[] = [];
+    const mapped: boolean[] = [];
     const vaultEntries = new Map<string, VaultEntry>();
     events.forEach((event, i) => {
       // Tokenized before anything else: the fact is mapped from what may travel, never from the original.
       const tokenized = deps.tokenizer.tokenize(event);
       for (const e of tokenized.vault) vaultEntries.set(e.token, e);
       const fact = gatewayEventToFact(gw, tokenized.payload);
-      if (!fact.ok) quarantined += 1;
+      mapped.push(fact.ok);
       const eventId = (tokenized.payload as { eventId?: unknown } | null)?.eventId;
       const unmapped = {
         region: feed.region,
         key: paymentReferenceOf(tokenized.payload),
         idempotencyKey: unmappedGatewayIdempotencyKey(feed.gateway, eventId, after + i + 1),
       };
-      messages.push(...envelope(receivedAt, tokenized.payload, fact, unmapped));
+      sourceEvents.push({ records: envelope(receivedAt, tokenized.payload, fact, unmapped) });
     });
     // Vault first: a token on Kafka must always be resolvable (the vault sorts, so regions lock rows in one order).
     await deps.vault.store([...vaultEntries.values()]);
-    await produce(deps.producer, messages);
-    return { facts: events.length - quarantined, quarantined };
+    const outcomes = await deps.publisher.publish(sourceEvents, { timeoutMs: PUBLISH_TIMEOUT_MS });
+    const deferred = outcomes.filter((o) => o.kind === 'deferred');
+    if (deferred.length > 0) {
+      const first = deferred[0] as { error: string };
+      throw new Error(
+        `${deferred.length} event(s) after ${after} could be neither produced nor claim-checked: ${first.error}`,
+      );
+    }
+    outcomes.forEach((o) => {
+      if (o.kind === 'quarantined')
+        deps.log.warn('gateway event quarantined with a claim check', {
+          gateway: feed.gateway,
+          after,
+          reason: o.reason,
+          claimCheck: o.claimCheck,
+        });
+    });
+    const facts = outcomes.filter((o, i) => o.kind === 'published' && mapped[i]).length;
+    return { facts, quarantined: events.length - facts };
   };
 
   const pollOnce = async (feed: GatewayFeedConfig, st: RegionStatus): Promise<boolean> => {

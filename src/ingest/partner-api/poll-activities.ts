@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { type EdgeMessage, edgeEnvelope, partnerIdempotencyKey } from '../../contracts/envelope';
+import { edgeEnvelope, partnerIdempotencyKey } from '../../contracts/envelope';
 import { type PartnerApiConfig, PartnerSettlementPage, partnerSettlementToFact } from '../../contracts/partner-api';
 import type { Tokenizer, VaultEntry } from '../tokenize';
 import { type Logger, errorMessage } from '../../logger';
 import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
 import type { Vault } from '../../stores/vault';
-import { type Producer, type TopicSet, edgeTopicsOf, produce } from '../../streams/kafka';
+import { type TopicSet, edgeTopicsOf } from '../../streams/kafka';
+import type { Publisher, SourceEvent } from '../../streams/publish';
 import { describeIssues } from '../../contracts/issues';
 
 // One page of a partner's settlement API per activity: fetch → validate → tokenize → vault →
@@ -33,7 +34,8 @@ export interface PartnerPollActivities {
 
 export interface PartnerPollDeps {
   partners: PartnerApiConfig[];
-  producer: Producer;
+  /** The edge's publish step: one transaction per page, poison records quarantined with a claim check. */
+  publisher: Pick<Publisher, 'publish'>;
   topics: TopicSet;
   tokenizer: Tokenizer;
   vault: Vault;
@@ -41,6 +43,9 @@ export interface PartnerPollDeps {
   /** Crash tests only (0 = off): hold each page after it was produced, before reporting it. */
   faultPageDelayMs?: number;
 }
+
+/** A page's transaction may take this long before the attempt fails (a commit in flight is waited out). */
+const PUBLISH_TIMEOUT_MS = 30_000;
 
 /** One HTTP request may take this long before it counts as a failure (retried). */
 const REQUEST_TIMEOUT_MS = 20_000;
@@ -119,8 +124,8 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
       }
       const page = await fetchPage(partner, cursor, limit);
       const receivedAt = new Date().toISOString();
-      const messages: EdgeMessage[] = [];
-      let quarantined = 0;
+      const events: SourceEvent[] = [];
+      const mappedOk: boolean[] = [];
       const vaultEntries: VaultEntry[] = [];
       // The partner's cursor is opaque to us: tokenize it like any other text before it joins a key.
       const tokenizedId = (id: string, into: VaultEntry[]): string => {
@@ -138,17 +143,28 @@ export function createPartnerPollActivities(deps: PartnerPollDeps): PartnerPollA
         // A record without a usable id is still keyed deterministically: the same page re-run gives the same key.
         const recordId =
           typeof r.id === 'string' && r.id !== '' ? r.id : tokenizedId(`${cursor || 'start'}#${i}`, vaultEntries);
-        if (!mapped.ok) quarantined += 1;
+        mappedOk.push(mapped.ok);
         const unmapped = {
           region: typeof r.region === 'string' ? r.region : partner.region,
           key: typeof r.payment_reference === 'string' ? r.payment_reference : null,
           idempotencyKey: partnerIdempotencyKey(partner.id, recordId),
         };
-        messages.push(...envelope(receivedAt, tokenized.payload, mapped, unmapped));
+        events.push({ records: envelope(receivedAt, tokenized.payload, mapped, unmapped) });
       }
       // Originals first, so every token on Kafka resolves in the vault.
       await deps.vault.store(vaultEntries);
-      await produce(deps.producer, messages);
+      // A record too large to produce is quarantined with a claim check instead of failing the page forever;
+      // one whose claim check could not be stored fails this attempt (retried; the page is produced again).
+      const outcomes = await deps.publisher.publish(events, { timeoutMs: PUBLISH_TIMEOUT_MS });
+      const deferred = outcomes.find((o) => o.kind === 'deferred');
+      if (deferred) {
+        throw ApplicationFailure.retryable(
+          `${partner.id}: a record could be neither produced nor claim-checked: ${deferred.error}`,
+          'PartnerPageDeferred',
+        );
+      }
+      const facts = outcomes.filter((o, i) => o.kind === 'published' && mappedOk[i]).length;
+      const quarantined = page.data.length - facts;
       deps.log.info('partner page produced', {
         partner: partner.id,
         records: page.data.length,
