@@ -12,8 +12,9 @@ export interface InboxAdmission {
 }
 
 /**
- * Records facts (idempotent by idempotency key) and tells which still need a signal, plus which
- * payments had facts before this batch (a new workflow run for them must load their history).
+ * Records facts (idempotent by idempotency key) and tells which are not handled yet, plus which payments
+ * Temporal may hold facts of from before this batch (a new workflow run for them must load their history).
+ * A payment whose earlier facts were all absorbed (never signalled) has none there.
  */
 export async function admitFacts(
   pool: Pool,
@@ -22,7 +23,7 @@ export async function admitFacts(
   if (facts.length === 0) return { admissions: [], paymentsWithHistory: new Set() };
   const paymentIds = [...new Set(facts.map((f) => f.paymentId))];
   const previously = await pool.query<{ payment_id: string }>(
-    'select distinct payment_id from payments.facts where payment_id = any($1)',
+    'select distinct payment_id from payments.facts where payment_id = any($1) and not absorbed',
     [paymentIds],
   );
   await pool.query(
@@ -52,29 +53,37 @@ export async function admitFacts(
   return { admissions, paymentsWithHistory: new Set(previously.rows.map((r) => r.payment_id)) };
 }
 
-export async function markSignalled(pool: Pool, idempotencyKeys: string[]): Promise<void> {
-  if (idempotencyKeys.length === 0) return;
+/** Marks facts handled: signalled to Temporal, or (absorbedKeys) recorded as inert without a signal. */
+export async function markSignalled(pool: Pool, idempotencyKeys: string[], absorbedKeys: string[] = []): Promise<void> {
+  if (idempotencyKeys.length + absorbedKeys.length === 0) return;
   await pool.query(
-    'update payments.facts set signalled_at = now() where idempotency_key = any($1) and signalled_at is null',
-    [idempotencyKeys],
+    `update payments.facts set signalled_at = now(), absorbed = idempotency_key = any($2)
+      where idempotency_key = any($1::text[] || $2::text[]) and signalled_at is null`,
+    [idempotencyKeys, absorbedKeys],
   );
 }
 
 /**
  * The facts of these payments in the order they were received: 'accepted' is every one (what a reopened
- * workflow run must know; a signal still to come is deduplicated), 'signalled' only those Temporal has.
+ * workflow run must know; a signal still to come is deduplicated), 'handled' those the router dealt with
+ * (signalled or absorbed), 'signalled' only those Temporal has.
  */
 export async function paymentFacts(
   pool: Pool,
   paymentIds: string[],
-  which: 'accepted' | 'signalled',
+  which: 'accepted' | 'handled' | 'signalled',
 ): Promise<Map<string, PaymentEvent[]>> {
   const out = new Map(paymentIds.map((id) => [id, [] as PaymentEvent[]]));
+  const where = {
+    accepted: 'true',
+    handled: 'signalled_at is not null',
+    signalled: 'signalled_at is not null and not absorbed',
+  }[which];
   const rows = await pool.query<{ payment_id: string; body: unknown }>(
     `select payment_id, body from payments.facts
-      where payment_id = any($1) and ($2 or signalled_at is not null)
+      where payment_id = any($1) and ${where}
       order by received_at, idempotency_key`,
-    [paymentIds, which === 'accepted'],
+    [paymentIds],
   );
   for (const r of rows.rows) out.get(r.payment_id)?.push(PaymentEvent.parse(r.body));
   return out;
@@ -82,24 +91,32 @@ export async function paymentFacts(
 
 export interface IdlePayment {
   paymentId: string;
-  /** When its latest signalled fact was received (ISO). */
+  /** When its latest handled fact was received (ISO). */
   since: string;
   /** How long ago that was, by the database's clock. */
   idleMs: number;
+  /** Whether Temporal holds any of its facts (false: all absorbed, no workflow run yet). */
+  signalled: boolean;
 }
 
-/** Payments whose latest signalled fact is older than `idleForMs`, longest idle first. */
-export async function idlePayments(pool: Pool, idleForMs: number): Promise<IdlePayment[]> {
-  const rows = await pool.query<{ payment_id: string; since: Date; idle_ms: number }>(
+/** Payments whose latest handled fact is older than `idleForMs`, longest idle first (only ids with the prefix, if given). */
+export async function idlePayments(pool: Pool, idleForMs: number, paymentIdPrefix = ''): Promise<IdlePayment[]> {
+  const rows = await pool.query<{ payment_id: string; since: Date; idle_ms: number; signalled: boolean }>(
     `select payment_id, max(received_at) as since,
-            (extract(epoch from now() - max(received_at)) * 1000)::float8 as idle_ms
-       from payments.facts where signalled_at is not null
+            (extract(epoch from now() - max(received_at)) * 1000)::float8 as idle_ms,
+            bool_or(not absorbed) as signalled
+       from payments.facts where signalled_at is not null and payment_id like $2
       group by payment_id
      having max(received_at) < now() - $1 * interval '1 millisecond'
       order by since, payment_id`,
-    [idleForMs],
+    [idleForMs, likePrefix(paymentIdPrefix)],
   );
-  return rows.rows.map((r) => ({ paymentId: r.payment_id, since: r.since.toISOString(), idleMs: r.idle_ms }));
+  return rows.rows.map((r) => ({
+    paymentId: r.payment_id,
+    since: r.since.toISOString(),
+    idleMs: r.idle_ms,
+    signalled: r.signalled,
+  }));
 }
 
 /** Distinct facts of the payments with this id prefix, per path they came by (webhook, gateway, cdc, partner). */

@@ -5,7 +5,7 @@ import { createPool } from '../stores/postgres';
 import { createLogger } from '../logger';
 import { runConsumer, runMain } from './consumer-runner';
 import { createConsumer, createKafka, createProducer, topicsFor } from './kafka';
-import { PAYMENT_ROUTER_GROUP, paymentRouterBatches } from './payment-router';
+import { PAYMENT_ROUTER_GROUP, paymentRouterBatches, routingPolicy } from './payment-router';
 
 const log = createLogger('payment-router');
 
@@ -42,10 +42,7 @@ async function main(): Promise<void> {
         topics,
         pool,
         log,
-        policy: {
-          preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS,
-          lifecycleSearchAttribute: config.PAYMENT_LIFECYCLE_SEARCH_ATTRIBUTE,
-        },
+        policy: routingPolicy(config),
       }),
       log,
       ready: faultSignalDelayMs > 0 ? { faultSignalDelayMs } : {},

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
+import type { Config } from '../config';
 import { consumedQuarantineMessage } from '../contracts/envelope';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
 import { type Logger, createLogger } from '../logger';
@@ -8,19 +9,22 @@ import { admitFacts, markSignalled, paymentFacts } from '../stores/payment-inbox
 import {
   PAYMENT_TASK_QUEUE,
   type PaymentWorkflowInput,
+  type SlaBreach,
   paymentFactSignal,
   paymentWorkflow,
   paymentWorkflowId,
+  slaBreachedSignal,
 } from '../workflows/payment';
-import { type PaymentCore, emptyCore, evaluate, isInert, receive } from '../workflows/payment-state';
+import { type PaymentCore, emptyCore, evaluate, receive, signalsFor } from '../workflows/payment-state';
 import { MerchantIdAttr, PaymentStatusAttr, RegionAttr } from '../workflows/search-attributes';
 import { type BatchHandler, type Producer, type TopicRecord, type TopicSet, produce } from './kafka';
 
 // payment-router: Kafka payment facts → inbox (Postgres) → signalWithStart(PaymentWorkflow).
 // Offsets are committed only after Temporal accepted every signal of the batch, so a crash
 // re-delivers; the inbox drops facts Temporal already has, so duplicates cost no Temporal action.
-// Only facts that can change a payment reach Temporal: the payment state machine, run over what
-// Temporal already has, says which cannot (isInert); those are recorded in the inbox, unsignalled.
+// Only facts the workflow needs reach Temporal: the payment state machine, run over the facts handled
+// so far, says which it does not (isInert: a `created`, a same-content re-report); those are recorded in
+// the inbox as absorbed, unsignalled. A payment's workflow starts with its first fact that matters.
 
 export const PAYMENT_ROUTER_GROUP = 'payment-router';
 
@@ -28,6 +32,14 @@ export interface RoutingPolicy {
   preconditionTimeoutMs: number;
   lifecycleSearchAttribute: boolean;
   taskQueue?: string;
+}
+
+/** The policy PAYMENT_PRECONDITION_TIMEOUT_MS and PAYMENT_LIFECYCLE_SEARCH_ATTRIBUTE configure. */
+export function routingPolicy(config: Config): RoutingPolicy {
+  return {
+    preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS,
+    lifecycleSearchAttribute: config.PAYMENT_LIFECYCLE_SEARCH_ATTRIBUTE,
+  };
 }
 
 export interface PaymentRouterDeps {
@@ -48,27 +60,50 @@ export async function routeFact(
   hasHistory: boolean,
   policy: RoutingPolicy,
 ): Promise<void> {
+  await startPaymentRun(client, fact, hasHistory, policy, { fact });
+}
+
+/** What starts or wakes a payment's run: one of its facts, or (from the SLA sweep) a breach. */
+export type PaymentWake = { fact: PaymentEvent } | { breach: SlaBreach };
+
+/** signalWithStart of a payment's workflow (identified by one of its facts) with a fact or a breach. */
+export async function startPaymentRun(
+  client: Client,
+  of: PaymentEvent,
+  hasHistory: boolean,
+  policy: RoutingPolicy,
+  wake: PaymentWake,
+): Promise<void> {
   const input: PaymentWorkflowInput = {
-    paymentId: fact.paymentId,
-    merchantId: fact.merchantId,
-    region: fact.region,
+    paymentId: of.paymentId,
+    merchantId: of.merchantId,
+    region: of.region,
     hasHistory,
     preconditionTimeoutMs: policy.preconditionTimeoutMs,
     lifecycleSearchAttribute: policy.lifecycleSearchAttribute,
   };
-  await client.workflow.signalWithStart(paymentWorkflow, {
-    workflowId: paymentWorkflowId(fact.paymentId),
+  const options = {
+    workflowId: paymentWorkflowId(of.paymentId),
     taskQueue: policy.taskQueue ?? PAYMENT_TASK_QUEUE,
-    args: [input],
-    signal: paymentFactSignal,
-    signalArgs: [fact],
+    args: [input] as [PaymentWorkflowInput],
     // Set with the start: free. Later changes are upserts, and cost an action each.
     typedSearchAttributes: [
       { key: PaymentStatusAttr, value: 'OPEN' },
-      { key: MerchantIdAttr, value: fact.merchantId },
-      { key: RegionAttr, value: fact.region },
+      { key: MerchantIdAttr, value: of.merchantId },
+      { key: RegionAttr, value: of.region },
     ],
-  });
+  };
+  await ('fact' in wake
+    ? client.workflow.signalWithStart(paymentWorkflow, {
+        ...options,
+        signal: paymentFactSignal,
+        signalArgs: [wake.fact],
+      })
+    : client.workflow.signalWithStart(paymentWorkflow, {
+        ...options,
+        signal: slaBreachedSignal,
+        signalArgs: [wake.breach],
+      }));
 }
 
 export interface RouteOptions {
@@ -110,17 +145,13 @@ export async function routeFacts(
     byPayment.set(a.fact.paymentId, list);
   }
   const groups = [...byPayment.values()];
-  // What Temporal already has of these payments: the state machine over it tells which new facts are inert.
-  const withHistory = [...byPayment.keys()].filter((id) => paymentsWithHistory.has(id));
-  const known =
-    withHistory.length === 0
-      ? new Map<string, PaymentEvent[]>()
-      : await retryTransient(
-          'postgres',
-          'loading the facts Temporal has',
-          () => paymentFacts(pool, withHistory, 'signalled'),
-          retry,
-        );
+  // What the router handled of these payments before: the state machine over it tells which new facts are inert.
+  const known = await retryTransient(
+    'postgres',
+    'loading the facts handled before',
+    () => paymentFacts(pool, [...byPayment.keys()], 'handled'),
+    retry,
+  );
   let next = 0;
   let signalled = 0;
   let absorbed = 0;
@@ -132,24 +163,28 @@ export async function routeFacts(
         // After its first signal a payment has history: if its run closes mid-batch, the next run loads it.
         let hasHistory = paymentsWithHistory.has(group[0]!.paymentId);
         const core = modelOf(group[0]!.paymentId, known.get(group[0]!.paymentId) ?? []);
-        for (const fact of group) {
-          if (isInert(core, fact)) {
-            absorbed += 1; // marked with the group: a redelivery skips it like a signalled one
-            continue;
-          }
+        const absorbedKeys: string[] = [];
+        const signal = async (fact: PaymentEvent): Promise<void> => {
           await retryTransient('temporal', 'signalWithStart', () => routeFact(client, fact, hasHistory, policy), retry);
           hasHistory = true;
           signalled += 1;
-          receive(core, fact);
-          evaluate(core);
+        };
+        for (const fact of group) {
+          const signals = signalsFor(core, fact);
+          // Absorbed facts are marked with the group: a redelivery skips them too.
+          if (signals.length === 0) absorbedKeys.push(fact.idempotencyKey);
+          for (const s of signals) await signal(s);
         }
+        absorbed += absorbedKeys.length;
+        const absorbedSet = new Set(absorbedKeys);
         await retryTransient(
           'postgres',
-          'marking facts signalled',
+          'marking facts handled',
           () =>
             markSignalled(
               pool,
-              group.map((f) => f.idempotencyKey),
+              group.map((f) => f.idempotencyKey).filter((k) => !absorbedSet.has(k)),
+              absorbedKeys,
             ),
           retry,
         );
@@ -164,12 +199,12 @@ export async function routeFacts(
   return {
     signalled,
     absorbed,
-    skippedDuplicates: admissions.length - signalled - absorbed,
+    skippedDuplicates: admissions.filter((a) => !a.mustSignal).length,
     complete: next >= groups.length,
   };
 }
 
-/** The payment as its workflow sees it, from the facts Temporal has (in the order they were received). */
+/** The payment as the router has handled it so far (in the order the facts were received). */
 function modelOf(paymentId: string, facts: readonly PaymentEvent[]): PaymentCore {
   const core = emptyCore(paymentId);
   for (const fact of facts) receive(core, fact);

@@ -3,6 +3,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createLedgerActivities } from '../activities/ledger';
 import { createSlaActivities } from '../activities/sla';
+import { loadConfig } from '../config';
+import { type RoutingPolicy, routingPolicy } from '../streams/payment-router';
 import { PAYMENT_TASK_QUEUE } from '../workflows/payment';
 import { workflowCode } from './workflow-code';
 
@@ -15,6 +17,8 @@ export interface PaymentWorkerDeps {
   taskQueue?: string;
   /** A prebuilt bundle (production) or, by default, bundle src/workflows at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** How runs the SLA sweep starts are configured; by default the router's settings from the config. */
+  routing?: Omit<RoutingPolicy, 'taskQueue'>;
   /** Crash tests only (0 = off): hold each posting this long after its transaction committed. */
   faultPostDelayMs?: number;
 }
@@ -30,11 +34,13 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
       return result;
     };
   }
+  const taskQueue = deps.taskQueue ?? PAYMENT_TASK_QUEUE;
+  const routing = deps.routing ?? routingPolicy(loadConfig());
   return Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
-    taskQueue: deps.taskQueue ?? PAYMENT_TASK_QUEUE,
+    taskQueue,
     ...workflowCode(deps.workflowBundle),
-    activities: { ...ledger, ...createSlaActivities(deps.pool) },
+    activities: { ...ledger, ...createSlaActivities(deps.pool, { ...routing, taskQueue }) },
   });
 }

@@ -87,16 +87,30 @@ export function receive(core: PaymentCore, fact: PaymentEvent): Receipt {
 }
 
 /**
- * Whether delivering this fact could change the payment at all. Not when the workflow would ignore it
- * (a fact it has, or the same fact with the same content from another source), nor for a `created`
- * once any other fact applied: no rule reads it, and the status has moved past CREATED for good.
- * The router records such facts without a signal (an action each, and a new run if the payment closed).
+ * Whether the workflow needs this fact. Not when it would ignore it (a fact it has, or the same fact with
+ * the same content from another source), nor a `created`: no rule reads it and it posts nothing, so the
+ * workflow never waits for it; the SLA sweep judges the CREATED stage from the inbox. A `created` that
+ * contradicts a known one does reach the workflow, as a conflicting report.
+ * The router records inert facts without a signal (an action each, and a new run if the payment closed).
  */
 export function isInert(core: PaymentCore, fact: PaymentEvent): boolean {
   if (core.seenIdempotencyKeys.includes(fact.idempotencyKey)) return true;
   const known = core.facts[factKey(fact)];
   if (known) return content(known) === content(fact);
-  return fact.type === 'created' && core.applied.some((key) => core.facts[key]!.type !== 'created');
+  return fact.type === 'created';
+}
+
+/**
+ * The router's decision for one fact, given the model of what it handled for the payment: the facts to
+ * signal, in order (none: absorb it). A `created` that contradicts an absorbed one goes with it, so the
+ * workflow sees the conflict. The fact joins the model either way.
+ */
+export function signalsFor(model: PaymentCore, fact: PaymentEvent): PaymentEvent[] {
+  const known = model.facts[factKey(fact)];
+  const signals = isInert(model, fact) ? [] : known?.type === 'created' ? [known, fact] : [fact];
+  receive(model, fact);
+  evaluate(model);
+  return signals;
 }
 
 function addAnomaly(core: PaymentCore, a: Omit<Anomaly, 'resolved'>): Anomaly | undefined {

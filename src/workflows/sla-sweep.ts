@@ -6,6 +6,9 @@ import { paymentWorkflowId, preconditionsExpiredSignal, slaBreachedSignal } from
 // One sweep for all payments instead of one SLA timer per payment: a timer is a billable action,
 // so per-payment timers would cost every payment; the sweep costs only the overdue ones.
 
+// A payment Temporal holds no fact of (only a `created`, which the router never signals) has no run to
+// signal: an activity starts it with the breach (an action only for the stuck ones).
+
 // The same sweep expires precondition waits: a payment idle past the timeout with a fact still
 // waiting gets one signal, instead of every waiting fact costing a durable timer.
 
@@ -14,6 +17,8 @@ export interface SlaSweepInput {
   limit: number;
   /** Expire waits of payments idle this long (PAYMENT_PRECONDITION_TIMEOUT_MS); absent = SLAs only. */
   preconditionTimeoutMs?: number;
+  /** Only payments whose id starts with this (a test's or a drill's run); absent = all. */
+  paymentIdPrefix?: string;
 }
 
 export interface SlaSweepResult {
@@ -21,19 +26,21 @@ export interface SlaSweepResult {
   alreadyClosed: string[];
   /** Payments told that their waiting facts expired. */
   expiredWaits?: string[];
+  /** Overdue payments with no run (Temporal had none of their facts), started stuck. */
+  started?: string[];
 }
 
-const { findOverduePayments, findExpiredWaits } = proxyActivities<SlaActivities>({
+const { findOverduePayments, findExpiredWaits, startOverduePayment } = proxyActivities<SlaActivities>({
   startToCloseTimeout: '2 minutes',
 });
 
 export async function slaSweepWorkflow(input: SlaSweepInput): Promise<SlaSweepResult> {
-  const overdue = await findOverduePayments(input.slas, input.limit);
+  const overdue = await findOverduePayments(input.slas, input.limit, input.paymentIdPrefix);
   const result: SlaSweepResult = { signalled: [], alreadyClosed: [] };
   if (input.preconditionTimeoutMs !== undefined) {
     // Waits first: an expired wait is an anomaly, which the workflow weighs before an SLA breach.
     result.expiredWaits = [];
-    for (const p of await findExpiredWaits(input.preconditionTimeoutMs, input.limit)) {
+    for (const p of await findExpiredWaits(input.preconditionTimeoutMs, input.limit, input.paymentIdPrefix)) {
       try {
         await getExternalWorkflowHandle(paymentWorkflowId(p.paymentId)).signal(preconditionsExpiredSignal, {
           factKeys: p.factKeys,
@@ -47,12 +54,14 @@ export async function slaSweepWorkflow(input: SlaSweepInput): Promise<SlaSweepRe
     }
   }
   for (const p of overdue) {
+    const breach = { stage: p.stage, since: p.since, slaMs: input.slas[p.stage] ?? 0 };
+    if (p.signalled === false) {
+      await startOverduePayment(p.paymentId, breach);
+      (result.started ??= []).push(p.paymentId);
+      continue;
+    }
     try {
-      await getExternalWorkflowHandle(paymentWorkflowId(p.paymentId)).signal(slaBreachedSignal, {
-        stage: p.stage,
-        since: p.since,
-        slaMs: input.slas[p.stage] ?? 0,
-      });
+      await getExternalWorkflowHandle(paymentWorkflowId(p.paymentId)).signal(slaBreachedSignal, breach);
       result.signalled.push(p.paymentId);
     } catch (err) {
       if (isCancellation(err)) throw err;

@@ -103,72 +103,77 @@ describe('ledger in Postgres', () => {
   });
 });
 
-describe('SLA sweep query: the stage comes from the state machine, over the signalled facts', () => {
+describe('SLA sweep queries: the stage and the waits come from the state machine, over the facts Temporal has', () => {
   const pool = createPool(config, 4);
-  const sla = createSlaActivities(pool);
+  const sla = createSlaActivities(pool, { preconditionTimeoutMs: 60_000, lifecycleSearchAttribute: false });
   before(async () => {
     await requireServices('postgres');
     await migrateAsOwner(config);
   });
   after(() => pool.end());
 
-  it('finds a payment idle in CAPTURED past its SLA; not a settled, a flagged or an unsignalled one', async () => {
+  /**
+   * Happy-path payments (created, authorized, captured, settled) admitted to the inbox as the router leaves
+   * them: `created` absorbed, the rest signalled; payment i keeps the fact types `keep` allows. The last
+   * payment stays unhandled.
+   */
+  async function inbox(seed: number, prefix: string, count: number, keep: (i: number, type: string) => boolean) {
     const { events } = simulatePayments({
-      payments: 4,
-      seed: 3,
+      payments: count,
+      seed,
       duplicateRate: 0,
-      runId: uniqueId('sla'),
+      runId: uniqueId(prefix),
       happyPathOnly: true,
     });
-    const [captured, settled, flagged, unsignalled] = [...new Set(events.map((e) => e.paymentId))];
-    const factsOf = (id: string | undefined, withSettlement = false) =>
-      events.filter((e) => e.paymentId === id && (withSettlement || e.type !== 'settled'));
-    const admitted = [...factsOf(captured), ...factsOf(settled, true), ...factsOf(flagged), ...factsOf(unsignalled)];
+    const ids = [...new Set(events.map((e) => e.paymentId))];
+    const factsOf = (i: number) => events.filter((e) => e.paymentId === ids[i] && keep(i, e.type));
+    const admitted = ids.flatMap((_, i) => factsOf(i));
     await admitFacts(pool, admitted);
+    const handled = admitted.filter((f) => f.paymentId !== ids.at(-1));
     await markSignalled(
       pool,
-      admitted.filter((f) => f.paymentId !== unsignalled).map((f) => f.idempotencyKey),
+      handled.filter((f) => f.type !== 'created').map((f) => f.idempotencyKey),
+      handled.filter((f) => f.type === 'created').map((f) => f.idempotencyKey),
     );
+    return { ids, factsOf };
+  }
+
+  /** The payments' facts age past the 20 ms SLA used below (a busy machine only makes them older). */
+  const idle = () => new Promise((r) => setTimeout(r, 50));
+
+  it('finds a payment idle in CAPTURED past its SLA; not a settled, a flagged or an unsignalled one', async () => {
+    const { ids } = await inbox(3, 'sla', 4, (i, type) => i === 1 || type !== 'settled');
+    const [captured, , flagged] = ids;
     await recordPaymentFlag(pool, { paymentId: flagged!, flagKey: 'stuck:CAPTURED', kind: 'stuck', reason: 'test' });
-    await new Promise((r) => setTimeout(r, 50));
+    await idle();
 
     const overdue = await sla.findOverduePayments({ CAPTURED: 20, AUTHORIZED: 60_000 }, 1_000_000);
-    const ours = overdue.filter((p) => [captured, settled, flagged, unsignalled].includes(p.paymentId));
+    const ours = overdue.filter((p) => ids.includes(p.paymentId));
     assert.deepEqual(
-      ours.map((p) => [p.paymentId, p.stage]),
-      [[captured, 'CAPTURED']],
+      ours.map((p) => [p.paymentId, p.stage, p.signalled]),
+      [[captured, 'CAPTURED', true]],
     );
     assert.ok(Date.parse(ours[0]!.since) <= Date.now() - 20);
   });
-});
 
-describe('Precondition expiry query: waits expire from the sweep, not from a timer per fact', () => {
-  const pool = createPool(config, 4);
-  const sla = createSlaActivities(pool);
-  before(async () => {
-    await requireServices('postgres');
-    await migrateAsOwner(config);
+  it('finds a payment with only its absorbed `created` overdue in CREATED, to be started; one with a run is judged by what Temporal has', async () => {
+    // Payment 0: only `created` (absorbed: no run). Payment 1: `created` absorbed and a settlement
+    // signalled, waiting for its capture (its run never saw `created`: OPEN, no SLA). Payment 2: unhandled.
+    const { ids } = await inbox(4, 'created', 3, (i, type) => type === 'created' || (i === 1 && type === 'settled'));
+    const onlyCreated = ids[0]!;
+    await idle();
+
+    const overdue = await sla.findOverduePayments({ CREATED: 20, CAPTURED: 20 }, 1_000_000);
+    assert.deepEqual(
+      overdue.filter((p) => ids.includes(p.paymentId)).map((p) => [p.paymentId, p.stage, p.signalled]),
+      [[onlyCreated, 'CREATED', false]],
+    );
   });
-  after(() => pool.end());
 
   it('finds a payment idle past the timeout with a settlement waiting for its capture; not a complete, an expired or an unsignalled one', async () => {
-    const { events } = simulatePayments({
-      payments: 4,
-      seed: 5,
-      duplicateRate: 0,
-      runId: uniqueId('wait'),
-      happyPathOnly: true,
-    });
-    const [waiting, complete, expired, unsignalled] = [...new Set(events.map((e) => e.paymentId))];
-    const factsOf = (id: string | undefined, withCapture = false) =>
-      events.filter((e) => e.paymentId === id && (withCapture || e.type !== 'captured'));
-    const admitted = [...factsOf(waiting), ...factsOf(complete, true), ...factsOf(expired), ...factsOf(unsignalled)];
-    await admitFacts(pool, admitted);
-    await markSignalled(
-      pool,
-      admitted.filter((f) => f.paymentId !== unsignalled).map((f) => f.idempotencyKey),
-    );
-    const settlement = factsOf(expired).find((f) => f.type === 'settled')!;
+    const { ids, factsOf } = await inbox(5, 'wait', 4, (i, type) => i === 1 || type !== 'captured');
+    const [waiting, , expired] = ids;
+    const settlement = factsOf(2).find((f) => f.type === 'settled')!;
     await recordPaymentFlag(pool, {
       paymentId: expired!,
       flagKey: `timeout:${factKey(settlement)}`,
@@ -176,13 +181,12 @@ describe('Precondition expiry query: waits expire from the sweep, not from a tim
       stage: 'precondition-timeout',
       reason: 'test',
     });
-    await new Promise((r) => setTimeout(r, 50));
+    await idle();
 
     const found = await sla.findExpiredWaits(20, 1_000_000);
-    const ours = found.filter((p) => [waiting, complete, expired, unsignalled].includes(p.paymentId));
-    const waitingSettlement = factsOf(waiting).find((f) => f.type === 'settled')!;
+    const waitingSettlement = factsOf(0).find((f) => f.type === 'settled')!;
     assert.deepEqual(
-      ours.map((p) => [p.paymentId, p.factKeys]),
+      found.filter((p) => ids.includes(p.paymentId)).map((p) => [p.paymentId, p.factKeys]),
       [[waiting, [factKey(waitingSettlement)]]],
     );
     // Not idle long enough: nothing yet.

@@ -5,7 +5,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { createLedgerActivities } from '../../src/activities/ledger';
 import { simulatePayments } from '../../src/simulator/payments';
-import { summarizeLedger } from '../../src/stores/ledger';
+import { flagKeys, summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
 import { type RoutingPolicy, routeFact, routeFacts } from '../../src/streams/payment-router';
@@ -22,6 +22,7 @@ import {
   slaBreachedSignal,
 } from '../../src/workflows/payment';
 import { PaymentStatusAttr } from '../../src/workflows/search-attributes';
+import { slaSweepWorkflow } from '../../src/workflows/sla-sweep';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 /** One happy-path payment (created, authorized, captured, settled), unique to this test run. */
@@ -308,6 +309,44 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     assert.equal(done.closedBy, 'ops: written off');
     const result = (await handle.result()) as PaymentState;
     assert.equal(result.status, 'CAPTURED');
+  });
+
+  it('a `created` alone starts no run; past the CREATED SLA the sweep starts it STUCK, and the payment goes on', async () => {
+    const sim = onePayment(17, 'wfcr');
+    const paymentId = sim.events[0]!.paymentId;
+    const created = sim.events.filter((e) => e.type === 'created');
+    const routed = await routeFacts(client, pool, created, policy);
+    assert.deepEqual([routed.signalled, routed.absorbed], [0, 1]);
+    const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+    await assert.rejects(handle.describe(), /not found/i, 'no run for a payment that is only created');
+
+    const runPrefix = paymentId.slice(0, paymentId.lastIndexOf('-') + 1);
+    await new Promise((r) => setTimeout(r, 50)); // older than the 20 ms SLA below (a busy machine only adds)
+    const sweep = await client.workflow.execute(slaSweepWorkflow, {
+      taskQueue,
+      workflowId: uniqueId('sweep'),
+      args: [{ slas: { CREATED: 20 }, limit: 10, paymentIdPrefix: runPrefix }],
+    });
+    assert.deepEqual([sweep.started, sweep.signalled], [[paymentId], []]);
+    const stuck = await attentionBecomes(handle, 'STUCK');
+    assert.deepEqual([stuck.status, stuck.stuck?.stage], ['CREATED', 'CREATED'], 'the run loaded the absorbed created');
+    assert.ok((await flagKeys(pool, [paymentId])).get(paymentId)?.includes('stuck:CREATED'));
+    const again = await client.workflow.execute(slaSweepWorkflow, {
+      taskQueue,
+      workflowId: uniqueId('sweep'),
+      args: [{ slas: { CREATED: 20 }, limit: 10, paymentIdPrefix: runPrefix }],
+    });
+    assert.deepEqual(again.started ?? [], [], 'flagged once: the next sweep leaves it alone');
+
+    await routeFacts(client, pool, sim.events, policy);
+    const done = await handle.executeUpdate(resolvePaymentUpdate, {
+      args: [{ actor: 'ops', reason: 'merchant confirmed the late authorization', close: false }],
+    });
+    assert.equal(done.attention, 'OPEN');
+    const result = (await handle.result()) as PaymentState;
+    assert.equal(result.status, 'SETTLED');
+    const ledger = await summarizeLedger(pool, paymentId);
+    assert.deepEqual([ledger.entries, ledger.duplicatePostings, ledger.unbalanced], [2, 0, 0]);
   });
 
   it('a fact waiting for its precondition costs no timer; a signal from the sweep expires it into an anomaly', async () => {
