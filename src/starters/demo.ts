@@ -459,7 +459,15 @@ async function flagStuck(
   await client.workflow.execute(slaSweepWorkflow, {
     workflowId: `sla-sweep/${opts.runId}`,
     taskQueue: PAYMENT_TASK_QUEUE,
-    args: [{ slas, limit: 10_000, preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS }],
+    // Only this run's payments: a shared dev database holds other runs' (production sweeps cover all).
+    args: [
+      {
+        slas,
+        limit: 10_000,
+        preconditionTimeoutMs: config.PAYMENT_PRECONDITION_TIMEOUT_MS,
+        paymentIdPrefix: `${opts.runId}-`,
+      },
+    ],
   });
   const query = `${ofRun} AND PaymentStatus = "STUCK"`;
   await waitFor(

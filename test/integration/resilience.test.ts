@@ -69,15 +69,14 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         assert.equal(p.restarts, 0, `${fault}: ${p.name} died and was restarted instead of riding it out`);
       }
       // The router's share, what a rebalance used to multiply (5,257 signals instead of ~2,900): no fact is
-      // signalled twice. Which facts need a signal at all depends on arrival order (a CDC `created` that
-      // reaches its payment first is a state change; after the others it is inert and not signalled), so
-      // the bound is the facts delivered, not the quiet run's signals: a fresh CI stack measured 925
-      // signals for 925 facts after a Postgres kill -9 (every `created` first) against 725 quiet.
+      // signalled twice. The facts that need a signal no longer depend on arrival order (a `created` is
+      // never signalled; before, a CDC `created` reaching its payment first was), so the quiet run's
+      // signals are the bound: 725 in each of quiet, postgres-kill and kafka-kill on 2026-11-29.
       const signals = (k: Record<string, number>): number =>
         (k.signal_workflow ?? 0) + (k.signal_workflow_with_start ?? 0);
       assert.ok(
-        signals(s.actionsByKind) <= s.uniqueEvents * 1.05,
-        `${fault}: ${signals(s.actionsByKind)} signals for ${s.uniqueEvents} facts (quiet: ${signals(quiet.actionsByKind)})`,
+        signals(s.actionsByKind) <= signals(quiet.actionsByKind) * 1.05,
+        `${fault}: ${signals(s.actionsByKind)} signals vs ${signals(quiet.actionsByKind)} quiet (${s.uniqueEvents} facts)`,
       );
       // What out-of-order facts used to cost, structurally: a durable timer per wait (none now), and a new
       // run for a fact after the close (the kafka drill reopened all 200; CI measured up to 6 of 200).
@@ -87,11 +86,11 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         runs(s.actionsByKind) <= runs(quiet.actionsByKind) * 1.1,
         `${fault}: ${runs(s.actionsByKind)} runs vs ${runs(quiet.actionsByKind)} quiet: payments reopened`,
       );
-      // All actions: ×0.96–×1.11 of the quiet run on the dev stack, up to ×1.28 on a fresh CI stack when
-      // every `created` arrived first (docs/operations.md); the issue's 10% does not hold for that order.
+      // All actions within 10% of the quiet run (the issue's bound). What still varies is how many postings
+      // share one workflow task (local-activity markers: 194–218 in the series above).
       const ratio = s.actionsPerPayment / quiet.actionsPerPayment;
       assert.ok(
-        ratio <= 1.4,
+        ratio <= 1.1,
         `${fault}: ${s.actionsPerPayment} actions per payment vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)}): ${JSON.stringify(s.actionsByKind)} vs ${JSON.stringify(quiet.actionsByKind)}`,
       );
       t.diagnostic(
