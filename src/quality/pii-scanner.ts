@@ -6,6 +6,7 @@ import { TOKEN_KINDS, ibanValid, luhnValid } from '../ingest/pii-detect';
 // shows up here as a finding instead of being shared. It shares only arithmetic (Luhn, mod-97) and
 // the token format. What it still tolerates, each for a stated reason:
 // - digits inside a hex run of 32+ characters that has a letter (a digest or token), or a UUID;
+// - a card-number window whose edge digit group sits in a run of 24+ hex characters (our hex ids);
 // - lower-case IBAN look-alikes made only of hex characters (ids such as "stl_ee141c6cbd77…");
 // - digit strings without separators that are not card-length (an id or amount, not a phone).
 
@@ -85,9 +86,27 @@ function blankOpaque(text: string): string {
   return out + text.slice(at);
 }
 
+// Our own ids are hex: "evt_"/"stl_" + 24 hex, trace ids and "unidentified-" + 32, digests. Ten of the 16
+// hex characters are digits, so about one 24-hex id in 650 holds a Luhn-valid 12–19 digit run by chance.
+// A digit group inside a run of 24+ hex characters is read as part of such an id. 24 is our shortest id;
+// a 19-digit card with up to 4 hex characters glued on ("cafe", "\u20ac", "%3D") makes 23, so it stays a
+// finding, as does a card glued to a letter past f ("x4111…", "INV4111…"): an id with a card in it is
+// still a leak. Given up: a card inside a 24+ hex run ("deadbeef4111…"); the tokenizer still replaces it.
+const HEX_ID_LENGTH = 24;
+
+/** Whether the digit group [start, end) lies in a run of HEX_ID_LENGTH+ hex characters (a group has at most 19). */
+function inHexId(text: string, start: number, end: number): boolean {
+  // Bounded walks: runs of 32+ with a letter are blanked already, and 24 is enough to decide.
+  let from = start;
+  while (from > 0 && end - from < HEX_ID_LENGTH && isHex(text.charCodeAt(from - 1))) from--;
+  let to = end;
+  while (to < text.length && to - from < HEX_ID_LENGTH && isHex(text.charCodeAt(to))) to++;
+  return to - from >= HEX_ID_LENGTH;
+}
+
 // Every run of digits with single separators (space, dash, dot) between them; each window of
 // consecutive groups of 12–19 digits (ISO 7812) that passes Luhn and starts like a card brand (2–9) is a PAN,
-// whatever surrounds it — letters, underscores, quotes, a currency field.
+// whatever surrounds it — letters, underscores, quotes, a currency field — unless an edge group is in a hex id.
 function cardNumbers(text: string): Hit[] {
   const hits: Hit[] = [];
   const starts: number[] = [];
@@ -121,7 +140,13 @@ function cardNumbers(text: string): Hit[] {
         longest = Math.max(longest, ends[b]! - starts[b]!);
         // Printed card numbers group by 4–6 digits: a window of longer groups is some other number.
         if (digits.length > 19 || (b > a && longest > 6)) break;
-        if (digits.length >= 12 && digits.charCodeAt(0) >= 50 && luhnValid(digits)) {
+        if (
+          digits.length >= 12 &&
+          digits.charCodeAt(0) >= 50 &&
+          luhnValid(digits) &&
+          !inHexId(text, starts[a]!, ends[a]!) &&
+          !inHexId(text, starts[b]!, ends[b]!)
+        ) {
           hits.push({ kind: 'pan', start: starts[a]!, end: ends[b]!, digitsOrText: digits });
         }
       }
