@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HEADERS } from '../../src/contracts/envelope';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
-import { createGatewayConnector } from '../../src/ingest/gateways/gateway-connector';
 import { createPartnerPollActivities } from '../../src/ingest/partner-api/poll-activities';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createLogger } from '../../src/logger';
@@ -16,7 +15,7 @@ import { createS3Client, ensureBucket } from '../../src/stores/s3';
 import { type Vault, openVault } from '../../src/stores/vault';
 import { createKafka } from '../../src/streams/kafka';
 import { CLAIM_CHECK_HEADER } from '../../src/streams/publish';
-import { testPublisher } from '../support/edge';
+import { testGatewayConnector, testPublisher } from '../support/edge';
 import { type ReadMessage, type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, topics, uniqueId } from '../support/stack';
@@ -78,19 +77,7 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
   const readFeed = async (url: string, gateway: string, region: string, events: number): Promise<void> => {
     const stateDir = mkdtempSync(join(tmpdir(), 'paylink-gw-poison-'));
     stateDirs.push(stateDir);
-    const connector = createGatewayConnector({
-      feeds: [{ region, gateway, url }],
-      publisher,
-      topics,
-      tokenizer,
-      vault,
-      log,
-      stateDir,
-      pollIntervalMs: 100,
-      requestTimeoutMs: 5_000,
-      maxBackoffMs: 500,
-      pageLimit: 50,
-    });
+    const connector = testGatewayConnector({ feeds: [{ region, gateway, url }], publisher, vault, log, stateDir });
     connector.start();
     try {
       await waitFor('the connector to read past the poison', Date.now() + 60_000, async () => {
