@@ -52,6 +52,40 @@ export async function readKeyed(
   return kept;
 }
 
+/**
+ * Every message on `topic` from `from` up to `to` whose key `keep` accepts, for counting copies where readKeyed
+ * stops at the first. `to`: end offsets read once what the test waits for was seen (so it is committed).
+ */
+export async function readKeyedBetween(
+  kafka: KafkaClient,
+  topic: string,
+  from: TopicOffsets,
+  to: TopicOffsets,
+  keep: (key: string) => boolean,
+  timeoutMs = 30_000,
+): Promise<ReadMessage[]> {
+  const kept: ReadMessage[] = [];
+  const next = new Map(from.map((p) => [p.partition, BigInt(p.offset)]));
+  const reached = (): boolean => to.every((p) => (next.get(p.partition) ?? 0n) >= BigInt(p.offset));
+  if (reached()) return kept;
+  const finished = await readTopics(
+    kafka,
+    new Map([[topic, from]]),
+    (_topic, _partition, message) => {
+      const key = message.key?.toString() ?? '';
+      if (keep(key)) kept.push({ key, value: String(message.value), headers: message.headers });
+      return false;
+    },
+    timeoutMs,
+    (_topic, partition, position) => {
+      if (position > (next.get(partition) ?? 0n)) next.set(partition, position);
+      return reached();
+    },
+  );
+  if (!finished) throw new Error(`reading ${topic} up to its end offsets: not there within ${timeoutMs} ms`);
+  return kept;
+}
+
 /** A record as a read-committed consumer sees it (value as bytes, so sizes can be checked). */
 export interface CommittedRecord {
   topic: string;
