@@ -18,6 +18,8 @@ export const OltpPaymentRow = z.object({
   customer_email: z.string().nullable(),
   created_at: Timestamp,
   updated_at: Timestamp,
+  /** v2: the merchant's free-text note; unbounded, tokenized like any text. Optional: v1 rows lack it. */
+  description: z.string().nullable().optional(),
 });
 export type OltpPaymentRow = z.infer<typeof OltpPaymentRow>;
 

@@ -47,7 +47,8 @@ const REGISTERED = [
   { name: 'adyen-notification-item', version: 1, contract: AdyenNotificationRequestItem },
   // v2: the optional traceId the edge sets.
   { name: 'payment-fact', version: 2, contract: PaymentEvent },
-  { name: 'debezium-oltp-payments', version: 1, contract: OltpPaymentRow, documents: 'debezium-rows' },
+  // v2: the nullable description column.
+  { name: 'debezium-oltp-payments', version: 2, contract: OltpPaymentRow, documents: 'debezium-rows' },
   { name: 'debezium-oltp-ledger-entries', version: 1, contract: OltpLedgerEntryRow, documents: 'debezium-rows' },
   { name: 'gateway-event', version: 1, contract: GatewayEvent },
   { name: 'partner-settlement', version: 1, contract: PartnerSettlementRecord },

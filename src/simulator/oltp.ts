@@ -22,8 +22,12 @@ export async function ensureOltpSchema(pool: Pool, schema = 'public'): Promise<v
       status         text not null,
       customer_email text,
       created_at     timestamptz not null,
-      updated_at     timestamptz not null
+      updated_at     timestamptz not null,
+      description    text
     );
+    -- Free text the merchant attached (an order note): unbounded, and it can hold PII the reader tokenizes.
+    -- Added after the table first shipped, so older databases get it here.
+    alter table ${s}.payments add column if not exists description text;
     create table if not exists ${s}.ledger_entries (
       id           bigserial primary key,
       payment_id   text not null,

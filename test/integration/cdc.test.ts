@@ -232,7 +232,7 @@ describe('CDC of PayLink OLTP (pgoutput reader → Debezium envelopes → create
     assert.ok(ledger.length > 0, 'captures booked legacy ledger rows');
     for (const m of payments) {
       assert.equal(m.headers.source, 'cdc');
-      assert.equal(m.headers.schema, 'debezium-oltp-payments@1');
+      assert.equal(m.headers.schema, 'debezium-oltp-payments@2');
       assert.match(m.headers['idempotency-key'] ?? '', new RegExp(`^cdc:paylink_oltp\\.${schema}\\.payments:id=`));
       if (m.envelope.op !== 'd') assert.equal(m.headers.region, m.envelope.after?.region);
     }

@@ -11,7 +11,6 @@ import { ENVELOPE_HEADERS, HEADERS, traceIdOf } from '../../src/contracts/envelo
 import { parsePaymentEvent } from '../../src/contracts/payment-event';
 import { cdcNormalizerBatches, cdcTopicsOf } from '../../src/ingest/cdc/normalizer-consumer';
 import { createCdcReader } from '../../src/ingest/cdc/reader';
-import { createGatewayConnector } from '../../src/ingest/gateways/gateway-connector';
 import { signStripe } from '../../src/ingest/signatures';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { parsePartners } from '../../src/ingest/webhook-receiver';
@@ -30,7 +29,7 @@ import { createConsumer, createKafka, createProducer, ensureTopics, readTopics }
 import { routeFacts } from '../../src/streams/payment-router';
 import { createPaymentWorker } from '../../src/workers/payment-worker';
 import { paymentWorkflowId } from '../../src/workflows/payment';
-import { type TestEdge, startTestEdge, stripeEvent, testPublisher } from '../support/edge';
+import { type TestEdge, startTestEdge, stripeEvent, testGatewayConnector, testPublisher } from '../support/edge';
 import { type ReadMessage, type TopicOffsets, topicEnds } from '../support/kafka';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, topics, uniqueId } from '../support/stack';
@@ -175,18 +174,12 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     feed.publish([fact]);
     const broken = encodeGatewayEvent(fact, feed.gateway);
     feed.appendRaw({ ...broken, eventId: `${broken.eventId}-broken`, paymentReference: `${runId}-gw-bad`, amount: {} });
-    const connector = createGatewayConnector({
+    const connector = testGatewayConnector({
       feeds: [{ region: feed.region, gateway: feed.gateway, url: `http://127.0.0.1:${feed.port}` }],
       publisher,
-      topics,
-      tokenizer,
       vault,
       log,
       stateDir,
-      pollIntervalMs: 100,
-      requestTimeoutMs: 5_000,
-      maxBackoffMs: 500,
-      pageLimit: 50,
     });
     connector.start();
     try {

@@ -3,33 +3,42 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { HEADERS } from '../../src/contracts/envelope';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
-import { createGatewayConnector } from '../../src/ingest/gateways/gateway-connector';
+import { cdcReaderFromConfig } from '../../src/ingest/cdc/reader';
+import { formatLsn, parseLsn } from '../../src/ingest/cdc/pgoutput';
 import { createPartnerPollActivities } from '../../src/ingest/partner-api/poll-activities';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { createLogger } from '../../src/logger';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { createGatewayFeed, encodeGatewayEvent } from '../../src/simulator/gateway-feed';
+import { createOltpPool, customerEmailOf, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { createPartnerApiSimulator, toPartnerSettlement } from '../../src/simulator/partner-api';
 import { simulatePayments } from '../../src/simulator/payments';
 import { createS3Client, ensureBucket } from '../../src/stores/s3';
 import { type Vault, openVault } from '../../src/stores/vault';
 import { createKafka } from '../../src/streams/kafka';
-import { CLAIM_CHECK_HEADER } from '../../src/streams/publish';
-import { testPublisher } from '../support/edge';
-import { type ReadMessage, type TopicOffsets, readKeyed, topicEnds } from '../support/kafka';
+import { CLAIM_CHECK_HEADER, type Publisher } from '../../src/streams/publish';
+import { testGatewayConnector, testPublisher } from '../support/edge';
+import { type ReadMessage, type TopicOffsets, readKeyed, readKeyedBetween, topicEnds } from '../support/kafka';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, topics, uniqueId } from '../support/stack';
 
 // Issue 11: an event too large to produce once tokenized, between valid ones, used to stall the pull
-// paths (the gateway connector re-read its page forever, PartnerPoll retried its page forever). It is
+// paths (the gateway connector re-read its page forever, PartnerPoll retried its page forever, the CDC
+// reader failed its round and re-read the same WAL forever, its slot pinning WAL meanwhile). It is
 // quarantined with a claim check now; the events after it flow, and no fact exists without its raw
-// record. A re-read of the same page (a crash before the cursor moved) gets through it again.
+// record. A re-read of the same page (a crash before the cursor moved) gets through it again, and the
+// CDC slot moves past the poisoned row, so a restarted reader does not read it again.
 
-/** Grows on tokenization: every address becomes a longer token (~48 KB once tokenized, over 32 KB). */
-const bulky = (): string => Array.from({ length: 1500 }, (_, i) => `payer${i}@example.com`).join(' ');
+/** Grows on tokenization: every address becomes a longer token (1,500 of them: ~48 KB once tokenized, over 32 KB). */
+const bulky = (addresses = 1500): string =>
+  Array.from({ length: addresses }, (_, i) => `payer${i}@example.com`).join(' ');
 
-describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 180_000 }, () => {
+type Created = Extract<PaymentEvent, { type: 'created' }>;
+
+describe('pull paths under a poisoned event (gateway, partner API, CDC)', { timeout: 180_000 }, () => {
   const log = createLogger('gateway-poison-test');
   const kafka = createKafka(config, 'gateway-poison-test');
   const admin = kafka.admin();
@@ -43,6 +52,11 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
   const region = authorized[0]!.region;
   const [before1, poison, after1] = authorized.filter((e) => e.region === region);
   const used = new Set([before1, poison, after1].map((e) => e!.paymentId));
+  // Rows of PayLink's OLTP payments table for the CDC cases, three per case, from the other end of the run.
+  const createdRows = sim.events.filter((e): e is Created => e.type === 'created' && !used.has(e.paymentId)).slice(-6);
+  const oltp = createOltpPool(config);
+  const s3 = createS3Client(config);
+  const cdcPlaces: { schema: string; slot: string; publication: string }[] = [];
   const stateDirs: string[] = [];
   let vault: Vault;
   const starts = new Map<string, TopicOffsets>();
@@ -51,10 +65,14 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
     await requireServices('kafka', 'postgres', 's3');
     await admin.connect();
     vault = await openVault(config);
-    const s3 = createS3Client(config);
     await ensureBucket(s3, config.S3_BUCKET);
-    s3.destroy();
-    for (const t of [topics.rawGateways, topics.rawPartnerApi, topics.paymentEvents, topics.quarantine]) {
+    for (const t of [
+      topics.rawGateways,
+      topics.rawPartnerApi,
+      topics.cdcPayments,
+      topics.paymentEvents,
+      topics.quarantine,
+    ]) {
       starts.set(t, await topicEnds(admin, t));
     }
   });
@@ -63,6 +81,16 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
     await vault?.close();
     await admin.disconnect();
     for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+    for (const { schema, slot, publication } of cdcPlaces) {
+      await oltp.query('select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1', [
+        slot,
+      ]);
+      await oltp.query(`drop publication if exists ${publication}`);
+      await oltp.query(`drop schema if exists ${schema} cascade`);
+      await oltp.query('delete from paylink_cdc.reader_state where slot_name = $1', [slot]);
+    }
+    await oltp.end();
+    s3.destroy();
   });
 
   const keysOn = async (topic: string, want: string[]): Promise<ReadMessage[]> =>
@@ -78,19 +106,7 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
   const readFeed = async (url: string, gateway: string, region: string, events: number): Promise<void> => {
     const stateDir = mkdtempSync(join(tmpdir(), 'paylink-gw-poison-'));
     stateDirs.push(stateDir);
-    const connector = createGatewayConnector({
-      feeds: [{ region, gateway, url }],
-      publisher,
-      topics,
-      tokenizer,
-      vault,
-      log,
-      stateDir,
-      pollIntervalMs: 100,
-      requestTimeoutMs: 5_000,
-      maxBackoffMs: 500,
-      pageLimit: 50,
-    });
+    const connector = testGatewayConnector({ feeds: [{ region, gateway, url }], publisher, vault, log, stateDir });
     connector.start();
     try {
       await waitFor('the connector to read past the poison', Date.now() + 60_000, async () => {
@@ -174,6 +190,138 @@ describe('pull paths under a poisoned event (gateway, partner API)', { timeout: 
       assert.ok(!raw.some((m) => m.key === poisoned!.paymentId), 'the poison never reached the raw topic');
     } finally {
       await api.close();
+    }
+  });
+
+  /** The Kafka key of a payments change: the row's primary key, as the reader writes it. */
+  const cdcKey = (paymentId: string): string => JSON.stringify({ id: paymentId });
+
+  /**
+   * A valid row, a poisoned one and a valid one, each its own OLTP transaction, in PayLink's tables under a
+   * schema of the case's own, read by a reader on a slot of its own through `publisher`. Checks what every
+   * poisoned row must come to and answers its quarantine record, for the reason the case expects.
+   */
+  const throughPoisonedRow = async (tag: string, publisher: Publisher, description: string): Promise<ReadMessage> => {
+    const [first, poisoned, last] = createdRows.splice(0, 3) as [Created, Created, Created];
+    const name = `${runId}_${tag}`.replace(/[^a-z0-9]/g, '_');
+    const place = { schema: `t_${name}`, slot: `s_${name}`, publication: `p_${name}` };
+    cdcPlaces.push(place);
+    await ensureOltpSchema(oltp, place.schema);
+    const newReader = () =>
+      cdcReaderFromConfig(
+        { ...config, CDC_SLOT: place.slot, CDC_PUBLICATION: place.publication, CDC_SCHEMA: place.schema },
+        { pool: oltp, publisher, vault, log },
+      );
+    const reader = newReader();
+    await reader.start();
+
+    await recordInOltp(oltp, [first], place.schema);
+    await oltp.query(
+      `insert into ${place.schema}.payments
+         (id, merchant_id, region, currency, amount_minor, status, customer_email, created_at, updated_at, description)
+       values ($1, $2, $3, $4, $5, 'created', $6, $7, $7, $8)`,
+      [
+        poisoned.paymentId,
+        poisoned.merchantId,
+        poisoned.region,
+        poisoned.currency,
+        poisoned.amountMinor,
+        customerEmailOf(poisoned.paymentId),
+        poisoned.occurredAt,
+        description,
+      ],
+    );
+    await recordInOltp(oltp, [last], place.schema);
+    const written = (await oltp.query<{ lsn: string }>('select pg_current_wal_flush_lsn()::text as lsn')).rows[0]!.lsn;
+
+    let read = 0;
+    await waitFor(
+      'the CDC reader to read past the poisoned row',
+      Date.now() + 30_000,
+      async () => {
+        // A round that throws is the stall: the slot stays before the poisoned row and every round re-reads it.
+        const round = await reader.poll();
+        read += round.records;
+        return parseLsn(round.confirmedLsn) >= parseLsn(written) || `slot at ${round.confirmedLsn}, ${read} changes`;
+      },
+      { intervalMs: 100 },
+    );
+    assert.equal(read, 3, 'each row read once');
+
+    const ids = [first.paymentId, last.paymentId];
+    const ours = new Set([first, poisoned, last].map((e) => cdcKey(e.paymentId)));
+    const [quarantined] = await readKeyed(
+      kafka,
+      topics.quarantine,
+      starts.get(topics.quarantine)!,
+      (key) => key === cdcKey(poisoned.paymentId),
+      (kept) => kept.length > 0,
+    );
+    await readKeyed(
+      kafka,
+      topics.cdcPayments,
+      starts.get(topics.cdcPayments)!,
+      (key) => ours.has(key),
+      (kept) => ids.every((id) => kept.some((m) => m.key === cdcKey(id))),
+    );
+    // Seen, so committed: everything up to the end offsets now, every copy counted.
+    const copies = async (topic: string): Promise<string[]> =>
+      (await readKeyedBetween(kafka, topic, starts.get(topic)!, await topicEnds(admin, topic), (k) => ours.has(k)))
+        .map((m) => m.key)
+        .sort();
+    assert.deepEqual(await copies(topics.cdcPayments), ids.map(cdcKey).sort(), 'the rows around it, once each');
+    assert.deepEqual(await copies(topics.quarantine), [cdcKey(poisoned.paymentId)], 'the poisoned row, once');
+
+    // Not dropped: the claim check holds the whole change, tokenized as it would have been produced.
+    const uri = quarantined!.headers[CLAIM_CHECK_HEADER] ?? '';
+    const object = /^s3:\/\/([^/]+)\/(claim-check\/cdc\/.+)$/.exec(uri);
+    assert.ok(object, `a claim check: ${uri}`);
+    const body = await s3.send(new GetObjectCommand({ Bucket: object[1], Key: object[2] }));
+    const stored = JSON.parse(await body.Body!.transformToString()) as { records: { topic: string; value: string }[] };
+    assert.deepEqual(
+      stored.records.map((r) => r.topic),
+      [topics.cdcPayments],
+    );
+    const change = JSON.parse(stored.records[0]!.value) as { op: string; after: Record<string, unknown> };
+    assert.deepEqual([change.op, change.after.id], ['c', poisoned.paymentId]);
+    assert.deepEqual(scanValue(change), [], 'no raw PII in the claim check');
+
+    // The slot stands past the poisoned row (its LSN ends its idempotency key): a restarted reader reads nothing.
+    const lsn = BigInt(/:(\d+)$/.exec(quarantined!.headers[HEADERS.idempotencyKey] ?? '')?.[1] ?? 'NaN');
+    const slot = await oltp.query<{ lsn: string }>(
+      'select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = $1',
+      [place.slot],
+    );
+    assert.ok(parseLsn(slot.rows[0]!.lsn) > lsn, `slot at ${slot.rows[0]!.lsn}, the poisoned row at ${formatLsn(lsn)}`);
+    const restarted = newReader();
+    await restarted.start();
+    assert.equal((await restarted.poll()).records, 0, 'a restarted reader reads nothing again');
+    return quarantined!;
+  };
+
+  it('CDC: a row too large once tokenized is claim-checked; the rows around it flow once, the slot moves past it', async () => {
+    const description = bulky(1200);
+    // As written the row fits, envelope and all; its ~1,200 addresses, tokenized, take it over the limit.
+    assert.ok(Buffer.byteLength(description) + 4096 < 32 * 1024);
+    const quarantined = await throughPoisonedRow('big', publisher, description);
+    assert.match(
+      quarantined.headers[HEADERS.quarantineReason] ?? '',
+      /is \d+ bytes as produced \(after tokenization\).* over the 32768-byte record limit/,
+    );
+  });
+
+  it("CDC: a row the broker refuses is quarantined with the broker's reason, the slot moves past it", async () => {
+    // The publisher's own limit above the broker's (misconfigured): the broker refuses the record itself.
+    const lenient = testPublisher('cdc-refused', log, { maxRecordBytes: 8 * 1024 * 1024 });
+    try {
+      // An order note pasted whole: ~1.2 MB, over the broker's 1,048,588-byte message.max.bytes.
+      const quarantined = await throughPoisonedRow('refused', lenient, 'order note '.repeat(110_000));
+      assert.match(
+        quarantined.headers[HEADERS.quarantineReason] ?? '',
+        /Kafka refused event cdc:.*(larger than the max message size|too large)/i,
+      );
+    } finally {
+      await lenient.close();
     }
   });
 });

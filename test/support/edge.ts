@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, before } from 'node:test';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { type GatewayConnector, gatewayConnectorFromConfig } from '../../src/ingest/gateways/gateway-connector';
 import { type Spool, openSpool } from '../../src/ingest/spool';
 import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import {
@@ -108,6 +109,17 @@ export function casesOnOwnTopics(s3: S3Client): {
     current = undefined;
   });
   return { closing, ownTopics: async (name) => (current = await privateTopics(name)) };
+}
+
+/**
+ * The gateway connector as its process builds it (gatewayConnectorFromConfig), polling every 100 ms and
+ * backing off at most 500 ms, so a test reads a feed in well under a second.
+ */
+export function testGatewayConnector(deps: Parameters<typeof gatewayConnectorFromConfig>[1]): GatewayConnector {
+  return gatewayConnectorFromConfig(
+    { ...config, GATEWAY_POLL_INTERVAL_MS: 100, GATEWAY_MAX_BACKOFF_MS: 500, GATEWAY_PAGE_LIMIT: 50 },
+    deps,
+  );
 }
 
 /** A spool in a new temporary folder (`prefix` names it); `remove()` deletes the folder. */

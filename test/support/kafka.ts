@@ -1,4 +1,4 @@
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../src/config';
 import { HEADERS } from '../../src/contracts/envelope';
 import { type KafkaClient, type TopicOffsets, type TopicSet, readTopics, topicsFor } from '../../src/streams/kafka';
@@ -52,6 +52,40 @@ export async function readKeyed(
   return kept;
 }
 
+/**
+ * Every message on `topic` from `from` up to `to` whose key `keep` accepts, for counting copies where readKeyed
+ * stops at the first. `to`: end offsets read once what the test waits for was seen (so it is committed).
+ */
+export async function readKeyedBetween(
+  kafka: KafkaClient,
+  topic: string,
+  from: TopicOffsets,
+  to: TopicOffsets,
+  keep: (key: string) => boolean,
+  timeoutMs = 30_000,
+): Promise<ReadMessage[]> {
+  const kept: ReadMessage[] = [];
+  const next = new Map(from.map((p) => [p.partition, BigInt(p.offset)]));
+  const reached = (): boolean => to.every((p) => (next.get(p.partition) ?? 0n) >= BigInt(p.offset));
+  if (reached()) return kept;
+  const finished = await readTopics(
+    kafka,
+    new Map([[topic, from]]),
+    (_topic, _partition, message) => {
+      const key = message.key?.toString() ?? '';
+      if (keep(key)) kept.push({ key, value: String(message.value), headers: message.headers });
+      return false;
+    },
+    timeoutMs,
+    (_topic, partition, position) => {
+      if (position > (next.get(partition) ?? 0n)) next.set(partition, position);
+      return reached();
+    },
+  );
+  if (!finished) throw new Error(`reading ${topic} up to its end offsets: not there within ${timeoutMs} ms`);
+  return kept;
+}
+
 /** A record as a read-committed consumer sees it (value as bytes, so sizes can be checked). */
 export interface CommittedRecord {
   topic: string;
@@ -63,7 +97,7 @@ export interface CommittedRecord {
 export interface PrivateTopics {
   /** The project's topics under a namespace of this test's own (the three an edge writes exist). */
   topics: TopicSet;
-  /** Every committed record on them so far, in commit order per topic (one partition each). */
+  /** Every committed record on them so far, in commit order per topic (one partition each); markers excluded. */
   readonly records: CommittedRecord[];
   /** On `topic`, in commit order. */
   on(topic: string): CommittedRecord[];
@@ -75,6 +109,9 @@ export interface PrivateTopics {
   /** Stops reading and deletes the topics. */
   drop(): Promise<void>;
 }
+
+/** Header of the marker records caughtUp appends; the reader keeps them out of `records`. */
+const CAUGHT_UP_MARKER = 'x-test-caught-up';
 
 /**
  * The edge's three topics (raw webhooks, payment facts, quarantine) under a namespace of `name`'s own, one
@@ -95,16 +132,13 @@ export async function privateTopics(name: string): Promise<PrivateTopics> {
     topics: watched.map((topic) => ({ topic, numPartitions: 1, replicationFactor: config.KAFKA_REPLICATION_FACTOR })),
     waitForLeaders: true,
   });
+  const markers = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  await markers.connect();
   const records: CommittedRecord[] = [];
   const kept = new Map<string, bigint>(); // the offset after the last record kept, per topic
-  // The next offset to read per topic (partition 0): past data, aborted records and transaction markers alike.
-  const readUpTo = new Map(watched.map((t) => [t, 0n]));
+  const markersRead = new Map<string, Set<string>>(); // marker id → the topics it was read on
   const groupId = uniqueId(`private-topics-${name}`);
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false }); // read committed (kafkajs default)
-  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-    const next = BigInt(payload.lastOffset) + 1n;
-    if (next > (readUpTo.get(payload.topic) ?? 0n)) readUpTo.set(payload.topic, next);
-  });
   await consumer.connect();
   await consumer.subscribe({ topics: watched, fromBeginning: true });
   await consumer.run({
@@ -115,6 +149,11 @@ export async function privateTopics(name: string): Promise<PrivateTopics> {
       kept.set(topic, offset + 1n);
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = String(v);
+      const marker = headers[CAUGHT_UP_MARKER];
+      if (marker !== undefined) {
+        markersRead.set(marker, (markersRead.get(marker) ?? new Set()).add(topic));
+        return;
+      }
       records.push({ topic, key: message.key?.toString() ?? null, value: message.value ?? Buffer.alloc(0), headers });
     },
   });
@@ -123,21 +162,29 @@ export async function privateTopics(name: string): Promise<PrivateTopics> {
     records,
     on: (topic) => records.filter((r) => r.topic === topic),
     async caughtUp(timeoutMs = 30_000) {
-      const ends = new Map<string, bigint>();
-      for (const t of watched) ends.set(t, BigInt((await admin.fetchTopicOffsets(t))[0]?.high ?? '0'));
+      // Not the read-committed end offset: the coordinator answers a commit before it writes the transaction's
+      // markers, so that offset can still stop short of a transaction already committed. A record appended now
+      // lands after every such transaction, and a read-committed consumer reaches it only past them.
+      const marker = uniqueId('caught-up');
+      await markers.sendBatch({
+        acks: -1,
+        topicMessages: watched.map((topic) => ({
+          topic,
+          messages: [{ value: 'caught-up marker', headers: { [CAUGHT_UP_MARKER]: marker } }],
+        })),
+      });
       const deadline = Date.now() + timeoutMs;
-      const behind = (): string[] =>
-        watched
-          .filter((t) => (readUpTo.get(t) ?? 0n) < (ends.get(t) ?? 0n))
-          .map((t) => `${t} at ${readUpTo.get(t)}/${ends.get(t)}`);
+      const behind = (): string[] => watched.filter((t) => !markersRead.get(marker)?.has(t));
       while (behind().length > 0) {
         if (Date.now() > deadline)
-          throw new Error(`reading ${namespace}: not caught up within ${timeoutMs} ms: ${behind().join(', ')}`);
+          throw new Error(`reading ${namespace}: not caught up within ${timeoutMs} ms on ${behind().join(', ')}`);
         await new Promise((r) => setTimeout(r, 25));
       }
+      markersRead.delete(marker);
     },
     async drop() {
       await consumer.disconnect();
+      await markers.disconnect();
       await admin.deleteGroups([groupId]).catch(() => undefined);
       await admin.deleteTopics({ topics: watched }).catch(() => undefined);
       await admin.disconnect();

@@ -4,10 +4,9 @@ import { createLogger, errorMessage } from '../../logger';
 import { createOltpPool } from '../../stores/oltp';
 import { openVault } from '../../stores/vault';
 import { runMain, untilSignal } from '../../streams/consumer-runner';
-import { createKafka, topicsFor } from '../../streams/kafka';
+import { createKafka } from '../../streams/kafka';
 import { createEdgePublisher } from '../edge-publisher';
-import { tokenizerFromConfig } from '../tokenize';
-import { CDC_FAULT_EXIT_CODE, createCdcReader } from './reader';
+import { CDC_FAULT_EXIT_CODE, cdcReaderFromConfig } from './reader';
 
 // `npm run cdc`: the CDC reader (slot → Debezium envelopes on Kafka). Exactly one per slot: a second
 // one would emit every change twice and race the first over the slot's position. The normalizer
@@ -17,9 +16,7 @@ const log = createLogger('cdc-reader');
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const topics = topicsFor(config);
   const pool = createOltpPool(config);
-  const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
   const kafka = createKafka(config, 'paylink-cdc-reader');
   // The slot is this reader's identity: one reader per slot, and a restarted one fences its zombie.
@@ -27,18 +24,11 @@ async function main(): Promise<void> {
   let running = true;
   void untilSignal().then(() => (running = false));
   try {
-    const reader = createCdcReader({
+    const reader = cdcReaderFromConfig(config, {
       pool,
       publisher,
-      topics,
-      tokenizer,
       vault,
       log,
-      slot: config.CDC_SLOT,
-      publication: config.CDC_PUBLICATION,
-      schema: config.CDC_SCHEMA,
-      serverName: config.CDC_SERVER_NAME,
-      batchSize: config.CDC_BATCH_SIZE,
       afterProduce: config.PAYLINK_FAULT_CDC_EXIT_BEFORE_ADVANCE
         ? (batch) => {
             if (batch.records === 0) return;

@@ -1,12 +1,13 @@
 import type { Pool, PoolClient } from 'pg';
+import type { Config } from '../../config';
 import { type EdgeMessage, type SchemaRef, cdcIdempotencyKey, rawMessage } from '../../contracts/envelope';
 import { type Logger, errorMessage } from '../../logger';
 import { CURRENT_SCHEMAS, type RegisteredSchemaName } from '../../quality/schema-registry';
 import { OLTP_TABLES, assertSchemaName } from '../../stores/oltp';
 import type { Vault } from '../../stores/vault';
-import type { TopicSet } from '../../streams/kafka';
+import { type TopicSet, topicsFor } from '../../streams/kafka';
 import type { Publisher } from '../../streams/publish';
-import type { Tokenizer } from '../tokenize';
+import { type Tokenizer, tokenizerFromConfig } from '../tokenize';
 import {
   type ColumnValue,
   type PgOutputMessage,
@@ -341,6 +342,26 @@ export interface CdcReader {
   poll(): Promise<PollResult>;
   /** Since start: slots found invalidated (wal_status 'lost'), dropped, recreated and snapshotted again. */
   readonly counters: { resnapshots: number };
+}
+
+/**
+ * The reader as its process builds it: topics, tokenizer, slot, publication, schema, server name and batch
+ * size from `config`; the clients from the caller (a test passes a config naming a slot of its own).
+ */
+export function cdcReaderFromConfig(
+  config: Config,
+  deps: Pick<CdcReaderOptions, 'pool' | 'publisher' | 'vault' | 'log' | 'afterProduce'>,
+): CdcReader {
+  return createCdcReader({
+    ...deps,
+    topics: topicsFor(config),
+    tokenizer: tokenizerFromConfig(config),
+    slot: config.CDC_SLOT,
+    publication: config.CDC_PUBLICATION,
+    schema: config.CDC_SCHEMA,
+    serverName: config.CDC_SERVER_NAME,
+    batchSize: config.CDC_BATCH_SIZE,
+  });
 }
 
 /** Postgres removed WAL the slot still needed (max_slot_wal_keep_size): it can never be read again. */

@@ -2,10 +2,9 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '../../config';
 import { createLogger, errorMessage } from '../../logger';
 import { openVault } from '../../stores/vault';
-import { createKafka, topicsFor } from '../../streams/kafka';
+import { createKafka } from '../../streams/kafka';
 import { createEdgePublisher } from '../edge-publisher';
-import { tokenizerFromConfig } from '../tokenize';
-import { createGatewayConnector, parseGatewayFeeds } from './gateway-connector';
+import { gatewayConnectorFromConfig, parseGatewayFeeds } from './gateway-connector';
 
 const log = createLogger('gateway-connector');
 
@@ -15,27 +14,13 @@ const STOP_DEADLINE_MS = 10_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   const feeds = parseGatewayFeeds(config.GATEWAY_FEEDS);
-  const tokenizer = tokenizerFromConfig(config);
   const vault = await openVault(config);
-  const topics = topicsFor(config);
   const stateDir = config.GATEWAY_STATE_DIR || join(config.PAYLINK_DATA, 'ingest', 'gateways');
   // The cursor directory is this connector's slot: a restarted one fences its zombie's transactions.
   const kafka = createKafka(config, 'paylink-gateway-connector');
   const publisher = createEdgePublisher(config, kafka, 'paylink-gateways', resolve(stateDir), log);
   try {
-    const connector = createGatewayConnector({
-      feeds,
-      publisher,
-      topics,
-      tokenizer,
-      vault,
-      log,
-      stateDir,
-      pollIntervalMs: config.GATEWAY_POLL_INTERVAL_MS,
-      requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
-      maxBackoffMs: config.GATEWAY_MAX_BACKOFF_MS,
-      pageLimit: config.GATEWAY_PAGE_LIMIT,
-    });
+    const connector = gatewayConnectorFromConfig(config, { feeds, publisher, vault, log, stateDir });
     connector.start();
     log.info('ready', { feeds: feeds.map((f) => `${f.gateway}=${f.url}`) });
     await new Promise<void>((resolve) => {

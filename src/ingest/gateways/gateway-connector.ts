@@ -9,12 +9,12 @@ import {
 import { type Logger, errorMessage } from '../../logger';
 import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
 import type { Vault, VaultEntry } from '../../stores/vault';
-import { type TopicSet, edgeTopicsOf } from '../../streams/kafka';
+import { type TopicSet, edgeTopicsOf, topicsFor } from '../../streams/kafka';
 import type { Publisher, SourceEvent } from '../../streams/publish';
-import type { Tokenizer } from '../tokenize';
+import { type Tokenizer, tokenizerFromConfig } from '../tokenize';
 import { readGatewayCursor, writeGatewayCursor } from './gateway-cursor';
 import { describeIssues } from '../../contracts/issues';
-import { parseJsonSetting } from '../../config';
+import { type Config, parseJsonSetting } from '../../config';
 
 // Regional gateway connector: one independent loop per region pulls its gateway's sequenced feed,
 // tokenizes, produces raw event + fact (acks=all), and only then moves its cursor. A region that is
@@ -80,6 +80,25 @@ export interface GatewayConnector {
   /** Stops polling and waits for in-flight pages to finish (or fail). */
   stop(): Promise<void>;
   status(): RegionStatus[];
+}
+
+/**
+ * The connector as its process builds it: topics, tokenizer and polling from `config`; the clients and the
+ * cursor directory from the caller (tests pass a config with shorter polling).
+ */
+export function gatewayConnectorFromConfig(
+  config: Config,
+  deps: Pick<GatewayConnectorDeps, 'feeds' | 'publisher' | 'vault' | 'log' | 'stateDir'>,
+): GatewayConnector {
+  return createGatewayConnector({
+    ...deps,
+    topics: topicsFor(config),
+    tokenizer: tokenizerFromConfig(config),
+    pollIntervalMs: config.GATEWAY_POLL_INTERVAL_MS,
+    requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
+    maxBackoffMs: config.GATEWAY_MAX_BACKOFF_MS,
+    pageLimit: config.GATEWAY_PAGE_LIMIT,
+  });
 }
 
 class FeedError extends Error {
