@@ -94,7 +94,7 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         `${fault}: ${s.actionsPerPayment} actions per payment vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)}): ${JSON.stringify(s.actionsByKind)} vs ${JSON.stringify(quiet.actionsByKind)}`,
       );
       t.diagnostic(
-        `actions per payment ${s.actionsPerPayment} vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)})`,
+        `actions per payment ${s.actionsPerPayment} vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)}): ${JSON.stringify(s.actionsByKind)} vs ${JSON.stringify(quiet.actionsByKind)}`,
       );
     });
   }
