@@ -155,7 +155,8 @@ const Env = z.object({
   // -- the raw archive (src/streams/archiver, docs/archive.md) --
   ARCHIVER_GROUP: z.string().min(1).default('archiver'),
   // An object closes at this many NDJSON bytes (before gzip) or this age, whichever comes first. At the
-  // brief's 120K events/s × 2 KB: ~7 objects/s, ~21 PUT-class requests/s, ≈ $280/month (docs/archive.md).
+  // brief's 120K events/s × 2 KB: ~12 objects/s, 4 PUT-class requests each, ≈ $630/month if the peak
+  // lasted all month, ≈ $130 at the 25K/s average (docs/archive.md).
   ARCHIVE_OBJECT_MAX_BYTES: z.coerce
     .number()
     .int()

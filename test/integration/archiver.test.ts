@@ -8,6 +8,7 @@ import {
   getArchiveObject,
   listManifest,
   putArchiveObject,
+  putManifestEntry,
   readBucketProtection,
   readRetention,
   sweepOrphans,
@@ -374,7 +375,7 @@ describe('raw archive: archiver, manifest commit point, completeness', { timeout
     assert.deepEqual([after.gaps, after.overlaps, after.records], [0, 0, produced]);
   });
 
-  it('sweeps an orphan only after its grace period, and never a manifested object', async () => {
+  it('sweeps an orphan only after its grace period, never a manifested object; a second seq writer is refused', async () => {
     const s = await scope('orphan');
     await producer.send({
       topic: s.topics.rawPartnerApi,
@@ -395,6 +396,10 @@ describe('raw archive: archiver, manifest commit point, completeness', { timeout
       old.deleted.map((d) => d.key),
       [orphan],
     );
+    // A second writer of seq 0 (the loser of a race) is refused by the server: the commit point holds.
+    const [entry] = await listManifest(s3, s.bucket, s.topics.rawPartnerApi, 0);
+    assert.equal(await putManifestEntry(s3, s.bucket, { ...entry!, writer: 'racer', to: '99' }), 'taken');
+    assert.equal((await listManifest(s3, s.bucket, s.topics.rawPartnerApi, 0))[0]!.to, entry!.to);
     const clean = summarize(await check(s));
     assert.deepEqual([clean.records, clean.gaps, clean.overlaps], [1, 0, 0]);
   });
