@@ -404,6 +404,36 @@ describe('raw archive: archiver, manifest commit point, completeness', { timeout
     assert.deepEqual([clean.records, clean.gaps, clean.overlaps], [1, 0, 0]);
   });
 
+  it('the check can fail: records Kafka deleted before they were archived show as a gap', async () => {
+    const s = await scope('gap');
+    const send = (from: number) =>
+      producer.send({
+        topic: s.topics.rawGateways,
+        acks: -1,
+        messages: Array.from({ length: 10 }, (_, i) => ({ partition: 0, key: `k${from + i}`, value: `v${from + i}` })),
+      });
+    await send(0);
+    const first = startArchiver(s, 'first');
+    await within(first.ready, 60_000, 'the archiver to join');
+    await caughtUp(s, 60_000);
+    await within(first.stop(), 40_000, 'the archiver to stop');
+    // While no archiver runs, 10 more records arrive and Kafka deletes 10..14 (as retention would).
+    await send(10);
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.fetchTopicMetadata({ topics: [s.topics.rawGateways] }); // deleteTopicRecords needs it loaded
+    await admin.deleteTopicRecords({ topic: s.topics.rawGateways, partitions: [{ partition: 0, offset: '15' }] });
+    await admin.disconnect();
+    const second = startArchiver(s, 'second');
+    await within(second.ready, 60_000, 'the archiver to join again');
+    const partitions = await caughtUp(s, 60_000);
+    await within(second.stop(), 40_000, 'the archiver to stop');
+    const p0 = partitions.find((p) => p.topic === s.topics.rawGateways && p.partition === 0)!;
+    assert.deepEqual(p0.gaps, [{ from: '10', to: '15' }]);
+    assert.equal(p0.records, 15);
+    assert.deepEqual(summarize(partitions).gaps, 1);
+  });
+
   it('the PII scan reads inside the gzip archive objects and finds a planted card number', async () => {
     const s = await scope('pii');
     await producer.send({
