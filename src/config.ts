@@ -152,6 +152,34 @@ const Env = z.object({
   // Unknown paths recorded per message; a map keyed by ids must not flood quality.schema_drift.
   QUALITY_MAX_UNKNOWN_PATHS: z.coerce.number().int().positive().default(50),
 
+  // -- the raw archive (src/streams/archiver, docs/archive.md) --
+  ARCHIVER_GROUP: z.string().min(1).default('archiver'),
+  // An object closes at this many NDJSON bytes (before gzip) or this age, whichever comes first. At the
+  // brief's 120K events/s × 2 KB: ~12 objects/s, 4 PUT-class requests each, ≈ $630/month if the peak
+  // lasted all month, ≈ $130 at the 25K/s average (docs/archive.md).
+  ARCHIVE_OBJECT_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(32 * 1024 * 1024),
+  ARCHIVE_OBJECT_MAX_AGE_MS: z.coerce.number().int().positive().default(300_000),
+  // All partitions' open objects together; past it the largest closes early (memory bound of one archiver).
+  ARCHIVE_BUFFER_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(512 * 1024 * 1024),
+  // Object Lock (COMPLIANCE) on every manifested object and manifest, and the lifecycle expiry of raw/.
+  ARCHIVE_RETENTION_DAYS: z.coerce.number().int().positive().default(180),
+  // An object no manifest lists is deleted once this old: longer than any write-to-manifest step can take.
+  ARCHIVE_ORPHAN_GRACE_MS: z.coerce.number().int().nonnegative().default(3_600_000),
+  ARCHIVE_SWEEP_INTERVAL_MS: z.coerce.number().int().positive().default(600_000),
+  // Crash-test fault injection only: "<point>:<n>" kills the archiver (SIGKILL) at the n-th flush's point.
+  PAYLINK_FAULT_ARCHIVER_KILL: z
+    .string()
+    .regex(/^((object|manifest|lock|commit):[1-9][0-9]*)?$/)
+    .default(''),
+
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.

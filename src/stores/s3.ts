@@ -22,7 +22,10 @@ export function createS3Client(config: Config): S3Client {
   });
 }
 
-/** Creates the raw-archive bucket if it does not exist; idempotent. */
+/**
+ * Creates the raw-archive bucket if it does not exist; idempotent. With Object Lock enabled from the
+ * start (S3 compatible servers enable it only on an empty bucket); the archiver adds the rest (stores/archive.ts).
+ */
 export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
@@ -31,5 +34,5 @@ export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> 
     const status = (err as S3ServiceException).$metadata?.httpStatusCode;
     if (status !== 404 && status !== 403) throw new Error(`S3 bucket ${bucket}: ${(err as Error).message}`);
   }
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  await s3.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
 }

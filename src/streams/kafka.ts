@@ -96,6 +96,8 @@ function groupByTopic(records: readonly TopicRecord[]): { topic: string; message
 export interface ConsumedMessage extends ReadMessage {
   /** Broker timestamp, ms since the epoch as a decimal string. */
   timestamp: string;
+  /** Every header value as its bytes, in the order kafkajs decoded them (a repeated name keeps each value). */
+  rawHeaders: readonly (readonly [string, Buffer])[];
 }
 
 /** One partition's messages, in offset order (never empty). */
@@ -103,6 +105,8 @@ export interface ConsumedBatch {
   topic: string;
   partition: number;
   messages: ConsumedMessage[];
+  /** The offset after this batch, past the control records (transaction markers) that follow its last message. */
+  nextOffset: string;
 }
 
 export interface BatchControl {
@@ -112,8 +116,13 @@ export interface BatchControl {
   heartbeat: () => Promise<void>;
 }
 
-/** `commit` once the batch's work is durable; `redeliver` leaves its offsets, so the group reads it again. */
-export type BatchOutcome = 'commit' | 'redeliver';
+/**
+ * `commit` once the batch's work is durable; `redeliver` leaves its offsets, so the group reads it again;
+ * `hold` reads on past the batch without committing it: the handler keeps it and commits later with
+ * GroupConsumer.commitOffset (the archiver, whose objects span many batches). After a rebalance the group
+ * reads again from the committed offset, so a held batch is redelivered unless it was committed.
+ */
+export type BatchOutcome = 'commit' | 'redeliver' | 'hold';
 export type BatchHandler = (batch: ConsumedBatch, control: BatchControl) => Promise<BatchOutcome>;
 
 /** A consumer group member. Run it with runConsumer (./consumer-runner.ts), which adds signals and crashes. */
@@ -128,6 +137,13 @@ export interface GroupConsumer {
   /** Stops fetching, lets the batches in flight finish and commit, leaves the group, disconnects. */
   disconnect(): Promise<void>;
   onJoin(listener: () => void): void;
+  /**
+   * Commits `nextOffset` for one partition (after held batches became durable). Fails when this member no
+   * longer owns the partition; the new owner then starts from the earlier commit, which is safe to redo.
+   */
+  commitOffset(topic: string, partition: number, nextOffset: string): Promise<void>;
+  /** The next fetch of this partition starts at `offset` (a batch in flight there is dropped as stale). */
+  seek(topic: string, partition: number, offset: string): void;
   /** kafkajs gave up on this member: it restarts it after a retriable failure, otherwise it stays down. */
   onCrash(listener: (error: Error, willRestart: boolean) => void): void;
 }
@@ -141,13 +157,30 @@ function headersOf(headers: IHeaders | undefined): EnvelopeHeaders {
   return out;
 }
 
+function rawHeadersOf(headers: IHeaders | undefined): [string, Buffer][] {
+  const out: [string, Buffer][] = [];
+  for (const [name, raw] of Object.entries(headers ?? {})) {
+    for (const v of Array.isArray(raw) ? raw : [raw]) {
+      if (v !== undefined) out.push([name, Buffer.isBuffer(v) ? v : Buffer.from(v)]);
+    }
+  }
+  return out;
+}
+
 const consumed = (m: KafkaMessage): ConsumedMessage => ({
   key: m.key,
   value: m.value,
   headers: headersOf(m.headers),
+  rawHeaders: rawHeadersOf(m.headers),
   offset: m.offset,
   timestamp: m.timestamp,
 });
+
+/** The last offset the batch covers: its last message, or the control records that follow it. */
+function batchThrough(batch: EachBatchPayload['batch']): string {
+  const last = batch.messages[batch.messages.length - 1]!;
+  return BigInt(batch.lastOffset()) > BigInt(last.offset) ? batch.lastOffset() : last.offset;
+}
 
 /**
  * Commits the batch's next offset once its work is durable, only while this member still owns the
@@ -157,11 +190,10 @@ const consumed = (m: KafkaMessage): ConsumedMessage => ({
  */
 async function commitBatch(payload: EachBatchPayload): Promise<void> {
   const { batch } = payload;
-  const last = batch.messages[batch.messages.length - 1];
-  if (!last || payload.isStale()) return;
+  if (batch.messages.length === 0 || payload.isStale()) return;
   // Past the control records that follow it too (the edge's transaction markers): committing after the last
   // data record would leave a read-committed group one offset short of the end for good.
-  const through = BigInt(batch.lastOffset()) > BigInt(last.offset) ? batch.lastOffset() : last.offset;
+  const through = batchThrough(batch);
   payload.resolveOffset(through);
   const offset = (BigInt(through) + 1n).toString();
   await payload.commitOffsetsIfNecessary({
@@ -212,16 +244,28 @@ export function createConsumer(kafka: KafkaClient, groupId: string): GroupConsum
           let outcome: BatchOutcome;
           try {
             outcome = await handle(
-              { topic: batch.topic, partition: batch.partition, messages: batch.messages.map(consumed) },
+              {
+                topic: batch.topic,
+                partition: batch.partition,
+                messages: batch.messages.map(consumed),
+                nextOffset: (BigInt(batchThrough(batch)) + 1n).toString(),
+              },
               { owned: () => !lost && !payload.isStale(), heartbeat: beat },
             );
           } finally {
             clearInterval(keepAlive);
           }
           if (outcome === 'commit' && !lost) await commitBatch(payload);
+          if (outcome === 'hold' && !lost && !payload.isStale()) {
+            // The next fetch starts after the batch; nothing is committed (autoCommit is off).
+            payload.resolveOffset(batchThrough(batch));
+            await payload.heartbeat();
+          }
         },
       });
     },
+    commitOffset: (topic, partition, offset) => consumer.commitOffsets([{ topic, partition, offset }]),
+    seek: (topic, partition, offset) => consumer.seek({ topic, partition, offset }),
     onJoin: (listener) => void consumer.on(consumer.events.GROUP_JOIN, () => listener()),
     onCrash: (listener) => void consumer.on(consumer.events.CRASH, (e) => listener(e.payload.error, e.payload.restart)),
   };
