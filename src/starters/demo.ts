@@ -36,6 +36,8 @@ import { retryTransient } from '../resilience';
 import { bringBack, takeDown } from '../stack/faults';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
+import { createS3Client } from '../stores/s3';
+import { type ArchiveSummary, archiveSummary, archivedTopicsOf } from '../streams/archiver/completeness';
 import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
@@ -151,6 +153,8 @@ async function main(): Promise<void> {
       { name: 'cdc-normalizer', script: 'src/ingest/cdc/cdc-normalizer-main.ts' },
       { name: 'ingest-worker', script: 'src/workers/ingest-worker-main.ts' },
       { name: 'quality', script: 'src/quality/quality-consumer-main.ts' },
+      // Objects close after 2 s here so the archive catches up within the run (production: 5 min, docs/archive.md).
+      { name: 'archiver', script: 'src/streams/archiver/archiver-main.ts', env: { ARCHIVE_OBJECT_MAX_AGE_MS: '2000' } },
     ]);
     await supervisor.ready();
     log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
@@ -245,6 +249,21 @@ async function main(): Promise<void> {
       deadline,
     );
     const edge = await edgeStatus(webhookUrl);
+    // The raw archive: every archived topic-partition manifested up to Kafka's end, without gap or overlap.
+    const s3 = createS3Client(config);
+    const archiveDeps = {
+      s3,
+      bucket: config.S3_BUCKET,
+      kafka,
+      group: config.ARCHIVER_GROUP,
+      topics: archivedTopicsOf(topics),
+    };
+    let archive = await archiveSummary(archiveDeps);
+    await waitFor('the archive to catch up with Kafka', deadline, async () => {
+      archive = await archiveSummary(archiveDeps);
+      return archive.lagSeconds === 0;
+    });
+    s3.destroy();
     // Drift rows this run touched (the table keeps every source's history).
     const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
@@ -257,6 +276,7 @@ async function main(): Promise<void> {
       ingest: { ...ingest.bySource, handedOver: delivery.handedOver },
       quarantined,
       spooled: edge.spooled,
+      archive,
       ...(regionOutage ? { regionOutage } : {}),
       ...(faultReport.length > 0 ? { faults: faultReport } : {}),
       processes: supervisor.report(),
@@ -296,6 +316,8 @@ async function main(): Promise<void> {
       anomalies === 0 &&
       pii.leaks.length === 0 &&
       quarantined === invalidSent &&
+      archive.gaps === 0 &&
+      archive.overlaps === 0 &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
       completed === opts.payments - opts.stuck
@@ -541,6 +563,7 @@ function printSummary(
     actionsPerPayment: number;
     stuck: { found: number; paymentIds: string[] };
     ledger: Record<string, unknown>;
+    archive: ArchiveSummary;
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
@@ -551,6 +574,7 @@ function printSummary(
     `  payments ${s.payments}, events produced ${s.eventsProduced}, closed ${s.paymentsClosed}, anomalies ${s.anomalies}`,
     `  Temporal actions per payment (from histories): ${s.actionsPerPayment}`,
     `  ledger ${JSON.stringify(s.ledger)}`,
+    `  raw archive (S3) ${JSON.stringify(s.archive)}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];

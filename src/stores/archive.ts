@@ -62,7 +62,7 @@ export async function ensureArchiveBucket(s3: S3Client, bucket: string, days: nu
     } catch (err) {
       throw new Error(
         `S3 bucket ${bucket} has no Object Lock and refuses to enable it (${(err as Error).message}); ` +
-          'the local S3 server only enables it on an empty bucket: recreate the bucket',
+          'the local S3 server only enables it on an empty bucket: recreate the bucket (local stack: npm run stack -- down && npm run stack -- up)',
       );
     }
   }
