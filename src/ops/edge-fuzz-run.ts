@@ -10,6 +10,7 @@ import {
   createKafka,
   ensureTopics,
   readTopics,
+  settledEnds,
   topicEnds,
   topicsFor,
 } from '../streams/kafka';
@@ -187,7 +188,7 @@ export async function fuzzEdge(config: Config, options: FuzzEdgeOptions, logger:
       await draining.stop();
     }
     await spoolDrained(target);
-    const ends = new Map(await Promise.all(watched.map(async (t) => [t, await topicEnds(admin, t)] as const)));
+    const ends = await settledEnds(admin, watched);
     const records = await committedSince(kafka, from, ends);
     return summarizeEdgeFuzz(
       options.seed,

@@ -385,6 +385,30 @@ export async function topicEnds(admin: KafkaAdmin, topic: string): Promise<Topic
   return (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high }));
 }
 
+/**
+ * Each topic's ends once they have not moved for `quietMs` (or after `timeoutMs`, as they are then). These are
+ * what read-committed readers see, and a commit returns before the coordinator has written its markers: for a
+ * few ms a transaction that has committed is not yet readable. A reader that must find what was just committed
+ * reads up to these ends, not to ends taken at once.
+ */
+export async function settledEnds(
+  admin: KafkaAdmin,
+  topics: readonly string[],
+  quietMs = 100,
+  timeoutMs = 10_000,
+): Promise<Map<string, TopicOffsets>> {
+  const read = async (): Promise<Map<string, TopicOffsets>> =>
+    new Map(await Promise.all(topics.map(async (t) => [t, await topicEnds(admin, t)] as const)));
+  const deadline = Date.now() + timeoutMs;
+  let ends = await read();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, quietMs));
+    const again = await read();
+    if (JSON.stringify([...again]) === JSON.stringify([...ends]) || Date.now() > deadline) return again;
+    ends = again;
+  }
+}
+
 /** Messages the group has not committed yet across a topic's partitions (0 = caught up). */
 export async function consumerGroupLag(admin: KafkaAdmin, groupId: string, topic: string): Promise<number> {
   const [ends, committed] = await Promise.all([

@@ -1,7 +1,14 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../src/config';
 import { HEADERS } from '../../src/contracts/envelope';
-import { type KafkaClient, type TopicOffsets, type TopicSet, readTopics, topicsFor } from '../../src/streams/kafka';
+import {
+  type KafkaClient,
+  type TopicOffsets,
+  type TopicSet,
+  readTopics,
+  settledEnds,
+  topicsFor,
+} from '../../src/streams/kafka';
 import { config, uniqueId } from './stack';
 
 // Reading the shared topics from where they ended when a test started: however much benchmarks and
@@ -123,8 +130,9 @@ export async function privateTopics(name: string): Promise<PrivateTopics> {
     records,
     on: (topic) => records.filter((r) => r.topic === topic),
     async caughtUp(timeoutMs = 30_000) {
-      const ends = new Map<string, bigint>();
-      for (const t of watched) ends.set(t, BigInt((await admin.fetchTopicOffsets(t))[0]?.high ?? '0'));
+      // Settled: a transaction committed a moment ago may not be readable yet (its markers are being written).
+      const settled = await settledEnds(admin, watched);
+      const ends = new Map(watched.map((t) => [t, BigInt(settled.get(t)?.[0]?.offset ?? '0')]));
       const deadline = Date.now() + timeoutMs;
       const behind = (): string[] =>
         watched
