@@ -194,7 +194,7 @@ function findPans(text: string, limit: number): PiiSpan[] {
       let found = -1;
       // Only a run that starts with a brand digit (2–9) can be a card number (panCandidateValid).
       const brand = text.charCodeAt(groups[a]!.start) >= 50;
-      // Extended one group at a time, in O(1) per digit: the length, whether every group so far is 4–6 short,
+      // Extended one group at a time, in O(1) per digit: the length, whether every group so far has at most 6 digits,
       // and the Luhn sum as it stands (`luhn`) and as it would be with one more digit after (`luhnShifted`).
       let length = 0;
       let shortGroups = true;
