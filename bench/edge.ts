@@ -1,5 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,11 @@ const CONCURRENCY = Number(process.env.BENCH_EDGE_CONCURRENCY ?? 32);
 // The bare baseline runs as many processes as the edge (node:cluster), so the ratio compares like with like.
 const WORKERS = Number(process.env.WEBHOOK_WORKERS ?? 0);
 const CPU_PROFILE_DIR = process.env.BENCH_EDGE_CPU_PROF ?? '';
+// A git revision here (`BENCH_EDGE_BASELINE=HEAD~1`): that revision's receiver runs too, in every round beside
+// this one, so a change is measured against what it replaces on the same busy machine in the same run.
+const BASELINE_REV = process.env.BENCH_EDGE_BASELINE ?? '';
+const REPO = join(__dirname, '..');
+const RECEIVER_MAIN = 'src/ingest/webhook-receiver-main.ts';
 
 interface Result {
   requests: number;
@@ -182,6 +187,15 @@ function startProfiled(
   };
 }
 
+/** `rev` exported from git into a temporary folder that uses this checkout's node_modules. */
+function checkoutOf(rev: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'paylink-bench-baseline-'));
+  const tar = execFileSync('git', ['archive', '--format=tar', rev], { cwd: REPO, maxBuffer: 1 << 30 });
+  execFileSync('tar', ['-x', '-C', dir], { input: tar });
+  symlinkSync(realpathSync(join(REPO, 'node_modules')), join(dir, 'node_modules'));
+  return dir;
+}
+
 /** CPU µs per call of each in-process stage of the edge, on the same requests (no I/O: Kafka and fsync are not in it). */
 function stageCosts(reqs: { body: string; signature: string }[]): Record<string, number> {
   const config = loadConfig();
@@ -217,8 +231,31 @@ function stageCosts(reqs: { body: string; signature: string }[]): Record<string,
   };
 }
 
+interface Contender {
+  name: string;
+  port: number;
+  pid: number | undefined;
+  ready: Promise<void>;
+  stop(): Promise<void>;
+  /** The next of the prepared requests it has not been sent (a receiver accepts each signature once). */
+  next: number;
+}
+
+interface Round {
+  bare: Result;
+  edge: Result;
+  ratio: number;
+  /** With BENCH_EDGE_BASELINE: the baseline's receiver in the same round, and edge / baseline. */
+  baseline?: Result;
+  vsBaseline?: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
+
 async function main(): Promise<void> {
-  await up();
+  // The edge needs only these (the vault journal drains to Postgres, claim checks go to S3).
+  await up(['kafka', 'postgres', 's3']);
   // The benchmark's events are real facts: they go to the bench's own topics, never to the dev pipeline's.
   const benchConfig = { ...loadConfig(), KAFKA_TOPIC_NAMESPACE: BENCH_TOPIC_NAMESPACE };
   const admin = createKafka(benchConfig, 'paylink-bench-edge').admin();
@@ -232,42 +269,62 @@ async function main(): Promise<void> {
   process.stderr.write(`bench: ${reqs.length} signed requests prepared\n`);
   const stages = stageCosts(reqs);
   const spoolDir = mkdtempSync(join(tmpdir(), 'paylink-bench-spool-'));
+  const baselineDir = BASELINE_REV ? checkoutOf(BASELINE_REV) : undefined;
   const barePort = 30_000 + Math.floor(Math.random() * 10_000);
-  const edgePort = barePort + 1;
   const bareServer = startPipelineProcess('bench-bare-http', 'bench/bare-server.ts', {
     WEBHOOK_PORT: String(barePort),
     WEBHOOK_WORKERS: String(WORKERS),
   });
-  const edgeEnv = {
+  const receiverEnv = (port: number, dir: string): Record<string, string> => ({
     KAFKA_TOPIC_NAMESPACE: BENCH_TOPIC_NAMESPACE,
-    WEBHOOK_PORT: String(edgePort),
-    WEBHOOK_SPOOL_DIR: join(spoolDir, 'spool'),
-    VAULT_JOURNAL_DIR: join(spoolDir, 'vault-journal'),
+    WEBHOOK_PORT: String(port),
+    WEBHOOK_SPOOL_DIR: join(spoolDir, dir, 'spool'),
+    VAULT_JOURNAL_DIR: join(spoolDir, dir, 'vault-journal'),
     WEBHOOK_WORKERS: String(WORKERS),
+  });
+  const started = (name: string, port: number, script: string): Contender => {
+    const p = startPipelineProcess(name, script, receiverEnv(port, name));
+    return { name, port, pid: p.child.pid, ready: p.ready, stop: () => p.stop(), next: 1000 };
   };
-  const edge = CPU_PROFILE_DIR
-    ? startProfiled('src/ingest/webhook-receiver-main.ts', edgeEnv)
-    : ((p) => ({ pid: p.child.pid, ready: p.ready, stop: () => p.stop() }))(
-        startPipelineProcess('bench-webhook-receiver', 'src/ingest/webhook-receiver-main.ts', edgeEnv),
-      );
+  const edgePort = barePort + 1;
+  const edge: Contender = CPU_PROFILE_DIR
+    ? { name: 'edge', port: edgePort, ...startProfiled(RECEIVER_MAIN, receiverEnv(edgePort, 'edge')), next: 1000 }
+    : started('bench-webhook-receiver', edgePort, RECEIVER_MAIN);
+  const baseline = baselineDir
+    ? started('bench-webhook-receiver-baseline', barePort + 2, join(baselineDir, RECEIVER_MAIN))
+    : undefined;
+  const edges = baseline ? [edge, baseline] : [edge];
   try {
-    await Promise.all([bareServer.ready, edge.ready]);
+    await Promise.all([bareServer.ready, ...edges.map((e) => e.ready)]);
     process.stderr.write('bench: servers ready\n');
     await load(barePort, '/webhooks/acme-pay', reqs.slice(0, 500)); // warm-up
-    await load(edgePort, '/webhooks/acme-pay', reqs.slice(500, 1000));
-    const rounds: { bare: Result; edge: Result; ratio: number }[] = [];
-    let edgeNext = 1000;
+    // Separate processes, separate replay sets: each receiver gets the same requests.
+    for (const e of edges) await load(e.port, '/webhooks/acme-pay', reqs.slice(500, 1000));
+    const rounds: Round[] = [];
+    const sent = async (e: Contender): Promise<Result> => {
+      const r = await measured(e.pid, () => load(e.port, '/webhooks/acme-pay', reqs.slice(e.next)));
+      e.next += r.requests;
+      return r;
+    };
     for (let round = 0; round < ROUNDS; round++) {
       const bare = await measured(bareServer.child.pid, () =>
         load(barePort, '/webhooks/acme-pay', reqs.slice(1000), true),
       );
-      // Each signed request is accepted once (replay check), so the edge always gets fresh ones.
-      const edgeResult = await measured(edge.pid, () => load(edgePort, '/webhooks/acme-pay', reqs.slice(edgeNext)));
-      edgeNext += edgeResult.requests;
-      rounds.push({ bare, edge: edgeResult, ratio: edgeResult.rps / bare.rps });
+      // The receivers take turns going first, so neither always follows the bare server's round.
+      const order = round % 2 === 0 ? edges : [...edges].reverse();
+      const results = new Map<Contender, Result>();
+      for (const e of order) results.set(e, await sent(e));
+      const edgeResult = results.get(edge)!;
+      const baselineResult = baseline ? results.get(baseline) : undefined;
+      rounds.push({
+        bare,
+        edge: edgeResult,
+        ratio: edgeResult.rps / bare.rps,
+        ...(baselineResult ? { baseline: baselineResult, vsBaseline: edgeResult.rps / baselineResult.rps } : {}),
+      });
     }
-    const ratios = rounds.map((r) => r.ratio).sort((a, b) => a - b);
-    const median = ratios[Math.floor(ratios.length / 2)]!;
+    const ratios = rounds.map((r) => r.ratio);
+    const vsBaseline = rounds.flatMap((r) => (r.vsBaseline === undefined ? [] : [r.vsBaseline]));
     const cpu = (r: Result): string =>
       r.cpuUsPerRequest
         ? `\n  ${''.padEnd(34)} CPU µs/request: server ${r.cpuUsPerRequest.server}, load generator ${r.cpuUsPerRequest.client}, rest of machine ${r.cpuUsPerRequest.rest} (machine ${(r.cpuUsPerRequest.machineBusy * 100).toFixed(0)}% busy)`
@@ -276,15 +333,18 @@ async function main(): Promise<void> {
       `  ${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${r.requests} requests, ${r.errors} non-2xx)${cpu(r)}`;
     if (process.argv.includes('--json')) {
       process.stdout.write(
-        `${JSON.stringify({ bench: 'edge', seconds: SECONDS, concurrency: CONCURRENCY, workers: WORKERS, rounds, medianRatio: median, stageCpuUs: stages })}\n`,
+        `${JSON.stringify({ bench: 'edge', seconds: SECONDS, concurrency: CONCURRENCY, workers: WORKERS, baseline: BASELINE_REV || undefined, rounds, medianRatio: median(ratios), ...(vsBaseline.length > 0 ? { medianVsBaseline: median(vsBaseline) } : {}), stageCpuUs: stages })}\n`,
       );
     } else {
       process.stdout.write(
-        `Edge vs bare Node http (${ROUNDS} rounds × ${SECONDS} s each, ${CONCURRENCY} concurrent, ~1.5 KB signed events, WEBHOOK_WORKERS=${WORKERS || 'cores'}; target ratio ≥ 0.5)\n`,
+        `Edge vs bare Node http (${ROUNDS} rounds × ${SECONDS} s each, ${CONCURRENCY} concurrent, ~1.5 KB signed events, WEBHOOK_WORKERS=${WORKERS || 'cores'}; target ratio ≥ 0.5)${BASELINE_REV ? `, beside the receiver at ${BASELINE_REV}` : ''}\n`,
       );
       for (const [i, r] of rounds.entries()) {
+        const base = r.baseline
+          ? `\n${row(`webhook receiver at ${BASELINE_REV}`, r.baseline)}\n  ratio edge/${BASELINE_REV}: ${r.vsBaseline!.toFixed(2)}`
+          : '';
         process.stdout.write(
-          `round ${i + 1}\n${row('bare node http', r.bare)}\n${row('webhook receiver (full edge)', r.edge)}\n  ratio edge/bare: ${r.ratio.toFixed(2)}\n`,
+          `round ${i + 1}\n${row('bare node http', r.bare)}\n${row('webhook receiver (full edge)', r.edge)}\n  ratio edge/bare: ${r.ratio.toFixed(2)}${base}\n`,
         );
       }
       process.stdout.write(
@@ -293,13 +353,19 @@ async function main(): Promise<void> {
           .join('; ')}\n`,
       );
       process.stdout.write(
-        `ratio edge/bare over ${ROUNDS} rounds: median ${median.toFixed(2)}, range ${ratios[0]!.toFixed(2)}–${ratios.at(-1)!.toFixed(2)}\n`,
+        `ratio edge/bare over ${ROUNDS} rounds: median ${median(ratios).toFixed(2)}, range ${range(ratios)}\n`,
       );
+      if (vsBaseline.length > 0) {
+        process.stdout.write(
+          `ratio edge/${BASELINE_REV} (req/s, same rounds): median ${median(vsBaseline).toFixed(2)}, range ${range(vsBaseline)}\n`,
+        );
+      }
     }
     if (rounds.some((r) => r.edge.errors > 0)) process.exitCode = 1;
   } finally {
-    await Promise.all([bareServer.stop(), edge.stop()]);
+    await Promise.all([bareServer.stop(), ...edges.map((e) => e.stop())]);
     rmSync(spoolDir, { recursive: true, force: true });
+    if (baselineDir) rmSync(baselineDir, { recursive: true, force: true });
   }
 }
 

@@ -21,13 +21,15 @@ export function createEdgePublisher(
   prefix: string,
   slot: string,
   log: Logger,
+  /** Default: the configured namespace's quarantine topic. */
+  quarantineTopic: string = topicsFor(config).quarantine,
 ): Publisher & { readonly transactionalId: string } {
   const s3 = createS3Client(config);
   const transactionalId = transactionalIdFor(prefix, `${hostname()}:${slot}`);
   const publisher = createPublisher({
     createProducer: () => createTransactionalProducer(kafka, transactionalId),
     claimChecks: createS3ClaimCheckStore(s3, config.S3_BUCKET),
-    quarantineTopic: topicsFor(config).quarantine,
+    quarantineTopic,
     maxRecordBytes: config.KAFKA_MAX_RECORD_BYTES,
     log,
   });

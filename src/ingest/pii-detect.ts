@@ -68,18 +68,29 @@ const IBAN_LENGTHS: Readonly<Record<string, number>> = {
   VA: 22, VG: 24, XK: 20, YE: 30,
 };
 
-const isDigit = (ch: string | undefined): boolean => ch !== undefined && ch >= '0' && ch <= '9';
+// By index (charCodeAt; NaN outside the text): the detectors run over every character of 256 KB bodies.
+const isDigit = (text: string, i: number): boolean => {
+  const c = text.charCodeAt(i);
+  return c >= 48 && c <= 57;
+};
 // Word characters as in regex \b: a number glued to one is part of an identifier ("pay_4242…", "INV4242…").
-const isWordChar = (ch: string | undefined): boolean => ch !== undefined && /[A-Za-z0-9_]/.test(ch);
+const isWordChar = (text: string, i: number): boolean => {
+  const c = text.charCodeAt(i);
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+};
+
+const isUpperOrDigit = (text: string, i: number): boolean => {
+  const c = text.charCodeAt(i);
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90);
+};
 
 // A letter right after a backslash is a JSON escape (\n, \t…), so it does not glue a number to a word.
 function wordCharBefore(text: string, i: number): boolean {
-  const prev = text[i - 1];
-  if (!isWordChar(prev)) return false;
-  return !(text[i - 2] === '\\' && prev !== undefined && 'nrtbf'.includes(prev));
+  if (!isWordChar(text, i - 1)) return false;
+  return !(text[i - 2] === '\\' && 'nrtbf'.includes(text[i - 1]!));
 }
 
-function findEmails(text: string): PiiSpan[] {
+function findEmails(text: string, limit: number): PiiSpan[] {
   const spans: PiiSpan[] = [];
   const re = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
   for (const m of text.matchAll(re)) {
@@ -94,13 +105,14 @@ function findEmails(text: string): PiiSpan[] {
     const tld = found.slice(found.lastIndexOf('.') + 1);
     if (!/^[A-Za-z]{2,24}$/.test(tld)) continue;
     spans.push({ kind: 'email', start, end: start + found.length, normalized: found.toLowerCase() });
+    if (spans.length > limit) break;
   }
   return spans;
 }
 
 // Country code, check digits, then exactly the country's length of [A-Z0-9], single spaces allowed.
 // Upper case only in free text (lower-case letter+digit runs are mostly ids); iban fields take any case.
-function findIbans(text: string): PiiSpan[] {
+function findIbans(text: string, limit: number): PiiSpan[] {
   const spans: PiiSpan[] = [];
   for (const m of text.matchAll(/(?<![A-Za-z0-9_])[A-Z]{2}[0-9]{2}/g)) {
     const length = IBAN_LENGTHS[m[0].slice(0, 2)];
@@ -108,23 +120,25 @@ function findIbans(text: string): PiiSpan[] {
     let compact = m[0];
     let i = m.index + 4;
     while (compact.length < length && i < text.length) {
-      const ch = text[i]!;
-      if (/[A-Z0-9]/.test(ch)) compact += ch;
-      else if (!(ch === ' ' && /[A-Z0-9]/.test(text[i + 1] ?? ''))) break;
+      if (isUpperOrDigit(text, i)) compact += text[i];
+      else if (!(text[i] === ' ' && isUpperOrDigit(text, i + 1))) break;
       i++;
     }
-    if (compact.length === length && !isWordChar(text[i]) && ibanValid(compact)) {
+    if (compact.length === length && !isWordChar(text, i) && ibanValid(compact)) {
       spans.push({ kind: 'iban', start: m.index, end: i, normalized: compact });
+      if (spans.length > limit) break;
     }
   }
   return spans;
 }
 
 // "+" then digit groups split by one of " .-" or a "(…)" group, up to the E.164 maximum of 15 digits.
-function findPhones(text: string): PiiSpan[] {
+function findPhones(text: string, limit: number): PiiSpan[] {
   const spans: PiiSpan[] = [];
   for (let plus = text.indexOf('+'); plus !== -1; plus = text.indexOf('+', plus + 1)) {
-    if (!/[1-9]/.test(text[plus + 1] ?? '') || wordCharBefore(text, plus) || text[plus - 1] === '+') continue;
+    if (!isDigit(text, plus + 1) || text[plus + 1] === '0' || wordCharBefore(text, plus) || text[plus - 1] === '+') {
+      continue;
+    }
     let digits = '';
     let end = -1;
     let i = plus + 1;
@@ -134,15 +148,16 @@ function findPhones(text: string): PiiSpan[] {
       const paren = text[j] === '(' && digits.length > 0;
       if (paren) j++;
       let k = j;
-      while (isDigit(text[k])) k++;
+      while (isDigit(text, k)) k++;
       if (k === j || (paren && text[k] !== ')')) break;
       if (digits.length + (k - j) > 15) break;
       digits += text.slice(j, k);
       end = paren ? k + 1 : k;
       i = end;
     }
-    if (digits.length >= 8 && !isWordChar(text[end])) {
+    if (digits.length >= 8 && !isWordChar(text, end)) {
       spans.push({ kind: 'phone', start: plus, end, normalized: `+${digits}` });
+      if (spans.length > limit) break;
     }
   }
   return spans;
@@ -154,11 +169,11 @@ function findPhones(text: string): PiiSpan[] {
 // a card number pasted into an id is still a card number. A separated run glued to a word character is
 // an identifier (a UUID like 88085465-8270-46ac-…), so only its single groups are candidates.
 // Digits right after "+" are a phone number unless they are longer than E.164's 15 digits.
-function findPans(text: string): PiiSpan[] {
+function findPans(text: string, limit: number): PiiSpan[] {
   const spans: PiiSpan[] = [];
   let i = 0;
   while (i < text.length) {
-    if (!isDigit(text[i]) || isDigit(text[i - 1])) {
+    if (!isDigit(text, i) || isDigit(text, i - 1)) {
       i++;
       continue;
     }
@@ -166,25 +181,40 @@ function findPans(text: string): PiiSpan[] {
     let j = i;
     for (;;) {
       const start = j;
-      while (isDigit(text[j])) j++;
+      while (isDigit(text, j)) j++;
       groups.push({ start, end: j });
-      if ((text[j] === ' ' || text[j] === '-') && isDigit(text[j + 1])) j++;
+      if ((text[j] === ' ' || text[j] === '-') && isDigit(text, j + 1)) j++;
       else break;
     }
     const runEnd = groups[groups.length - 1]!.end;
-    const glued = wordCharBefore(text, i) || isWordChar(text[runEnd]);
+    const glued = wordCharBefore(text, i) || isWordChar(text, runEnd);
     const afterPlus = text[i - 1] === '+';
     let a = 0;
     while (a < groups.length) {
       let found = -1;
-      let digits = '';
-      for (let b = a; b < groups.length; b++) {
-        digits += text.slice(groups[b]!.start, groups[b]!.end);
-        if (digits.length > 19 || (glued && b > a)) break;
-        const phoneLike = a === 0 && afterPlus && digits.length <= 15;
+      // Only a run that starts with a brand digit (2–9) can be a card number (panCandidateValid).
+      const brand = text.charCodeAt(groups[a]!.start) >= 50;
+      // Extended one group at a time, in O(1) per digit: the length, whether every group so far has at most 6 digits,
+      // and the Luhn sum as it stands (`luhn`) and as it would be with one more digit after (`luhnShifted`).
+      let length = 0;
+      let shortGroups = true;
+      let luhn = 0;
+      let luhnShifted = 0;
+      for (let b = a; brand && b < groups.length; b++) {
+        const { start, end } = groups[b]!;
+        length += end - start;
+        if (length > 19 || (glued && b > a)) break;
+        for (let k = start; k < end; k++) {
+          const d = text.charCodeAt(k) - 48;
+          const next = d + luhnShifted;
+          luhnShifted = (d > 4 ? d * 2 - 9 : d * 2) + luhn;
+          luhn = next;
+        }
+        shortGroups &&= end - start <= 6;
+        const phoneLike = a === 0 && afterPlus && length <= 15;
         // Printed card numbers group digits by 4–6 (4-4-4-4, 4-6-5); longer groups are other numbers.
-        const cardGrouping = a === b || groups.slice(a, b + 1).every((g) => g.end - g.start <= 6);
-        if (!phoneLike && cardGrouping && panCandidateValid(digits)) found = b;
+        const cardGrouping = a === b || shortGroups;
+        if (length >= 12 && !phoneLike && cardGrouping && luhn % 10 === 0) found = b;
       }
       if (found === -1) {
         a++;
@@ -193,6 +223,7 @@ function findPans(text: string): PiiSpan[] {
       const start = groups[a]!.start;
       const end = groups[found]!.end;
       spans.push({ kind: 'pan', start, end, normalized: text.slice(start, end).replace(/[^0-9]/g, '') });
+      if (spans.length > limit) return spans;
       a = found + 1;
     }
     i = runEnd;
@@ -212,7 +243,7 @@ const NATIONAL_PHONES: readonly RegExp[] = [
   /(?<![\w+.-])[6-9][0-9]{2}(?: [0-9]{3} [0-9]{3}| [0-9]{2} [0-9]{2} [0-9]{2})(?![\w]|[ .-][0-9])/g,
 ];
 
-function findNationalPhones(text: string): PiiSpan[] {
+function findNationalPhones(text: string, limit: number): PiiSpan[] {
   const spans: PiiSpan[] = [];
   let masked = text;
   for (const [n, re] of NATIONAL_PHONES.entries()) {
@@ -222,15 +253,20 @@ function findNationalPhones(text: string): PiiSpan[] {
       // The trunk-"0" shape needs a separator: "07700900123" alone is as likely an id as a phone.
       if (n === 1 && (digits.length < 10 || digits.length > 12 || !/[^0-9]/.test(m[0]))) continue;
       found.push({ kind: 'phone', start: m.index, end: m.index + m[0].length, normalized: digits });
+      if (spans.length + found.length > limit) break;
     }
-    spans.push(...found);
+    for (const span of found) spans.push(span);
+    if (spans.length > limit) break;
     masked = blankAll(masked, found);
   }
   return spans;
 }
 
-/** Every PII span in `text`, left to right, never overlapping each other or a token. */
-export function locatePii(text: string): PiiSpan[] {
+/**
+ * Every PII span in `text`, left to right, never overlapping each other or a token. With a `limit`, it may stop
+ * once it has found more than that many (a caller with a budget refuses the text then: the rest is not needed).
+ */
+export function locatePii(text: string, limit = Infinity): PiiSpan[] {
   // Each detector sees the text with earlier claims blanked out, so a greedy phone number can
   // never swallow the first group of a card number and leave the rest of it in clear.
   // Each pass blanks all its spans in one copy of the text, never one copy per span: 36K emails in one
@@ -242,12 +278,36 @@ export function locatePii(text: string): PiiSpan[] {
       )
     : text;
   const found: PiiSpan[] = [];
-  for (const detect of [findEmails, findIbans, findPans, findPhones, findNationalPhones]) {
-    const spans = detect(masked);
-    found.push(...spans);
+  const digits = digitCount(text);
+  for (const { detect, applies } of DETECTORS) {
+    if (!applies(text, digits)) continue;
+    const spans = detect(masked, limit - found.length);
+    for (const span of spans) found.push(span);
+    if (found.length > limit) break;
     masked = blankAll(masked, spans);
   }
   return found.sort((x, y) => x.start - y.start);
+}
+
+// In the order they claim text. Each runs only where what it finds could be: an event's many short strings
+// (ids, dates, amounts) then cost one pass, not five detectors each.
+const DETECTORS: readonly {
+  detect: (text: string, limit: number) => PiiSpan[];
+  applies: (text: string, digits: number) => boolean;
+}[] = [
+  { detect: findEmails, applies: (text) => text.includes('@') },
+  // The shortest IBAN (NO) is 15 characters; every IBAN has its two check digits.
+  { detect: findIbans, applies: (text, digits) => text.length >= 15 && digits >= 2 },
+  { detect: findPans, applies: (_, digits) => digits >= 12 },
+  { detect: findPhones, applies: (text, digits) => digits >= 8 && text.includes('+') },
+  // The shortest national shape: Spanish "612 345 678", 9 digits.
+  { detect: findNationalPhones, applies: (_, digits) => digits >= 9 },
+];
+
+function digitCount(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) if (isDigit(text, i)) n++;
+  return n;
 }
 
 // Blanked text is U+0000: neither a word character nor a separator any detector accepts.

@@ -183,7 +183,8 @@ export function createTokenizer(options: TokenizerOptions): Tokenizer {
     // Replaces every pattern match inside a string; reports the PAN when it is the whole value.
     const replaceInString = (text: string, path: string): { text: string; wholePan?: string } => {
       if (!MAY_HOLD_PII.test(text)) return { text }; // most keys and free text: no scan at all
-      const spans = locatePii(text);
+      // Past the budget the payload is refused: the locator may stop there.
+      const spans = locatePii(text, maxPiiValues - piiValues);
       if (spans.length === 0) return { text };
       spend(spans.length, path);
       let out = '';

@@ -1,10 +1,11 @@
-import { type Agent, request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { HEADERS, webhookIdempotencyKey } from '../contracts/envelope';
 import { adyenEventId } from '../contracts/partner-webhooks';
 import { STRIPE_SIGNATURE_HEADER, signAdyen, signStripe } from '../ingest/signatures';
-import type { PartnerConfig, WebhookReceiver } from '../ingest/webhook-receiver';
+import type { PartnerConfig } from '../ingest/webhook-receiver';
 import { CLAIM_CHECK_HEADER } from '../streams/publish';
+import { type HealthzStats, pollHealthz } from './healthz-poller';
 
 // The webhook edge under a seeded stream of hostile requests (issue 11): sizes, types, encodings, nesting,
 // header oddities, forgeries, replays and `__proto__` keys, interleaved with validly signed, schema-valid
@@ -93,8 +94,8 @@ type Kind = (g: EdgeFuzzer, index: number) => Omit<FuzzRequest, 'index'>;
 interface SentStripe {
   index: number;
   body: Buffer;
+  /** As signed (`t=<unix>,v1=<hex>`), whatever spelling was sent. */
   header: string;
-  t: number;
 }
 
 interface SentAdyen {
@@ -116,6 +117,7 @@ export class EdgeFuzzer {
     readonly runTag: string,
     readonly partners: FuzzPartners,
     readonly maxBodyBytes: number,
+    readonly mix: FuzzMix = 'all',
     readonly now: () => number = () => Math.floor(Date.now() / 1000),
   ) {
     this.random = seededRandom(seed);
@@ -262,9 +264,8 @@ export class EdgeFuzzer {
     return b;
   }
 
-  rememberStripe(index: number, request: Omit<FuzzRequest, 'index'>): void {
-    const header = request.headers[STRIPE_SIGNATURE_HEADER] as string;
-    this.stripeSent.push({ index, body: request.body, header, t: Number(/t=(\d+)/.exec(header)?.[1]) });
+  rememberStripe(index: number, request: Omit<FuzzRequest, 'index'>, header: string): void {
+    this.stripeSent.push({ index, body: request.body, header });
     if (this.stripeSent.length > 64) this.stripeSent.shift(); // replays stay well inside the 300 s tolerance
   }
 
@@ -282,43 +283,52 @@ export class EdgeFuzzer {
   }
 
   next(index: number): FuzzRequest {
-    const r = this.random() * TOTAL_WEIGHT;
+    const kinds = MIXES[this.mix];
+    const r = this.random() * kinds.reduce((n, [w]) => n + w, 0);
     let acc = 0;
-    for (const [weight, kind] of KINDS) {
+    for (const [weight, kind] of kinds) {
       acc += weight;
       if (r < acc) return { index, ...kind(this, index) };
     }
-    return { index, ...KINDS[0]![1](this, index) };
+    return { index, ...kinds[0]![1](this, index) };
   }
 }
 
-/** A Stripe-style signature header spelled otherwise: the same signature for the edge. */
-function respell(g: EdgeFuzzer, header: string): string {
+/**
+ * Other spellings of the Stripe-style signature header `header` (`t=<unix>,v1=<hex>`) that carry the same
+ * signature: case, spaces, order, an extra `v0`, a repeated or a malformed `v1` beside the real one, a leading
+ * zero in `t`. The edge must verify each as `header` and refuse each as a replay once `header` was accepted.
+ */
+export function stripeSignatureSpellings(header: string): string[] {
   const t = /t=(\d+)/.exec(header)![1]!;
   const hex = /v1=([0-9a-f]{64})/i.exec(header)![1]!.toLowerCase();
-  return g.pick([
+  return [
     `t=${t},v1=${hex.toUpperCase()}`,
     ` t=${t} , v1=${hex} `,
+    ` t = ${t} , v1 = ${hex} `,
     `v1=${hex},t=${t}`,
     `t=${t},v0=${'a'.repeat(64)},v1=${hex}`,
     `t=${t},v1=${hex},v1=${hex}`,
     `t=0${t},v1=${hex}`,
     `t=${t},v1=${'0'.repeat(64)},v1=${hex}`,
-  ]);
+  ];
 }
+
+const respell = (g: EdgeFuzzer, header: string): string => g.pick(stripeSignatureSpellings(header));
 
 const validStripe: Kind = (g, index) => {
   const event = g.stripeEvent();
   const req = g.signedStripe('valid-stripe', JSON.stringify(event), [g.stripeKey(event)]);
-  g.rememberStripe(index, req);
+  g.rememberStripe(index, req, req.headers[STRIPE_SIGNATURE_HEADER] as string);
   return req;
 };
 
 const validStripeRespelled: Kind = (g, index) => {
   const event = g.stripeEvent();
   const req = g.signedStripe('valid-stripe-respelled', JSON.stringify(event), [g.stripeKey(event)]);
-  req.headers[STRIPE_SIGNATURE_HEADER] = respell(g, req.headers[STRIPE_SIGNATURE_HEADER] as string);
-  g.rememberStripe(index, req);
+  const signed = req.headers[STRIPE_SIGNATURE_HEADER] as string;
+  req.headers[STRIPE_SIGNATURE_HEADER] = respell(g, signed);
+  g.rememberStripe(index, req, signed);
   return req;
 };
 
@@ -441,6 +451,33 @@ const signedPiiBudget: Kind = (g) => {
   const n = g.pick([10, 999, 1001, 5000]);
   const event = g.stripeEvent({ note: Array.from({ length: n }, (_, i) => `${lettersOf(i)}q@x.io`).join(' ') });
   return g.signedStripe(`signed-pii-${n > 1000 ? 'over' : 'under'}`, JSON.stringify(event), [g.stripeKey(event)]);
+};
+
+/**
+ * Signed bodies just under the limit, dense with what one PII detector looks at but mostly is not PII (numbers
+ * that fail Luhn, mod 97 or a phone shape, addresses without a domain), or with thousands of short strings: the
+ * most scanning one request can ask of the tokenizer. Accepted, or 413 where the look-alikes are PII after all.
+ */
+const signedDense: Kind = (g) => {
+  const event = g.stripeEvent({ note: 'NOTE' });
+  const shell = JSON.stringify(event);
+  const shapes: Record<string, string> = {
+    'card-groups': '4242 4242 4242 4241 ',
+    'digit-pairs': '12 34 ',
+    'dashed-digits': g.pick(['1-', '2-']),
+    'trunk-phones': '01 23 ',
+    'plus-digits': '+1 ',
+    'iban-like': 'DE00 0000 0000 0000 0000 00 ',
+    'email-like': 'ab@cd.e1 ',
+    'short-strings': '"a12345678",',
+  };
+  const shape = g.pick(Object.keys(shapes));
+  const unit = shapes[shape]!;
+  const room = g.maxBodyBytes - g.int(1, 4096) - Buffer.byteLength(shell) + '"NOTE"'.length - 4;
+  const fill = unit.repeat(Math.max(0, Math.floor(room / unit.length)));
+  const note = shape === 'short-strings' ? `[${fill}"x"]` : `"${fill}"`;
+  const body = shell.replace('"NOTE"', note);
+  return g.signedStripe(`signed-dense-${shape}`, body, [g.stripeKey(event)]);
 };
 
 const signedContentType: Kind = (g) => {
@@ -720,6 +757,7 @@ const KINDS: [number, Kind][] = [
   [3, signedEncodings],
   [2, signedSizes],
   [1, signedPiiBudget],
+  [2, signedDense],
   [3, signedContentType],
   [2, signedPathEncoding],
   [4, adyenHostileSigned],
@@ -734,7 +772,23 @@ const KINDS: [number, Kind][] = [
   [2, garbageAdyen],
   [2, duplicatedHeaders],
 ];
-const TOTAL_WEIGHT = KINDS.reduce((n, [w]) => n + w, 0);
+
+// The bodies that cost the receiver most (size, nesting, PII scanning), between valid events whose delivery is checked.
+const HEAVY_KINDS: [number, Kind][] = [
+  [6, validStripe],
+  [4, validAdyen],
+  [4, signedSizes],
+  [8, signedDense],
+  [2, signedPiiBudget],
+  [3, signedNesting],
+  [2, adyenDeepUnsigned],
+  [3, garbageBody],
+];
+
+/** all: every kind of input; heavy: the most expensive bodies only (for the receiver's stalls, docs/edge.md). */
+export type FuzzMix = 'all' | 'heavy';
+const MIXES: Record<FuzzMix, [number, Kind][]> = { all: KINDS, heavy: HEAVY_KINDS };
+export const FUZZ_MIXES = Object.keys(MIXES) as FuzzMix[];
 
 // ---- Sending, and /healthz while it runs ---------------------------------------------------------
 
@@ -782,67 +836,6 @@ function send(
   });
 }
 
-export interface HealthzStats {
-  polls: number;
-  /** Polls not answered 200 (or not at all within 10 s), with the first reasons. */
-  failures: number;
-  failureExamples: string[];
-  maxMs: number;
-  p99Ms: number;
-  p50Ms: number;
-}
-
-const percentile = (sorted: number[], p: number): number =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-
-const round = (ms: number): number => Math.round(ms * 10) / 10;
-
-/** Polls GET /healthz on a connection of its own every `intervalMs` until stopped. */
-function pollHealthz(agent: Agent, base: URL, intervalMs: number): { stop(): Promise<HealthzStats> } {
-  const latencies: number[] = [];
-  const failureExamples: string[] = [];
-  let polls = 0;
-  let failures = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      polls += 1;
-      try {
-        const a = await send(
-          agent,
-          base,
-          { method: 'GET', path: '/healthz', headers: {}, body: Buffer.alloc(0) },
-          10_000,
-        );
-        latencies.push(a.ms);
-        if (a.status !== 200) {
-          failures += 1;
-          if (failureExamples.length < 5) failureExamples.push(`${a.status} ${a.body}`);
-        }
-      } catch (err) {
-        failures += 1;
-        if (failureExamples.length < 5) failureExamples.push(err instanceof Error ? err.message : String(err));
-      }
-      await new Promise((r) => setTimeout(r, intervalMs));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      const sorted = [...latencies].sort((a, b) => a - b);
-      return {
-        polls,
-        failures,
-        failureExamples,
-        maxMs: round(sorted.at(-1) ?? 0),
-        p99Ms: round(percentile(sorted, 99)),
-        p50Ms: round(percentile(sorted, 50)),
-      };
-    },
-  };
-}
-
 export interface FuzzExchange {
   request: FuzzRequest;
   /** The answer, or why there was none (the connection failed). */
@@ -860,6 +853,8 @@ export interface FuzzSendOptions {
   runTag?: string;
   /** Requests in flight at once (default 8). */
   concurrency?: number;
+  /** Which inputs (default all). */
+  mix?: FuzzMix;
   onProgress?: (answered: number, total: number) => void;
 }
 
@@ -870,17 +865,15 @@ export interface FuzzSendResult {
 }
 
 /** Sends `requests` generated requests, `concurrency` at a time, polling /healthz throughout. */
-export async function sendEdgeFuzz(
-  options: FuzzSendOptions,
-  agents: { requests: Agent; healthz: Agent },
-): Promise<FuzzSendResult> {
+export async function sendEdgeFuzz(options: FuzzSendOptions): Promise<FuzzSendResult> {
   const base = new URL(options.base);
   const tag = options.runTag ?? lettersOf(Date.now());
-  const fuzzer = new EdgeFuzzer(options.seed, tag, options.partners, options.maxBodyBytes);
+  const fuzzer = new EdgeFuzzer(options.seed, tag, options.partners, options.maxBodyBytes, options.mix);
+  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency ?? 8 });
   const exchanges: FuzzExchange[] = [];
   const answered = new Map<number, Promise<void>>();
   const started = performance.now();
-  const healthz = pollHealthz(agents.healthz, base, 10);
+  const healthz = pollHealthz(options.base);
   let next = 0;
   let done = 0;
   let failed = false;
@@ -899,7 +892,7 @@ export async function sendEdgeFuzz(
             request.keys = original.request.keys;
           }
         }
-        const answer = await send(agents.requests, base, request, 60_000).catch((err: unknown) => ({
+        const answer = await send(agent, base, request, 60_000).catch((err: unknown) => ({
           error: err instanceof Error ? err.message : String(err),
         }));
         exchanges[request.index] = { request, answer };
@@ -915,6 +908,7 @@ export async function sendEdgeFuzz(
   await sending.catch(() => (failed = true)); // the other workers stop after their request in flight
   const stats = await healthz.stop();
   await Promise.allSettled(workers);
+  agent.destroy();
   await sending; // a failure of the generator itself, once nothing is in flight
   return { exchanges, healthz: stats, durationMs: Math.round(performance.now() - started) };
 }
@@ -1088,35 +1082,4 @@ export function fuzzFailures(s: EdgeFuzzSummary): string[] {
     );
   }
   return failures;
-}
-
-// ---- The receiver's spool while and after it runs ------------------------------------------------
-
-/** Drains the receiver's spool every `intervalMs`, as the receiver's process does (a busy machine spools). */
-export function keepDraining(receiver: WebhookReceiver, intervalMs = 500): { stop(): Promise<void> } {
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      await receiver.drainSpool();
-      await new Promise((r) => setTimeout(r, intervalMs));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-    },
-  };
-}
-
-/** Resolves once the receiver's spool is empty (drained to Kafka); throws past `timeoutMs`. */
-export async function spoolDrained(receiver: WebhookReceiver, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (receiver.status().spooled > 0) {
-    if (Date.now() > deadline) {
-      throw new Error(`the spool still holds ${receiver.status().spooled} records after ${timeoutMs} ms`);
-    }
-    await receiver.drainSpool();
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -20,10 +20,12 @@ async function status(): Promise<ServiceStatus[]> {
   return Promise.all(services.map(async (s) => ({ name: s.name, address: s.address(), answers: await s.answers() })));
 }
 
-export async function up(): Promise<void> {
+/** Starts the stack's services (or only those `names`), provisions them and the topics. */
+export async function up(names?: readonly string[]): Promise<void> {
   const started = Date.now();
+  const wanted = names ? services.filter((s) => names.includes(s.name)) : services;
   const down: LocalService[] = [];
-  for (const s of services) {
+  for (const s of wanted) {
     if (await s.answers()) log(`${s.name}: already answering at ${s.address()}`);
     else down.push(s);
   }
@@ -36,8 +38,8 @@ export async function up(): Promise<void> {
       log(`${s.name}: started at ${s.address()} in ${Date.now() - t} ms`);
     }),
   );
-  for (const s of services) await s.provision?.();
-  await provisionTopics();
+  for (const s of wanted) await s.provision?.();
+  if (wanted.includes(kafkaService)) await provisionTopics();
   log(`stack up in ${Date.now() - started} ms`);
 }
 

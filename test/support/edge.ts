@@ -14,9 +14,9 @@ import {
   parsePartners,
 } from '../../src/ingest/webhook-receiver';
 import type { Logger } from '../../src/logger';
+import { type InProcessEdge, startEdgeInProcess } from '../../src/ops/edge-in-process';
 import { createS3ClaimCheckStore } from '../../src/stores/claim-checks';
 import { createS3Client, ensureBucket } from '../../src/stores/s3';
-import { type Vault, openVault } from '../../src/stores/vault';
 import {
   type KafkaTransaction,
   type TransactionalProducer,
@@ -150,31 +150,18 @@ export async function listenLocally(receiver: WebhookReceiver): Promise<number> 
   return (receiver.server.address() as AddressInfo).port;
 }
 
-export interface TestEdge {
-  /** http://127.0.0.1:<port> of the receiver. */
-  base: string;
-  vault: Vault;
-  close(): Promise<void>;
-}
+export type TestEdge = InProcessEdge;
 
 /** A webhook receiver in this process, on a free port, with a temporary spool, the real vault and Kafka. */
-export async function startTestEdge(log: Logger): Promise<TestEdge> {
-  const publisher = testPublisher('test-edge', log);
-  const { spool, remove } = await tempSpool('paylink-test-spool-', 8 * 1024 * 1024);
-  const vault = await openVault(config);
-  const receiver = testReceiver({ publisher, spool, vault, log, maxBodyBytes: 64 * 1024, kafkaTimeoutMs: 5000 });
-  const port = await listenLocally(receiver);
-  return {
-    base: `http://127.0.0.1:${port}`,
-    vault,
-    async close() {
-      await receiver.close();
-      await spool.close();
-      await publisher.close();
-      await vault.close();
-      remove();
-    },
-  };
+export function startTestEdge(log: Logger): Promise<TestEdge> {
+  return startEdgeInProcess(config, {
+    name: 'test-edge',
+    topics,
+    log,
+    spoolMaxBytes: 8 * 1024 * 1024,
+    maxBodyBytes: 64 * 1024,
+    kafkaTimeoutMs: 5000,
+  });
 }
 
 /** The receiver's entry point, as a pipeline process runs it. */
