@@ -28,6 +28,7 @@ import {
 import { testKafka } from '../support/kafka';
 import { waitFor, within } from '../support/pipeline';
 import { config, requireServices, uniqueId } from '../support/stack';
+import { seededRandom } from '../../src/ops/edge-fuzz';
 
 // The raw archive against the real Kafka and the real S3 server: records come back byte for byte;
 // objects close by size and by age; kill -9 at each step of the commit protocol (seeded), two
@@ -35,18 +36,6 @@ import { config, requireServices, uniqueId } from '../support/stack';
 // back; the PII scan reads inside the gzip'd objects. Each test has its own topics, group and bucket.
 
 const MAIN = 'src/streams/archiver/archiver-main.ts';
-
-/** A seeded PRNG (mulberry32): the kill points are the same on every run of a seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Scope {
   name: string;
@@ -304,7 +293,7 @@ describe('raw archive: archiver, manifest commit point, completeness', { timeout
   it('kill -9 at every step of the commit (seeded), then two archivers racing: no gap, no overlap', async () => {
     const s = await scope('kill', { ARCHIVE_OBJECT_MAX_BYTES: '2048' });
     const seed = Number(process.env.ARCHIVE_TEST_SEED ?? '20261129');
-    const random = prng(seed);
+    const random = seededRandom(seed); // the kill points are the same on every run of a seed
     const points = ['object', 'manifest', 'lock', 'commit'];
     const targets = [s.topics.rawWebhooks, s.topics.rawGateways, s.topics.cdcPayments, s.topics.paymentEvents];
     let produced = 0;
