@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Logger } from '../../src/logger';
+import { errorCollectingLogger } from '../support/edge';
 import { fuzzFailures } from '../../src/ops/edge-fuzz';
 import { fuzzEdge } from '../../src/ops/edge-fuzz-run';
 import { type PrivateTopics, privateTopics } from '../support/kafka';
@@ -16,13 +16,7 @@ const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 3000);
 
 describe('webhook edge under a seeded fuzz', () => {
   let kafka: PrivateTopics;
-  const errors: string[] = [];
-  const log: Logger = {
-    debug: () => undefined,
-    info: () => undefined,
-    warn: () => undefined,
-    error: (msg, fields) => errors.push(`${msg} ${JSON.stringify(fields)}`),
-  };
+  const { log, errors } = errorCollectingLogger();
 
   before(async () => {
     await requireServices('kafka', 's3', 'postgres');

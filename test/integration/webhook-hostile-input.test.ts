@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { HEADERS } from '../../src/contracts/envelope';
-import type { Logger } from '../../src/logger';
+import { errorCollectingLogger } from '../support/edge';
 import { STRIPE_SIGNATURE_HEADER, signAdyen, signStripe } from '../../src/ingest/signatures';
 import { parsePartners } from '../../src/ingest/webhook-receiver';
 import { stripeSignatureSpellings } from '../../src/ops/edge-fuzz';
@@ -85,13 +85,7 @@ describe('webhook edge under hostile input', () => {
   let port: number;
   let kafka: PrivateTopics;
   let topics: TopicSet;
-  const errors: string[] = [];
-  const log: Logger = {
-    debug: () => undefined,
-    info: () => undefined,
-    warn: () => undefined,
-    error: (msg, fields) => errors.push(`${msg} ${JSON.stringify(fields)}`),
-  };
+  const { log, errors } = errorCollectingLogger();
   const signedStripe = (body: string, t = now()): Record<string, string> => ({
     ...JSON_TYPE,
     [STRIPE_SIGNATURE_HEADER]: signStripe(body, acme.secrets[0]!, t),

@@ -207,3 +207,15 @@ export function stripeEvent(
     }),
   );
 }
+
+/** A logger that drops everything but errors, which it collects (tests assert the edge logged none). */
+export function errorCollectingLogger(): { log: Logger; errors: string[] } {
+  const errors: string[] = [];
+  const log: Logger = {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: () => undefined,
+    error: (msg, fields) => errors.push(`${msg} ${JSON.stringify(fields)}`),
+  };
+  return { log, errors };
+}
