@@ -361,7 +361,7 @@ async function main(): Promise<void> {
     const ratios = rounds.map((r) => r.ratio);
     if (JSON_OUT) {
       process.stdout.write(
-        `${JSON.stringify({ bench: 'archiver', records: RECORDS, partitions: PARTITIONS, objectMaxBytes: config.ARCHIVE_OBJECT_MAX_BYTES, rounds, medianRatio: median(ratios), stageCpuUs: stages, ...figures })}\n`,
+        `${JSON.stringify({ bench: 'archiver', records: RECORDS, partitions: PARTITIONS, objectMaxBytes: config.ARCHIVE_OBJECT_MAX_BYTES, rounds, medianRatio: median(ratios), stageCpuUs: { archiveLine: stages.archiveLine, gzip: stages.gzip, gzipLevel1: stages.gzipLevel1 }, sampleGzipBytesPerRecord: { level6: stages.gzipBytesPerRecord, level1: stages.gzipLevel1BytesPerRecord }, ...figures })}\n`,
       );
     } else {
       const row = (name: string, r: Result): string =>
