@@ -187,6 +187,20 @@ function emails(text: string): Hit[] {
 // Lower case is read too, but only as a word of its own: "evt_2ba70d195d…" is a hex id, not an IBAN.
 const IBAN_CANDIDATE = /(?<![A-Za-z0-9])(?=([A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,30}))/g;
 
+// An IBAN is written in one case; only its first letter may differ ("De89…"). Letters of both cases after it
+// are base64 or a random token: a signature such as "…S/fi46XyFf8FbKNnWA8uEu…" holds a mod-97-valid
+// "FI46XYFF8FBKNNWA8U" by chance (1 in 97 of the well-shaped windows) and failed a demo's scan.
+function mixedCase(text: string, from: number, to: number): boolean {
+  let upper = false;
+  let lower = false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 65 && c <= 90) upper = true;
+    else if (c >= 97 && c <= 122) lower = true;
+  }
+  return upper && lower;
+}
+
 function ibans(text: string): Hit[] {
   const hits: Hit[] = [];
   for (const m of text.matchAll(IBAN_CANDIDATE)) {
@@ -206,7 +220,7 @@ function ibans(text: string): Hit[] {
       }
     }
     for (let n = Math.min(compact.length, 34); n >= 15; n--) {
-      if (ibanValid(compact.slice(0, n))) {
+      if (ibanValid(compact.slice(0, n)) && !mixedCase(run, at[1]!, at[n - 1]! + 1)) {
         hits.push({ kind: 'iban', start: m.index, end: m.index + at[n - 1]! + 1, digitsOrText: compact.slice(0, n) });
         break;
       }

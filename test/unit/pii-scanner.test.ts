@@ -126,6 +126,20 @@ describe('scanForPii', () => {
     assert.deepEqual(scanForPii(`paid with ${lookalike}, exp 12/26`), []);
   });
 
+  it('reads an IBAN in one case (its first letter aside), not a mod-97-valid window of a base64 signature', () => {
+    // A demo's Adyen hmacSignature: "fi46XyFf8FbKNnWA8u" upper-cases to a mod-97-valid FI IBAN.
+    assert.ok(ibanValid('FI46XYFF8FBKNNWA8U'), 'the window is mod-97 valid, so only the case rule tells');
+    assert.deepEqual(scanForPii('{"hmacSignature":"gruFRUTPsqAKFNg9tS/fi46XyFf8FbKNnWA8uEuKxtE="}'), []);
+    for (const written of [
+      IBAN_DE,
+      IBAN_DE.toLowerCase(),
+      `D${IBAN_DE.slice(1).toLowerCase()}`,
+      `d${IBAN_DE.slice(1)}`,
+    ]) {
+      assert.deepEqual(kinds(scanForPii(`iban ${written} ok`)), ['iban'], written);
+    }
+  });
+
   it('checks Luhn and mod-97 the way the published test values expect', () => {
     for (const pan of [VISA, MASTERCARD, AMEX]) assert.ok(luhnValid(pan), pan);
     assert.ok(!luhnValid('4242424242424241'));
