@@ -10,7 +10,7 @@ import { up } from '../src/stack/cli';
 import { ensureArchiveBucket } from '../src/stores/archive';
 import { createS3Client } from '../src/stores/s3';
 import { archiveLine } from '../src/streams/archiver/layout';
-import { createArchiver } from '../src/streams/archiver/archiver';
+import { archiverOptionsFromConfig, createArchiver } from '../src/streams/archiver/archiver';
 import { startConsumer } from '../src/streams/consumer-runner';
 import { createConsumer, createKafka } from '../src/streams/kafka';
 
@@ -220,20 +220,16 @@ async function archiver(round: number, ends: Ends): Promise<ArchiverResult> {
   await admin.connect();
   await ensureArchiveBucket(s3, bucket, config.ARCHIVE_RETENTION_DAYS);
   const requests = countRequests(s3);
-  const archive = createArchiver({
-    s3,
-    bucket,
-    consumer,
-    logStart: async (topic, partition) =>
-      (await admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition)?.low ?? '0',
-    log,
-    maxObjectBytes: config.ARCHIVE_OBJECT_MAX_BYTES,
-    maxObjectAgeMs: config.ARCHIVE_OBJECT_MAX_AGE_MS,
-    maxBufferBytes: config.ARCHIVE_BUFFER_MAX_BYTES,
-    retentionDays: config.ARCHIVE_RETENTION_DAYS,
-    orphanGraceMs: config.ARCHIVE_ORPHAN_GRACE_MS,
-    writer: `${hostname()}/${process.pid}/bench`,
-  });
+  const archive = createArchiver(
+    archiverOptionsFromConfig(config, {
+      s3,
+      bucket,
+      consumer,
+      admin,
+      log,
+      writer: `${hostname()}/${process.pid}/bench`,
+    }),
+  );
   consumer.onJoin(() => archive.reset());
   const remaining = new Map(ends);
   let firstAt = 0;

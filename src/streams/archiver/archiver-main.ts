@@ -5,7 +5,7 @@ import { ensureArchiveBucket } from '../../stores/archive';
 import { createS3Client } from '../../stores/s3';
 import { runConsumer, runMain, untilSignal } from '../consumer-runner';
 import { createConsumer, createKafka, ensureTopics, topicsFor } from '../kafka';
-import { createArchiver } from './archiver';
+import { archiverOptionsFromConfig, createArchiver } from './archiver';
 import { archivedTopicsOf } from './completeness';
 
 // `npm run archiver`: the raw archive's consumer (group ARCHIVER_GROUP) until SIGTERM, which closes
@@ -25,21 +25,16 @@ runMain(log, async () => {
     await admin.connect();
     await ensureTopics(admin, config);
     const protection = await ensureArchiveBucket(s3, config.S3_BUCKET, config.ARCHIVE_RETENTION_DAYS);
-    const archiver = createArchiver({
-      s3,
-      bucket: config.S3_BUCKET,
-      consumer,
-      logStart: async (topic, partition) =>
-        (await admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition)?.low ?? '0',
-      log,
-      maxObjectBytes: config.ARCHIVE_OBJECT_MAX_BYTES,
-      maxObjectAgeMs: config.ARCHIVE_OBJECT_MAX_AGE_MS,
-      maxBufferBytes: config.ARCHIVE_BUFFER_MAX_BYTES,
-      retentionDays: config.ARCHIVE_RETENTION_DAYS,
-      orphanGraceMs: config.ARCHIVE_ORPHAN_GRACE_MS,
-      writer: `${hostname()}/${process.pid}`,
-      killAt: config.PAYLINK_FAULT_ARCHIVER_KILL,
-    });
+    const archiver = createArchiver(
+      archiverOptionsFromConfig(config, {
+        s3,
+        bucket: config.S3_BUCKET,
+        consumer,
+        admin,
+        log,
+        writer: `${hostname()}/${process.pid}`,
+      }),
+    );
     consumer.onJoin(() => archiver.reset());
     const every = (ms: number, what: string, work: () => Promise<unknown>): void => {
       let running = false;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { type Gzip, createGzip } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { Config } from '../../config';
 import { type Logger, errorMessage } from '../../logger';
 import {
   deleteVersion,
@@ -36,6 +37,27 @@ export interface ArchiverOptions {
   writer: string;
   /** Crash tests only: "<point>:<n>" SIGKILLs the process at the n-th flush after that point. */
   killAt?: string;
+}
+
+/** The archiver's options from config, with Kafka's log start read through `admin`: the process and the bench alike. */
+export function archiverOptionsFromConfig(
+  config: Config,
+  deps: Pick<ArchiverOptions, 's3' | 'bucket' | 'consumer' | 'log' | 'writer'> & {
+    admin: { fetchTopicOffsets(topic: string): Promise<{ partition: number; low: string }[]> };
+  },
+): ArchiverOptions {
+  const { admin, ...rest } = deps;
+  return {
+    ...rest,
+    logStart: async (topic, partition) =>
+      (await admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition)?.low ?? '0',
+    maxObjectBytes: config.ARCHIVE_OBJECT_MAX_BYTES,
+    maxObjectAgeMs: config.ARCHIVE_OBJECT_MAX_AGE_MS,
+    maxBufferBytes: config.ARCHIVE_BUFFER_MAX_BYTES,
+    retentionDays: config.ARCHIVE_RETENTION_DAYS,
+    orphanGraceMs: config.ARCHIVE_ORPHAN_GRACE_MS,
+    killAt: config.PAYLINK_FAULT_ARCHIVER_KILL,
+  };
 }
 
 export interface ArchiverCounters {
