@@ -349,3 +349,39 @@ export async function sweepOrphans(
   }
   return result;
 }
+
+/**
+ * One page of a topic's manifest entries (every partition), in key order after `startAfter`: one LIST and
+ * a GET per entry, 16 at a time. `lastKey` is where the next page starts; undefined when the topic is done.
+ */
+export async function listManifestPage(
+  s3: S3Client,
+  bucket: string,
+  topic: string,
+  startAfter: string | undefined,
+  limit: number,
+): Promise<{ entries: ManifestEntry[]; lastKey: string | undefined }> {
+  const page = await s3.send(
+    new ListObjectsV2Command({
+      Bucket: bucket,
+      Prefix: `manifests/${topic}/`,
+      StartAfter: startAfter,
+      MaxKeys: limit,
+    }),
+  );
+  const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => seqOfManifestKey(k) !== undefined);
+  const entries: ManifestEntry[] = new Array<ManifestEntry>(keys.length);
+  let next = 0;
+  const fetcher = async (): Promise<void> => {
+    while (next < keys.length) {
+      const i = next++;
+      const text = (await getArchiveObject(s3, bucket, keys[i]!)).toString('utf8');
+      const parsed = ManifestEntry.safeParse(JSON.parse(text));
+      if (!parsed.success) throw new Error(`manifest entry ${keys[i]} is malformed: ${parsed.error.message}`);
+      entries[i] = parsed.data;
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, fetcher));
+  const last = page.Contents?.at(-1)?.Key;
+  return { entries, lastKey: page.IsTruncated ? last : undefined };
+}

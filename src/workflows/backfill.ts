@@ -1,0 +1,225 @@
+import {
+  type ActivityOptions,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ArchiveObjectRef, BackfillActivities, ListCursor, ReplayCounts } from '../activities/backfill';
+import { PAYMENT_TASK_QUEUE } from './payment';
+import { BackfillStatusAttr } from './search-attributes';
+
+// One Backfill per request (id backfill/<id>): replays the raw archive's manifested objects of some
+// sources over [from, to) through the router's own path (inbox by idempotency key, then signalWithStart
+// only for facts never handled), so nothing posts twice. First it surveys the manifests (total objects
+// and records for progress), then replays object by object in time slices; its position lives only in
+// workflow state and moves only from a completed slice. Replay never publishes to Kafka (docs/archive.md).
+
+/** On the payment worker: the router's dependencies (Postgres, Temporal client) are there. */
+export const BACKFILL_TASK_QUEUE = PAYMENT_TASK_QUEUE;
+
+export const backfillWorkflowId = (id: string): string => `backfill/${id}`;
+
+/** The sources a backfill can read (src/streams/replay/replay-record.ts maps each to its raw topics). */
+export const REPLAY_SOURCES = ['webhooks', 'gateways', 'partner', 'cdc'] as const;
+export type ReplaySource = (typeof REPLAY_SOURCES)[number];
+
+export interface BackfillInput {
+  id: string;
+  /** Kafka record timestamps in [from, to), ISO 8601. */
+  from: string;
+  to: string;
+  sources: ReplaySource[];
+  /** The archived topics of those sources (resolved by the starter from its config). */
+  topics: string[];
+  /** Count what would be routed; write nothing. */
+  dryRun: boolean;
+  /** Records per second at most (0 = no cap); enforced inside the replay activity. */
+  ratePerSecond: number;
+  /** Manifest entries per listing page. */
+  pageSize: number;
+  /** One replay activity runs at most this long, so pause and progress are never further away. */
+  sliceMs: number;
+  /** Continue-as-new after this many slices in one run. */
+  slicesBeforeContinue: number;
+  carried?: { state: BackfillState; position: Position };
+}
+
+export const BACKFILL_DEFAULTS = { pageSize: 200, sliceMs: 10_000, slicesBeforeContinue: 500 } as const;
+
+/** Where a run is: listing pages (survey, then replay), the page's objects left, the line inside the first. */
+interface Position {
+  cursor: ListCursor | null;
+  page: ArchiveObjectRef[];
+  line: number;
+}
+
+export type BackfillPhase = 'surveying' | 'replaying' | 'done';
+
+export interface BackfillState extends ReplayCounts {
+  id: string;
+  from: string;
+  to: string;
+  sources: ReplaySource[];
+  dryRun: boolean;
+  phase: BackfillPhase;
+  paused: boolean;
+  objectsDone: number;
+  /** Objects in range; known once the survey is done (null before). */
+  objectsTotal: number | null;
+  /** Records in the objects in range (objects may hold a few records outside it); null before the survey ends. */
+  recordsTotal: number | null;
+  /** Time spent inside replay activities, for the rate. */
+  busyMs: number;
+  recordsPerSecond: number;
+  /** The first quarantine reasons met (at most 5). */
+  quarantineSamples: string[];
+  runs: number;
+  slicesThisRun: number;
+}
+
+export const backfillStatusQuery = defineQuery<BackfillState>('backfillStatus');
+/** true = stop after the slice in flight; false = resume. */
+export const backfillPauseSignal = defineSignal<[boolean]>('backfillPause');
+
+const ZERO: ReplayCounts = { records: 0, facts: 0, newFacts: 0, quarantined: 0, skipped: 0 };
+
+/** Counts of a slice added to the totals (pure). */
+export function addCounts(total: ReplayCounts, slice: ReplayCounts): ReplayCounts {
+  return {
+    records: total.records + slice.records,
+    facts: total.facts + slice.facts,
+    newFacts: total.newFacts + slice.newFacts,
+    quarantined: total.quarantined + slice.quarantined,
+    skipped: total.skipped + slice.skipped,
+  };
+}
+
+/** Records per second of replay work, to one decimal. */
+export const rateOf = (records: number, busyMs: number): number =>
+  busyMs <= 0 ? 0 : Math.round((records * 10_000) / busyMs) / 10;
+
+const statusAttr = (s: BackfillState): string =>
+  s.phase === 'done' ? 'DONE' : s.paused ? 'PAUSED' : s.phase === 'surveying' ? 'SURVEYING' : 'RUNNING';
+
+export async function backfillWorkflow(input: BackfillInput): Promise<BackfillState> {
+  const retry: ActivityOptions['retry'] = { initialInterval: '1 second', maximumInterval: '10 seconds' };
+  const { listArchivePage } = proxyActivities<BackfillActivities>({ startToCloseTimeout: '2 minutes', retry });
+  const { replayArchiveObject } = proxyActivities<BackfillActivities>({
+    // A slice plus what a rate cap or an outage waited (the router waits Postgres/Temporal out in place).
+    startToCloseTimeout: input.sliceMs + 10 * 60_000,
+    // Heartbeats carry progress (a retry resumes there) and deliver cancellation.
+    heartbeatTimeout: '30 seconds',
+    retry,
+  });
+  const state: BackfillState = input.carried
+    ? { ...input.carried.state, slicesThisRun: 0 }
+    : {
+        id: input.id,
+        from: input.from,
+        to: input.to,
+        sources: input.sources,
+        dryRun: input.dryRun,
+        phase: 'surveying',
+        paused: false,
+        objectsDone: 0,
+        objectsTotal: null,
+        recordsTotal: null,
+        busyMs: 0,
+        recordsPerSecond: 0,
+        quarantineSamples: [],
+        runs: 1,
+        slicesThisRun: 0,
+        ...ZERO,
+      };
+  const position: Position = input.carried?.position ?? { cursor: null, page: [], line: 0 };
+  let attribute = statusAttr(state);
+  const showStatus = (): void => {
+    const wanted = statusAttr(state);
+    if (wanted === attribute) return;
+    upsertSearchAttributes([{ key: BackfillStatusAttr, value: wanted }]);
+    attribute = wanted;
+  };
+
+  setHandler(backfillStatusQuery, () => state);
+  setHandler(backfillPauseSignal, (paused) => {
+    state.paused = paused;
+    showStatus();
+  });
+  const list = (cursor: ListCursor | null) =>
+    listArchivePage({ topics: input.topics, from: input.from, to: input.to, cursor, limit: input.pageSize });
+
+  try {
+    if (state.phase === 'surveying') {
+      let objects = 0;
+      let records = 0;
+      let cursor: ListCursor | null = null;
+      do {
+        const page = await list(cursor);
+        objects += page.objects.length;
+        records += page.objects.reduce((n, o) => n + o.records, 0);
+        cursor = page.next;
+      } while (cursor !== null);
+      state.objectsTotal = objects;
+      state.recordsTotal = records;
+      state.phase = 'replaying';
+      showStatus();
+    }
+    while (state.phase === 'replaying') {
+      if (position.page.length === 0) {
+        if (position.cursor === null && state.objectsDone > 0) break; // the last page is done
+        const page = await list(position.cursor);
+        position.page = page.objects;
+        position.line = 0;
+        if (page.next === null && page.objects.length === 0) break;
+        position.cursor = page.next;
+        if (position.page.length === 0) continue;
+      }
+      await condition(() => !state.paused); // paused: no activity, no action until resumed
+      const object = position.page[0]!;
+      const slice = await replayArchiveObject({
+        backfillId: input.id,
+        object,
+        startLine: position.line,
+        from: input.from,
+        to: input.to,
+        dryRun: input.dryRun,
+        ratePerSecond: input.ratePerSecond,
+        sliceMs: input.sliceMs,
+      });
+      Object.assign(state, addCounts(state, slice.counts));
+      state.busyMs += slice.busyMs;
+      state.recordsPerSecond = rateOf(state.records, state.busyMs);
+      for (const reason of slice.quarantineSamples) {
+        if (state.quarantineSamples.length < 5) state.quarantineSamples.push(reason);
+      }
+      state.slicesThisRun += 1;
+      position.line = slice.nextLine;
+      if (slice.done) {
+        position.page.shift();
+        position.line = 0;
+        state.objectsDone += 1;
+        if (position.page.length === 0 && position.cursor === null) break;
+      }
+      const info = workflowInfo();
+      if (state.slicesThisRun >= input.slicesBeforeContinue || info.continueAsNewSuggested) {
+        return await continueAsNew<typeof backfillWorkflow>({
+          ...input,
+          carried: { state: { ...state, runs: state.runs + 1 }, position },
+        });
+      }
+    }
+    state.phase = 'done';
+    showStatus();
+    return state;
+  } catch (err) {
+    // Cancelled (npm run replay -- cancel): the Web UI finds it as CANCELLED, with the counts so far.
+    if (isCancellation(err)) upsertSearchAttributes([{ key: BackfillStatusAttr, value: 'CANCELLED' }]);
+    throw err;
+  }
+}
