@@ -153,13 +153,9 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
       // A batch at most a second's worth of the cap, so the cap holds within a second.
       const batchSize =
         request.ratePerSecond > 0 ? Math.max(1, Math.min(BATCH, Math.floor(request.ratePerSecond))) : BATCH;
-      let paced = 0; // records read in this attempt, for the rate cap
+      let paced = 0; // records read in this slice, for the rate cap
       while (line < records.length && Date.now() - started < request.sliceMs) {
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('backfill cancelled');
-        if (request.ratePerSecond > 0) {
-          const dueMs = (paced / request.ratePerSecond) * 1000 - (Date.now() - started);
-          if (dueMs > 0) await ctx.sleep(dueMs); // throws CancelledFailure on cancel
-        }
         const batch = records.slice(line, line + batchSize);
         const facts: PaymentEvent[] = [];
         for (const record of batch) {
@@ -185,6 +181,11 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
         line += batch.length;
         paced += batch.length;
         ctx.heartbeat({ nextLine: line, counts, busyMs: busyBefore + Date.now() - started } satisfies Progress);
+        if (request.ratePerSecond > 0) {
+          // Paced after the batch, so even a slice of a small object takes its share of a second.
+          const dueMs = (paced / request.ratePerSecond) * 1000 - (Date.now() - started);
+          if (dueMs > 0) await ctx.sleep(dueMs); // throws CancelledFailure on cancel
+        }
       }
       return {
         counts,
