@@ -9,9 +9,9 @@ import type { Logger } from '../logger';
 import { getArchiveObject, listManifestPage } from '../stores/archive';
 import { unhandledKeys } from '../stores/payment-inbox';
 import { parseArchiveLines } from '../streams/archiver/layout';
-import type { TopicSet } from '../streams/kafka';
 import { type RoutingPolicy, routeFacts } from '../streams/payment-router';
 import { replayRecord } from '../streams/replay/replay-record';
+import type { ReplaySource } from '../workflows/backfill';
 
 // The I/O of a Backfill: pages of manifested archive objects in a time range, and one object replayed
 // through the router's own routeFacts (inbox by idempotency key → signalWithStart of new facts only),
@@ -19,6 +19,7 @@ import { replayRecord } from '../streams/replay/replay-record';
 
 /** A manifested object: the version its manifest entry commits, and the records it holds. */
 export interface ArchiveObjectRef {
+  source: ReplaySource;
   topic: string;
   partition: number;
   seq: number;
@@ -34,7 +35,8 @@ export interface ListCursor {
 }
 
 export interface ListRequest {
-  topics: string[];
+  bucket: string;
+  topics: { source: ReplaySource; topic: string }[];
   from: string;
   to: string;
   cursor: ListCursor | null;
@@ -63,6 +65,7 @@ export interface ReplayCounts {
 
 export interface ReplayRequest {
   backfillId: string;
+  bucket: string;
   object: ArchiveObjectRef;
   /** The line (record index) of the object to start at. */
   startLine: number;
@@ -97,10 +100,8 @@ export interface BackfillActivities {
 
 export interface BackfillDeps {
   s3: S3Client;
-  bucket: string;
   pool: Pool;
   client: Client;
-  topics: TopicSet;
   policy: RoutingPolicy;
   log: Logger;
 }
@@ -110,16 +111,17 @@ const BATCH = 200;
 
 export function createBackfillActivities(deps: BackfillDeps): BackfillActivities {
   return {
-    async listArchivePage({ topics, from, to, cursor, limit }) {
+    async listArchivePage({ bucket, topics, from, to, cursor, limit }) {
       const fromMs = Date.parse(from);
       const toMs = Date.parse(to);
       let at: ListCursor = cursor ?? { topicIndex: 0, startAfter: null };
       while (at.topicIndex < topics.length) {
-        const topic = topics[at.topicIndex]!;
-        const page = await listManifestPage(deps.s3, deps.bucket, topic, at.startAfter ?? undefined, limit);
+        const { source, topic } = topics[at.topicIndex]!;
+        const page = await listManifestPage(deps.s3, bucket, topic, at.startAfter ?? undefined, limit);
         const objects = page.entries
           .filter((e) => Number(e.maxTimestamp) >= fromMs && Number(e.minTimestamp) < toMs)
           .map((e) => ({
+            source,
             topic: e.topic,
             partition: e.partition,
             seq: e.seq,
@@ -143,7 +145,7 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
       const resumed = ctx.info.heartbeatDetails as Progress | undefined;
       const fromMs = Date.parse(request.from);
       const toMs = Date.parse(request.to);
-      const body = await getArchiveObject(deps.s3, deps.bucket, object.key, object.versionId);
+      const body = await getArchiveObject(deps.s3, request.bucket, object.key, object.versionId);
       const records = parseArchiveLines(gunzipSync(body).toString('utf8'));
       const counts: ReplayCounts = resumed?.counts ?? { records: 0, facts: 0, newFacts: 0, quarantined: 0, skipped: 0 };
       const samples: string[] = [];
@@ -162,7 +164,7 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
           const at = Number(record.timestamp);
           if (at < fromMs || at >= toMs) continue;
           counts.records += 1;
-          const replayed = replayRecord(deps.topics, object.topic, record);
+          const replayed = replayRecord(object.source, record);
           if (replayed.kind === 'fact') facts.push(replayed.fact);
           else if (replayed.kind === 'skip') counts.skipped += 1;
           else {

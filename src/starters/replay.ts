@@ -84,14 +84,15 @@ export function parseBackfillRequest(
 /** Starts the backfill's workflow (backfill/<id>); a second start of a running id is refused, naming it. */
 export async function startBackfill(
   client: Client,
-  config: Pick<Config, 'KAFKA_TOPIC_NAMESPACE'>,
+  config: Pick<Config, 'KAFKA_TOPIC_NAMESPACE' | 'S3_BUCKET'>,
   request: BackfillRequest,
   settings: Partial<Pick<BackfillInput, 'pageSize' | 'sliceMs' | 'slicesBeforeContinue'>> = {},
 ): Promise<string> {
   const topics = topicsFor(config);
   const input: BackfillInput = {
     ...request,
-    topics: request.sources.flatMap((s) => replayTopicsOf(topics, s)),
+    topics: request.sources.flatMap((source) => replayTopicsOf(topics, source).map((topic) => ({ source, topic }))),
+    bucket: config.S3_BUCKET,
     ...BACKFILL_DEFAULTS,
     ...settings,
   };

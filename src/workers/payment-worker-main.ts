@@ -4,7 +4,6 @@ import { loadConfig } from '../config';
 import { createLogger } from '../logger';
 import { createPool } from '../stores/postgres';
 import { createS3Client } from '../stores/s3';
-import { topicsFor } from '../streams/kafka';
 import { runMain } from '../streams/consumer-runner';
 import { PAYMENT_TASK_QUEUE } from '../workflows/payment';
 import { createPaymentWorker } from './payment-worker';
@@ -27,9 +26,7 @@ async function main(): Promise<void> {
       // Backfills replay the raw archive through the router's path, which signals payments like the router.
       backfill: {
         s3,
-        bucket: config.S3_BUCKET,
         client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
-        topics: topicsFor(config),
       },
     });
     // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.

@@ -23,8 +23,8 @@ export interface PaymentWorkerDeps {
   routing?: Omit<RoutingPolicy, 'taskQueue'>;
   /** Crash tests only (0 = off): hold each posting this long after its transaction committed. */
   faultPostDelayMs?: number;
-  /** The raw archive and a Temporal client: with them the worker also runs backfills (the router's path). */
-  backfill?: Pick<BackfillDeps, 's3' | 'bucket' | 'client' | 'topics'>;
+  /** An S3 client and a Temporal client: with them the worker also runs backfills (the router's path). */
+  backfill?: Pick<BackfillDeps, 's3' | 'client'>;
 }
 
 export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Worker> {

@@ -35,8 +35,10 @@ export interface BackfillInput {
   from: string;
   to: string;
   sources: ReplaySource[];
-  /** The archived topics of those sources (resolved by the starter from its config). */
-  topics: string[];
+  /** The archived topics of those sources (resolved by the starter from its config's topic namespace). */
+  topics: { source: ReplaySource; topic: string }[];
+  /** The archive bucket (the starter's S3_BUCKET), so any payment worker can serve any archive. */
+  bucket: string;
   /** Count what would be routed; write nothing. */
   dryRun: boolean;
   /** Records per second at most (0 = no cap); enforced inside the replay activity. */
@@ -152,7 +154,14 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
     showStatus();
   });
   const list = (cursor: ListCursor | null) =>
-    listArchivePage({ topics: input.topics, from: input.from, to: input.to, cursor, limit: input.pageSize });
+    listArchivePage({
+      bucket: input.bucket,
+      topics: input.topics,
+      from: input.from,
+      to: input.to,
+      cursor,
+      limit: input.pageSize,
+    });
 
   try {
     if (state.phase === 'surveying') {
@@ -184,6 +193,7 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
       const object = position.page[0]!;
       const slice = await replayArchiveObject({
         backfillId: input.id,
+        bucket: input.bucket,
         object,
         startLine: position.line,
         from: input.from,

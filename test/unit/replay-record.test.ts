@@ -51,7 +51,7 @@ describe('replayRecord: the live mapping on archived raw records', () => {
       const event = tokenizer.tokenize({ seq: i + 1, ...encodeGatewayEvent(fact, gw.gateway) }).payload;
       const live = gatewayEventToFact(gw, event);
       const [raw] = envelope(receivedAt, event, live, { key: null, idempotencyKey: 'unused' });
-      assert.deepEqual(replayRecord(topics, topics.rawGateways, restored(raw)), {
+      assert.deepEqual(replayRecord('gateways', restored(raw)), {
         kind: 'fact',
         fact: live.ok && live.value,
       });
@@ -64,7 +64,7 @@ describe('replayRecord: the live mapping on archived raw records', () => {
       key: 'p-1',
       idempotencyKey: unmappedGatewayIdempotencyKey('gw-eu-west', 'e-1', 9),
     });
-    assert.deepEqual(replayRecord(topics, topics.rawGateways, restored(raw)), {
+    assert.deepEqual(replayRecord('gateways', restored(raw)), {
       kind: 'quarantine',
       reason: !live.ok && live.reason,
     });
@@ -84,7 +84,7 @@ describe('replayRecord: the live mapping on archived raw records', () => {
         key: null,
         idempotencyKey: partnerIdempotencyKey('acme-pay', record.id),
       });
-      const replayed = replayRecord(topics, topics.rawPartnerApi, restored(raw));
+      const replayed = replayRecord('partner', restored(raw));
       assert.deepEqual(replayed, { kind: 'fact', fact: live.ok && live.value });
     }
   });
@@ -112,7 +112,7 @@ describe('replayRecord: the live mapping on archived raw records', () => {
       const live = webhookItemToFact(partner, item, receivedAt);
       assert.equal(live.ok, true, `${scheme}: ${!live.ok && live.reason}`);
       const [raw] = envelope(receivedAt, item, live, { key: null, idempotencyKey: 'unused' });
-      assert.deepEqual(replayRecord(topics, topics.rawWebhooks, restored(raw)), {
+      assert.deepEqual(replayRecord('webhooks', restored(raw)), {
         kind: 'fact',
         fact: live.ok && live.value,
       });
@@ -129,7 +129,7 @@ describe('replayRecord: the live mapping on archived raw records', () => {
     const live = partnerSettlementToFact('acme-pay', 'eu-west', record);
     const [raw] = envelope(receivedAt, record, live, { key: null, idempotencyKey: 'unused' });
     raw.headers['idempotency-key'] = 'partner:acme-pay:someone-else';
-    const replayed = replayRecord(topics, topics.rawPartnerApi, restored(raw));
+    const replayed = replayRecord('partner', restored(raw));
     assert.equal(replayed.kind, 'quarantine');
     assert.match(replayed.kind === 'quarantine' ? replayed.reason : '', /not the live mapping/);
   });

@@ -54,8 +54,8 @@ function jsonValue(record: RestoredRecord): ParseResult<unknown> {
  * The live edge's mapping of one raw record. A fact whose key differs from the record's
  * `idempotency-key` header is quarantined: the replayed mapping must be the one the edge ran.
  */
-export function replayRecord(topics: TopicSet, topic: string, record: RestoredRecord): Replayed {
-  if (topic === topics.cdcPayments || topic === topics.cdcLedgerEntries) {
+export function replayRecord(source: ReplaySource, record: RestoredRecord): Replayed {
+  if (source === 'cdc') {
     // CDC raw records are Debezium change events; the normalizer maps them, live and here alike.
     return normalizeChange(record.key, record.value);
   }
@@ -65,7 +65,7 @@ export function replayRecord(topics: TopicSet, topic: string, record: RestoredRe
     const value = jsonValue(record);
     if (!value.ok) return value;
     if (region === undefined) return { ok: false, reason: `archived record has no ${HEADERS.region} header` };
-    if (topic === topics.rawWebhooks) {
+    if (source === 'webhooks') {
       // webhook:<partner>:<event id>; the scheme is the raw schema the edge stamped.
       const partnerId = keySegment(key, 1);
       const schema = parseSchemaHeader(headerOf(record, HEADERS.schema) ?? '')?.name;
@@ -78,19 +78,16 @@ export function replayRecord(topics: TopicSet, topic: string, record: RestoredRe
       if (receivedAt === undefined) return { ok: false, reason: `archived record has no ${HEADERS.receivedAt} header` };
       return webhookItemToFact({ id: partnerId, region, scheme }, value.value, receivedAt);
     }
-    if (topic === topics.rawGateways) {
+    if (source === 'gateways') {
       // <gateway>:<txn ref>:<fact type>:<seq> (or <gateway>:event:… when it mapped to none).
       const gateway = keySegment(key, 0);
       if (gateway === undefined) return { ok: false, reason: `no gateway in ${HEADERS.idempotencyKey} "${key}"` };
       return gatewayEventToFact({ gateway, region }, value.value);
     }
-    if (topic === topics.rawPartnerApi) {
-      // partner:<partner>:<record id>; the region header is the record's, else the partner's default.
-      const partnerId = keySegment(key, 1);
-      if (partnerId === undefined) return { ok: false, reason: `no partner in ${HEADERS.idempotencyKey} "${key}"` };
-      return partnerSettlementToFact(partnerId, region, value.value);
-    }
-    return { ok: false, reason: `topic ${topic} is not a raw topic replay reads` };
+    // partner:<partner>:<record id>; the region header is the record's, else the partner's default.
+    const partnerId = keySegment(key, 1);
+    if (partnerId === undefined) return { ok: false, reason: `no partner in ${HEADERS.idempotencyKey} "${key}"` };
+    return partnerSettlementToFact(partnerId, region, value.value);
   })();
   if (!mapped.ok) return { kind: 'quarantine', reason: mapped.reason };
   if (key !== undefined && mapped.value.idempotencyKey !== key) {
