@@ -20,13 +20,92 @@ import {
   backfillWorkflow,
   backfillWorkflowId,
 } from '../../src/workflows/backfill';
+import { type EdgeMessage, edgeEnvelope, traceIdOf } from '../../src/contracts/envelope';
+import { gatewayEventToFact } from '../../src/contracts/gateway-event';
+import { partnerSettlementToFact } from '../../src/contracts/partner-api';
+import { webhookItemToFact } from '../../src/contracts/partner-webhooks';
+import type { FactOf, PaymentEvent } from '../../src/contracts/payment-event';
+import { tokenizerFromConfig } from '../../src/ingest/tokenize';
+import { compareLedger } from '../../src/ledger/checks';
+import { CURRENT_SCHEMAS, type RegisteredSchemaName } from '../../src/quality/schema-registry';
+import { channelOf } from '../../src/simulator/channels';
+import { encodeGatewayEvent } from '../../src/simulator/gateway-feed';
+import { toPartnerSettlement } from '../../src/simulator/partner-api';
+import { simulatePayments } from '../../src/simulator/payments';
+import { expectedLedger } from '../../src/starters/expected-ledger';
+import { createS3Client } from '../../src/stores/s3';
+import { archivedTopicsOf, checkArchive } from '../../src/streams/archiver/completeness';
+import {
+  type TopicSet,
+  createKafka,
+  createProducer,
+  edgeTopicsOf,
+  ensureTopics,
+  produce,
+  topicsFor,
+} from '../../src/streams/kafka';
 import { runDemo } from '../support/demo';
+import { testKafka } from '../support/kafka';
 import { waitFor } from '../support/pipeline';
 import { config, requireServices, uniqueId } from '../support/stack';
 
 // Replay and backfill from the raw archive with real services: a small demo run (all four paths, the
 // archiver) backfills its own window and posts nothing new; a dry run counts the same records; the
-// starter's pause, resume and cancel drive a rate-capped backfill while the ledger stays as it was.
+// starter's pause, resume and cancel drive a rate-capped backfill while the ledger stays as it was; and
+// a window Kafka lost before the router read it is restored from the archive to the simulator's truth.
+
+/**
+ * Raw and fact messages as the edges write them (their envelope, tokenizer and mapping) for the gateway,
+ * webhook (Stripe-style) and partner API deliveries; `created` (CDC) posts nothing and is left out.
+ */
+function edgeMessagesOf(topics: TopicSet, deliveries: readonly PaymentEvent[]): EdgeMessage[] {
+  const tokenizer = tokenizerFromConfig(config);
+  const receivedAt = new Date().toISOString();
+  const envelopeOf = (
+    source: 'gateway' | 'webhook' | 'partner',
+    raw: 'rawGateways' | 'rawWebhooks' | 'rawPartnerApi',
+    schema: RegisteredSchemaName,
+  ) =>
+    edgeEnvelope(source, edgeTopicsOf(topics, raw), {
+      raw: CURRENT_SCHEMAS[schema],
+      fact: CURRENT_SCHEMAS['payment-fact'],
+    });
+  const gateway = envelopeOf('gateway', 'rawGateways', 'gateway-event');
+  const webhook = envelopeOf('webhook', 'rawWebhooks', 'stripe-style-event');
+  const partner = envelopeOf('partner', 'rawPartnerApi', 'partner-settlement');
+  const out: EdgeMessage[] = [];
+  deliveries.forEach((fact, i) => {
+    const unmapped = { key: fact.paymentId, idempotencyKey: fact.idempotencyKey };
+    switch (channelOf(fact)) {
+      case 'gateway': {
+        const gw = { gateway: `gw-${fact.region}`, region: fact.region };
+        const event = tokenizer.tokenize({ seq: i + 1, ...encodeGatewayEvent(fact, gw.gateway) }).payload;
+        out.push(...gateway(receivedAt, event, gatewayEventToFact(gw, event), unmapped));
+        break;
+      }
+      case 'webhook': {
+        const { version: _v, type, idempotencyKey, occurredAt, source: _s, sourceSequence: _q, ...object } = fact;
+        const item = tokenizer.tokenize({
+          id: `evt_${traceIdOf(idempotencyKey)}`,
+          type: `payment.${type}`,
+          created: Math.floor(Date.parse(occurredAt) / 1000),
+          data: { object },
+        }).payload;
+        const hooks = { id: 'replay-hooks', region: fact.region, scheme: 'stripe' as const };
+        out.push(...webhook(receivedAt, item, webhookItemToFact(hooks, item, receivedAt), unmapped));
+        break;
+      }
+      case 'partner-api': {
+        const record = tokenizer.tokenize(toPartnerSettlement(fact as FactOf<'settled'>)).payload;
+        out.push(...partner(receivedAt, record, partnerSettlementToFact('acme-pay', fact.region, record), unmapped));
+        break;
+      }
+      case 'cdc':
+        break;
+    }
+  });
+  return out;
+}
 
 interface DemoSummary {
   runId: string;
@@ -156,6 +235,100 @@ describe('replay and backfill from the raw archive', { timeout: 300_000 }, () =>
       await cancelBackfill(client, r.id);
       await assert.rejects(handle.result(), (err) => err instanceof WorkflowFailedError);
       assert.equal((await backfillStatus(client, r.id)).status, 'CANCELLED');
+    });
+
+    it('backfill after loss: a window Kafka deleted before the router read it is restored from the archive', async () => {
+      // Its own topics and bucket; no router ever reads them ("router stopped"). The edges' own envelope and
+      // mapping write raw + fact messages, the archiver archives them, then the log start moves past them.
+      const runId = uniqueId('loss').replace(/[^A-Za-z0-9-]/g, '-');
+      const namespace = runId.toLowerCase().slice(0, 40);
+      const scope = { KAFKA_TOPIC_NAMESPACE: namespace, S3_BUCKET: `${namespace}-archive`.slice(0, 63) };
+      const lossTopics = topicsFor(scope);
+      const admin = createKafka(config, 'replay-loss-test').admin();
+      await admin.connect();
+      await ensureTopics(admin, { ...config, ...scope, KAFKA_TOPIC_PARTITIONS: 2 });
+      await admin.disconnect();
+      const from = new Date().toISOString();
+      const sim = simulatePayments({ payments: 6, seed: 21, duplicateRate: 0, runId });
+      const producer = createProducer(createKafka(config, 'replay-loss-test'));
+      await producer.connect();
+      await produce(producer, edgeMessagesOf(lossTopics, sim.deliveries));
+      await producer.disconnect();
+      const group = uniqueId('archiver-loss');
+      const archiver = startPipelineProcess(`archiver-${namespace}`, 'src/streams/archiver/archiver-main.ts', {
+        ...scope,
+        KAFKA_TOPIC_PARTITIONS: '2',
+        ARCHIVE_OBJECT_MAX_AGE_MS: '1000',
+        ARCHIVER_GROUP: group,
+      });
+      const s3 = createS3Client(config);
+      const kafkaAdmin = testKafka('replay-loss-test').admin();
+      try {
+        await archiver.ready;
+        const check = () =>
+          checkArchive({
+            s3,
+            bucket: scope.S3_BUCKET,
+            kafka: createKafka(config, 'replay-loss-check'),
+            group,
+            topics: archivedTopicsOf(lossTopics),
+          });
+        await waitFor('the archive to reach the end of every partition', Date.now() + 60_000, async () => {
+          const behind = (await check()).filter((p) => p.high !== '0' && p.archivedTo !== p.high);
+          return behind.length === 0 || behind.map((p) => `${p.topic}[${p.partition}]`).join(', ');
+        });
+        await archiver.stop();
+        // What retention does, at once: the log start passes every record (DeleteRecords; see docs/archive.md).
+        await kafkaAdmin.connect();
+        for (const topic of [
+          lossTopics.rawGateways,
+          lossTopics.rawWebhooks,
+          lossTopics.rawPartnerApi,
+          lossTopics.paymentEvents,
+        ]) {
+          const ends = await kafkaAdmin.fetchTopicOffsets(topic);
+          await kafkaAdmin.deleteTopicRecords({
+            topic,
+            partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })),
+          });
+        }
+        const gone = await kafkaAdmin.fetchTopicOffsets(lossTopics.paymentEvents);
+        assert.ok(
+          gone.every((p) => p.low === p.high),
+          'Kafka holds none of the facts any more',
+        );
+
+        const r = request({ from, to: new Date().toISOString(), sources: ['webhooks', 'gateways', 'partner'] });
+        await startBackfill(client, scope, r);
+        const state = await waitForBackfill(client, r.id);
+        const moneyMoving = sim.deliveries.filter((f) => f.type !== 'created').length;
+        assert.equal(state.facts, moneyMoving);
+        assert.equal(state.newFacts, moneyMoving, 'every fact was new to the inbox');
+        assert.equal(state.quarantined, 0);
+        const prefix = `${runId}-`;
+        await waitFor('the restored facts to be posted', Date.now() + 90_000, async () => {
+          const l = await summarizeLedger(pool, prefix);
+          return l.entries >= sim.truth.moneyMovingFacts || `${l.entries}/${sim.truth.moneyMovingFacts} entries`;
+        });
+        const ledger = await summarizeLedger(pool, prefix);
+        assert.equal(ledger.duplicatePostings, 0);
+        assert.equal(ledger.unbalanced, 0);
+        assert.deepEqual(compareLedger(ledger, expectedLedger(sim.truth)).mismatches, []);
+
+        // Again: the inbox has every fact now; nothing is routed, nothing posts twice.
+        const again = request({ from, to: r.to, sources: ['webhooks', 'gateways', 'partner'] });
+        await startBackfill(client, scope, again);
+        assert.equal((await waitForBackfill(client, again.id)).newFacts, 0);
+        const after = await summarizeLedger(pool, prefix);
+        assert.deepEqual(
+          { entries: after.entries, totals: after.totals },
+          { entries: ledger.entries, totals: ledger.totals },
+        );
+      } finally {
+        await archiver.stop();
+        await kafkaAdmin.disconnect();
+        s3.destroy();
+      }
     });
 
     it('names the bad argument', () => {
