@@ -1,4 +1,4 @@
-import { HEADERS, parseSchemaHeader } from '../../contracts/envelope';
+import { HEADERS, isUnmappedGatewayKey, parseSchemaHeader } from '../../contracts/envelope';
 import { gatewayEventToFact } from '../../contracts/gateway-event';
 import { partnerSettlementToFact } from '../../contracts/partner-api';
 import { WEBHOOK_RAW_SCHEMAS, type WebhookScheme, webhookItemToFact } from '../../contracts/partner-webhooks';
@@ -52,7 +52,8 @@ function jsonValue(record: RestoredRecord): ParseResult<unknown> {
 
 /**
  * The live edge's mapping of one raw record. A fact whose key differs from the record's
- * `idempotency-key` header is quarantined: the replayed mapping must be the one the edge ran.
+ * `idempotency-key` header is quarantined: the replayed mapping must be the one the edge ran. A record the
+ * edge quarantined maps to a fact only once its contract was fixed; that fact is new to the inbox.
  */
 export function replayRecord(source: ReplaySource, record: RestoredRecord): Replayed {
   if (source === 'cdc') {
@@ -90,7 +91,9 @@ export function replayRecord(source: ReplaySource, record: RestoredRecord): Repl
     return partnerSettlementToFact(partnerId, region, value.value);
   })();
   if (!mapped.ok) return { kind: 'quarantine', reason: mapped.reason };
-  if (key !== undefined && mapped.value.idempotencyKey !== key) {
+  // A gateway event the edge could not map has another key; mapping it now (after a contract fix) is new.
+  const remapped = source === 'gateways' && key !== undefined && isUnmappedGatewayKey(key);
+  if (key !== undefined && !remapped && mapped.value.idempotencyKey !== key) {
     return {
       kind: 'quarantine',
       reason: `replay mapped to ${mapped.value.idempotencyKey}, the edge recorded ${key}: not the live mapping`,
