@@ -66,28 +66,32 @@ export interface ReplayCounts {
 export interface ReplayRequest {
   backfillId: string;
   bucket: string;
-  object: ArchiveObjectRef;
-  /** The line (record index) of the object to start at. */
+  /** Objects in order; the slice works through as many as its time allows (small objects share one activity). */
+  objects: ArchiveObjectRef[];
+  /** The line (record index) of the first object to start at. */
   startLine: number;
   from: string;
   to: string;
   dryRun: boolean;
   /** Records per second at most (0 = no cap). */
   ratePerSecond: number;
-  /** Return after about this long, with the line reached. */
+  /** Return after about this long, with the position reached. */
   sliceMs: number;
 }
 
 export interface ReplaySlice {
   counts: ReplayCounts;
+  /** Objects of the request finished. */
+  objectsDone: number;
+  /** The line reached in the first object not finished (0 when all are). */
   nextLine: number;
-  done: boolean;
   busyMs: number;
   quarantineSamples: string[];
 }
 
 /** What a retried attempt resumes from (heartbeat details). */
 interface Progress {
+  objectsDone: number;
   nextLine: number;
   counts: ReplayCounts;
   busyMs: number;
@@ -95,7 +99,7 @@ interface Progress {
 
 export interface BackfillActivities {
   listArchivePage(request: ListRequest): Promise<ListPage>;
-  replayArchiveObject(request: ReplayRequest): Promise<ReplaySlice>;
+  replayArchiveObjects(request: ReplayRequest): Promise<ReplaySlice>;
 }
 
 export interface BackfillDeps {
@@ -139,63 +143,75 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
       return { objects: [], next: null };
     },
 
-    async replayArchiveObject(request) {
+    async replayArchiveObjects(request) {
       const ctx = Context.current();
-      const { object, dryRun } = request;
       const resumed = ctx.info.heartbeatDetails as Progress | undefined;
       const fromMs = Date.parse(request.from);
       const toMs = Date.parse(request.to);
-      const body = await getArchiveObject(deps.s3, request.bucket, object.key, object.versionId);
-      const records = parseArchiveLines(gunzipSync(body).toString('utf8'));
       const counts: ReplayCounts = resumed?.counts ?? { records: 0, facts: 0, newFacts: 0, quarantined: 0, skipped: 0 };
       const samples: string[] = [];
-      let line = Math.max(request.startLine, resumed?.nextLine ?? 0);
+      let objectsDone = resumed?.objectsDone ?? 0;
+      let line = resumed ? resumed.nextLine : request.startLine;
       const started = Date.now();
       const busyBefore = resumed?.busyMs ?? 0;
+      const progress = (): Progress => ({
+        objectsDone,
+        nextLine: line,
+        counts,
+        busyMs: busyBefore + Date.now() - started,
+      });
       // A batch at most a second's worth of the cap, so the cap holds within a second.
       const batchSize =
         request.ratePerSecond > 0 ? Math.max(1, Math.min(BATCH, Math.floor(request.ratePerSecond))) : BATCH;
       let paced = 0; // records read in this slice, for the rate cap
-      while (line < records.length && Date.now() - started < request.sliceMs) {
-        if (ctx.cancellationSignal.aborted) throw new CancelledFailure('backfill cancelled');
-        const batch = records.slice(line, line + batchSize);
-        const facts: PaymentEvent[] = [];
-        for (const record of batch) {
-          const at = Number(record.timestamp);
-          if (at < fromMs || at >= toMs) continue;
-          counts.records += 1;
-          const replayed = replayRecord(object.source, record);
-          if (replayed.kind === 'fact') facts.push(replayed.fact);
-          else if (replayed.kind === 'skip') counts.skipped += 1;
-          else {
-            counts.quarantined += 1;
-            if (samples.length < 5)
-              samples.push(`${object.topic}[${object.partition}]@${record.offset}: ${replayed.reason}`);
+      while (objectsDone < request.objects.length && Date.now() - started < request.sliceMs) {
+        const object = request.objects[objectsDone]!;
+        const body = await getArchiveObject(deps.s3, request.bucket, object.key, object.versionId);
+        const records = parseArchiveLines(gunzipSync(body).toString('utf8'));
+        // At least one batch per object reached, so a slow GET cannot starve the slice of progress.
+        for (
+          let first = true;
+          line < records.length && (first || Date.now() - started < request.sliceMs);
+          first = false
+        ) {
+          if (ctx.cancellationSignal.aborted) throw new CancelledFailure('backfill cancelled');
+          const batch = records.slice(line, line + batchSize);
+          const facts: PaymentEvent[] = [];
+          for (const record of batch) {
+            const at = Number(record.timestamp);
+            if (at < fromMs || at >= toMs) continue;
+            counts.records += 1;
+            const replayed = replayRecord(object.source, record);
+            if (replayed.kind === 'fact') facts.push(replayed.fact);
+            else if (replayed.kind === 'skip') counts.skipped += 1;
+            else {
+              counts.quarantined += 1;
+              if (samples.length < 5)
+                samples.push(`${object.topic}[${object.partition}]@${record.offset}: ${replayed.reason}`);
+            }
+          }
+          counts.facts += facts.length;
+          if (request.dryRun) {
+            counts.newFacts += (await unhandledKeys(deps.pool, [...new Set(facts.map((f) => f.idempotencyKey))])).size;
+          } else if (facts.length > 0) {
+            const routed = await routeFacts(deps.client, deps.pool, facts, deps.policy, { log: deps.log });
+            counts.newFacts += facts.length - routed.skippedDuplicates;
+          }
+          line += batch.length;
+          paced += batch.length;
+          ctx.heartbeat(progress());
+          if (request.ratePerSecond > 0) {
+            // Paced after the batch, so even a slice of small objects takes its share of a second.
+            const dueMs = (paced / request.ratePerSecond) * 1000 - (Date.now() - started);
+            if (dueMs > 0) await ctx.sleep(dueMs); // throws CancelledFailure on cancel
           }
         }
-        counts.facts += facts.length;
-        if (dryRun) {
-          counts.newFacts += (await unhandledKeys(deps.pool, [...new Set(facts.map((f) => f.idempotencyKey))])).size;
-        } else if (facts.length > 0) {
-          const routed = await routeFacts(deps.client, deps.pool, facts, deps.policy, { log: deps.log });
-          counts.newFacts += facts.length - routed.skippedDuplicates;
-        }
-        line += batch.length;
-        paced += batch.length;
-        ctx.heartbeat({ nextLine: line, counts, busyMs: busyBefore + Date.now() - started } satisfies Progress);
-        if (request.ratePerSecond > 0) {
-          // Paced after the batch, so even a slice of a small object takes its share of a second.
-          const dueMs = (paced / request.ratePerSecond) * 1000 - (Date.now() - started);
-          if (dueMs > 0) await ctx.sleep(dueMs); // throws CancelledFailure on cancel
-        }
+        if (line < records.length) break; // the slice's time is up inside this object
+        objectsDone += 1;
+        line = 0;
+        ctx.heartbeat(progress());
       }
-      return {
-        counts,
-        nextLine: line,
-        done: line >= records.length,
-        busyMs: busyBefore + Date.now() - started,
-        quarantineSamples: samples,
-      };
+      return { counts, objectsDone, nextLine: line, busyMs: progress().busyMs, quarantineSamples: samples };
     },
   };
 }

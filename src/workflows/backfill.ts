@@ -52,6 +52,9 @@ export interface BackfillInput {
   carried?: { state: BackfillState; position: Position };
 }
 
+/** Objects handed to one replay activity (small objects share one; a slice's time bounds the work). */
+const OBJECTS_PER_SLICE = 50;
+
 export const BACKFILL_DEFAULTS = { pageSize: 200, sliceMs: 10_000, slicesBeforeContinue: 500 } as const;
 
 /** Where a run is: listing pages (survey, then replay), the page's objects left, the line inside the first. */
@@ -76,8 +79,11 @@ export interface BackfillState extends ReplayCounts {
   objectsTotal: number | null;
   /** Records in the objects in range (objects may hold a few records outside it); null before the survey ends. */
   recordsTotal: number | null;
-  /** Time spent inside replay activities, for the rate. */
+  /** Time spent inside replay activities. */
   busyMs: number;
+  /** Wall time since the start, paused time excluded (what the rate and an ETA go by). */
+  activeMs: number;
+  /** Records per second over activeMs: listing, scheduling and every object's overhead included. */
   recordsPerSecond: number;
   /** The first quarantine reasons met (at most 5). */
   quarantineSamples: string[];
@@ -102,9 +108,8 @@ export function addCounts(total: ReplayCounts, slice: ReplayCounts): ReplayCount
   };
 }
 
-/** Records per second of replay work, to one decimal. */
-export const rateOf = (records: number, busyMs: number): number =>
-  busyMs <= 0 ? 0 : Math.round((records * 10_000) / busyMs) / 10;
+/** Records per second over `ms`, to one decimal. */
+export const rateOf = (records: number, ms: number): number => (ms <= 0 ? 0 : Math.round((records * 10_000) / ms) / 10);
 
 const statusAttr = (s: BackfillState): string =>
   s.phase === 'done' ? 'DONE' : s.paused ? 'PAUSED' : s.phase === 'surveying' ? 'SURVEYING' : 'RUNNING';
@@ -112,7 +117,7 @@ const statusAttr = (s: BackfillState): string =>
 export async function backfillWorkflow(input: BackfillInput): Promise<BackfillState> {
   const retry: ActivityOptions['retry'] = { initialInterval: '1 second', maximumInterval: '10 seconds' };
   const { listArchivePage } = proxyActivities<BackfillActivities>({ startToCloseTimeout: '2 minutes', retry });
-  const { replayArchiveObject } = proxyActivities<BackfillActivities>({
+  const { replayArchiveObjects } = proxyActivities<BackfillActivities>({
     // A slice plus what a rate cap or an outage waited (the router waits Postgres/Temporal out in place).
     startToCloseTimeout: input.sliceMs + 10 * 60_000,
     // Heartbeats carry progress (a retry resumes there) and deliver cancellation.
@@ -133,6 +138,7 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
         objectsTotal: null,
         recordsTotal: null,
         busyMs: 0,
+        activeMs: 0,
         recordsPerSecond: 0,
         quarantineSamples: [],
         runs: 1,
@@ -141,6 +147,13 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
       };
   const position: Position = input.carried?.position ?? { cursor: null, page: [], line: 0 };
   let attribute = statusAttr(state);
+  // Workflow time (deterministic: the workflow task's); paused time does not count towards the rate.
+  let activeSince: number | undefined = state.paused ? undefined : Date.now();
+  const tick = (): void => {
+    if (activeSince !== undefined) state.activeMs += Date.now() - activeSince;
+    activeSince = state.paused ? undefined : Date.now();
+    state.recordsPerSecond = rateOf(state.records, state.activeMs);
+  };
   const showStatus = (): void => {
     const wanted = statusAttr(state);
     if (wanted === attribute) return;
@@ -150,7 +163,9 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
 
   setHandler(backfillStatusQuery, () => state);
   setHandler(backfillPauseSignal, (paused) => {
+    tick();
     state.paused = paused;
+    activeSince = paused ? undefined : Date.now();
     showStatus();
   });
   const list = (cursor: ListCursor | null) =>
@@ -190,11 +205,10 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
         if (position.page.length === 0) continue;
       }
       await condition(() => !state.paused); // paused: no activity, no action until resumed
-      const object = position.page[0]!;
-      const slice = await replayArchiveObject({
+      const slice = await replayArchiveObjects({
         backfillId: input.id,
         bucket: input.bucket,
-        object,
+        objects: position.page.slice(0, OBJECTS_PER_SLICE),
         startLine: position.line,
         from: input.from,
         to: input.to,
@@ -204,26 +218,25 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
       });
       Object.assign(state, addCounts(state, slice.counts));
       state.busyMs += slice.busyMs;
-      state.recordsPerSecond = rateOf(state.records, state.busyMs);
+      tick();
       for (const reason of slice.quarantineSamples) {
         if (state.quarantineSamples.length < 5) state.quarantineSamples.push(reason);
       }
       state.slicesThisRun += 1;
+      position.page.splice(0, slice.objectsDone);
+      state.objectsDone += slice.objectsDone;
       position.line = slice.nextLine;
-      if (slice.done) {
-        position.page.shift();
-        position.line = 0;
-        state.objectsDone += 1;
-        if (position.page.length === 0 && position.cursor === null) break;
-      }
+      if (position.page.length === 0 && position.cursor === null) break;
       const info = workflowInfo();
       if (state.slicesThisRun >= input.slicesBeforeContinue || info.continueAsNewSuggested) {
+        tick();
         return await continueAsNew<typeof backfillWorkflow>({
           ...input,
           carried: { state: { ...state, runs: state.runs + 1 }, position },
         });
       }
     }
+    tick();
     state.phase = 'done';
     showStatus();
     return state;

@@ -326,6 +326,9 @@ describe('replay and backfill from the raw archive', { timeout: 300_000 }, () =>
         );
       } finally {
         await archiver.stop();
+        // Its topics go (later PII scans read every paylink.* topic); the bucket's objects are locked by design.
+        await kafkaAdmin.connect();
+        await kafkaAdmin.deleteTopics({ topics: Object.values(lossTopics) });
         await kafkaAdmin.disconnect();
         s3.destroy();
       }
