@@ -177,11 +177,13 @@ describe('replay and backfill from the raw archive', { timeout: 300_000 }, () =>
       client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     });
 
-    it('a dry run counts the same records and facts and writes nothing', async () => {
+    it('a dry run counts the same records and facts and writes nothing, across continue-as-new', async () => {
       const before = await ledgerOfRun();
       const r = request({ dryRun: true });
-      await startBackfill(client, config, r);
+      // Small pages and a new run every 2 slices: the counts and the position survive continue-as-new.
+      await startBackfill(client, config, r, { pageSize: 4, slicesBeforeContinue: 2 });
       const state = await waitForBackfill(client, r.id);
+      assert.ok(state.runs > 1, `continued as new ${state.runs - 1} times`);
       assert.equal(state.records, demo.replay.records);
       assert.equal(state.facts, demo.replay.facts);
       assert.equal(state.newFacts, 0);
