@@ -49,7 +49,7 @@ export interface BackfillInput {
   sliceMs: number;
   /** Continue-as-new after this many slices in one run. */
   slicesBeforeContinue: number;
-  carried?: { state: BackfillState; position: Position };
+  carried?: { state: BackfillState; position: Position; survey?: Survey };
 }
 
 /** Objects handed to one replay activity (small objects share one; a slice's time bounds the work). */
@@ -62,6 +62,13 @@ interface Position {
   cursor: ListCursor | null;
   page: ArchiveObjectRef[];
   line: number;
+}
+
+/** The survey so far: where its listing is and what it counted. */
+interface Survey {
+  cursor: ListCursor | null;
+  objects: number;
+  records: number;
 }
 
 export type BackfillPhase = 'surveying' | 'replaying' | 'done';
@@ -88,6 +95,7 @@ export interface BackfillState extends ReplayCounts {
   /** The first quarantine reasons met (at most 5). */
   quarantineSamples: string[];
   runs: number;
+  /** Activities of this run (survey pages and replay slices); continue-as-new after slicesBeforeContinue. */
   slicesThisRun: number;
 }
 
@@ -180,17 +188,26 @@ export async function backfillWorkflow(input: BackfillInput): Promise<BackfillSt
 
   try {
     if (state.phase === 'surveying') {
-      let objects = 0;
-      let records = 0;
-      let cursor: ListCursor | null = null;
+      const survey: Survey = input.carried?.survey ?? { cursor: null, objects: 0, records: 0 };
       do {
-        const page = await list(cursor);
-        objects += page.objects.length;
-        records += page.objects.reduce((n, o) => n + o.records, 0);
-        cursor = page.next;
-      } while (cursor !== null);
-      state.objectsTotal = objects;
-      state.recordsTotal = records;
+        const page = await list(survey.cursor);
+        survey.objects += page.objects.length;
+        survey.records += page.objects.reduce((n, o) => n + o.records, 0);
+        survey.cursor = page.next;
+        state.slicesThisRun += 1;
+        if (
+          survey.cursor !== null &&
+          (state.slicesThisRun >= input.slicesBeforeContinue || workflowInfo().continueAsNewSuggested)
+        ) {
+          tick();
+          return await continueAsNew<typeof backfillWorkflow>({
+            ...input,
+            carried: { state: { ...state, runs: state.runs + 1 }, position, survey },
+          });
+        }
+      } while (survey.cursor !== null);
+      state.objectsTotal = survey.objects;
+      state.recordsTotal = survey.records;
       state.phase = 'replaying';
       showStatus();
     }
