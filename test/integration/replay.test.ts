@@ -180,8 +180,8 @@ describe('replay and backfill from the raw archive', { timeout: 300_000 }, () =>
     it('a dry run counts the same records and facts and writes nothing, across continue-as-new', async () => {
       const before = await ledgerOfRun();
       const r = request({ dryRun: true });
-      // Small pages and a new run every 2 slices: the counts and the position survive continue-as-new.
-      await startBackfill(client, config, r, { pageSize: 4, slicesBeforeContinue: 2 });
+      // A new run every 3 activities (5 topics: at least 5 listing pages): counts and position survive continue-as-new.
+      await startBackfill(client, config, r, { pageSize: 25, slicesBeforeContinue: 3 });
       const state = await waitForBackfill(client, r.id);
       assert.ok(state.runs > 1, `continued as new ${state.runs - 1} times`);
       assert.equal(state.records, demo.replay.records);
