@@ -202,7 +202,10 @@ export async function readManifestEntry(
   partition: number,
   seq: number,
 ): Promise<ManifestEntry> {
-  const key = manifestKey(topic, partition, seq);
+  return readManifestEntryAt(s3, bucket, manifestKey(topic, partition, seq));
+}
+
+async function readManifestEntryAt(s3: S3Client, bucket: string, key: string): Promise<ManifestEntry> {
   const text = (await getArchiveObject(s3, bucket, key)).toString('utf8');
   const parsed = ManifestEntry.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`manifest entry ${key} is malformed: ${parsed.error.message}`);
@@ -375,10 +378,7 @@ export async function listManifestPage(
   const fetcher = async (): Promise<void> => {
     while (next < keys.length) {
       const i = next++;
-      const text = (await getArchiveObject(s3, bucket, keys[i]!)).toString('utf8');
-      const parsed = ManifestEntry.safeParse(JSON.parse(text));
-      if (!parsed.success) throw new Error(`manifest entry ${keys[i]} is malformed: ${parsed.error.message}`);
-      entries[i] = parsed.data;
+      entries[i] = await readManifestEntryAt(s3, bucket, keys[i]!);
     }
   };
   await Promise.all(Array.from({ length: 16 }, fetcher));
