@@ -3,7 +3,7 @@ import { archiveLine } from '../src/streams/archiver/layout';
 import { seededRandom } from '../src/simulator/random';
 
 // Bytes per event of the raw archive's format (docs/archive.md, cost): webhook-shaped JSON events with
-// tokens, ids and free text, through archiveLine (base64 key, value and headers) and gzip, next to the
+// tokens, ids and free text, through archiveLine (base64 key and headers, the value as text) and gzip, next to the
 // same values as plain JSON lines gzip'd. Storage, not PUTs, is the archive's larger cost.
 
 const EVENTS = Number(process.env.BENCH_ARCHIVE_EVENTS ?? 20_000);

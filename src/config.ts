@@ -182,6 +182,9 @@ const Env = z.object({
 
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
+  // A consumer that dies without leaving (kill -9) holds its partitions this long: its group's next member
+  // waits for it. 30 s rides out a stalled event loop; tests of kill -9 shorten it (the broker's minimum is 6 s).
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6_000).max(300_000).default(30_000),
   // Local single broker: RF=1. Production (MSK): 3 with min.insync.replicas=2.
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().positive().default(1),
   KAFKA_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().default(1),

@@ -53,7 +53,7 @@ async function consume(): Promise<void> {
   const topics = topicsFor(config);
   const kafka = createKafka(config, 'paylink-quality');
   const admin = kafka.admin();
-  const consumer = createConsumer(kafka, config.QUALITY_CONSUMER_GROUP);
+  const consumer = createConsumer(kafka, config.QUALITY_CONSUMER_GROUP, config.KAFKA_SESSION_TIMEOUT_MS);
   const pool = createPool(config, 4);
   try {
     await requireQualityTables(pool);

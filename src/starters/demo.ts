@@ -66,7 +66,8 @@ function options() {
       'outage-region': { type: 'string', default: 'eu-west' },
       // Outage drills once every event was handed over, in order: postgres-fast:<s>, postgres-kill:<s>,
       // temporal-kill:<s>, kafka-kill:<s> (down for <s> seconds), or processes (kill -9 each pipeline
-      // process once; the supervisor restarts it). See docs/operations.md.
+      // process once; the supervisor restarts it). `@<share>` delays a drill until that share of the run's
+      // postings landed, so workflows are mid-posting when it hits (postgres-kill:15@0.3). See docs/operations.md.
       fault: { type: 'string', multiple: true, default: [] },
       // After the run: backfill its whole window from the raw archive; it must post nothing new.
       replay: { type: 'boolean', default: false },
@@ -396,7 +397,7 @@ async function replayWindow(
   };
 }
 
-type Fault =
+type Fault = (
   | {
       spec: string;
       kind: 'service';
@@ -404,15 +405,25 @@ type Fault =
       how: 'fast' | 'kill9';
       seconds: number;
     }
-  | { spec: string; kind: 'processes' };
+  | { spec: string; kind: 'processes' }
+) & {
+  /** Begin once this share (0–1) of the run's postings has landed: workflows are mid-posting then. */
+  afterPostedShare: number;
+};
 
-/** `postgres-fast:<s>`, `postgres-kill:<s>`, `temporal-kill:<s>`, `kafka-kill:<s>` or `processes`. */
+/**
+ * `postgres-fast:<s>`, `postgres-kill:<s>`, `temporal-kill:<s>`, `kafka-kill:<s>` or `processes`, each optionally
+ * `@<share>`: begin once that share of the run's postings has landed (postgres-kill:15@0.3), not at once.
+ */
 function parseFault(spec: string): Fault {
-  if (spec === 'processes') return { spec, kind: 'processes' };
-  const m = /^(postgres|temporal|kafka)-(fast|kill):(\d+(?:\.\d+)?)$/.exec(spec);
+  const at = /^(.*)@(0(?:\.\d+)?|1)$/.exec(spec);
+  const afterPostedShare = at ? Number(at[2]) : 0;
+  const what = at ? at[1]! : spec;
+  if (what === 'processes') return { spec, kind: 'processes', afterPostedShare };
+  const m = /^(postgres|temporal|kafka)-(fast|kill):(\d+(?:\.\d+)?)$/.exec(what);
   if (!m || (m[2] === 'fast' && m[1] !== 'postgres'))
     throw new Error(
-      `--fault "${spec}": use postgres-fast:<seconds>, postgres-kill:<seconds>, temporal-kill:<seconds>, kafka-kill:<seconds> or processes`,
+      `--fault "${spec}": use postgres-fast:<seconds>, postgres-kill:<seconds>, temporal-kill:<seconds>, kafka-kill:<seconds> or processes, optionally followed by @<share of postings landed first, 0–1>`,
     );
   return {
     spec,
@@ -420,6 +431,7 @@ function parseFault(spec: string): Fault {
     service: m[1] as 'postgres' | 'temporal' | 'kafka',
     how: m[2] === 'fast' ? 'fast' : 'kill9',
     seconds: Number(m[3]),
+    afterPostedShare,
   };
 }
 
@@ -437,13 +449,20 @@ async function runFaults(
   ctx: { supervisor: Supervisor; pool: Pool; runId: string; truth: GroundTruth },
 ): Promise<FaultReport[]> {
   const reports: FaultReport[] = [];
-  for (const fault of faults) {
-    const postedAtStart = await retryTransient(
+  const posted = (): Promise<number> =>
+    retryTransient(
       'postgres',
       'counting postings before a drill',
       async () => (await summarizeLedger(ctx.pool, `${ctx.runId}-`)).entries,
       { log },
     );
+  for (const fault of faults) {
+    const wanted = Math.ceil(fault.afterPostedShare * ctx.truth.moneyMovingFacts);
+    if (wanted > 0) {
+      log.info('drill: waiting for postings to land first', { fault: fault.spec, postings: wanted });
+      await waitFor('postings before the drill', Date.now() + 600_000, async () => (await posted()) >= wanted);
+    }
+    const postedAtStart = await posted();
     const began = Date.now();
     if (fault.kind === 'service') {
       log.warn('drill: taking a service down', { fault: fault.spec, postedAtStart });

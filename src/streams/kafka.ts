@@ -207,12 +207,13 @@ const KEEP_ALIVE_MS = 1_000;
 /** Heartbeat answers after which this member no longer owns its partitions. */
 const MEMBERSHIP_LOST = new Set(['REBALANCE_IN_PROGRESS', 'UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION']);
 
-export function createConsumer(kafka: KafkaClient, groupId: string): GroupConsumer {
+/** A group member; `sessionTimeoutMs` is KAFKA_SESSION_TIMEOUT_MS (how long a member killed -9 holds its partitions). */
+export function createConsumer(kafka: KafkaClient, groupId: string, sessionTimeoutMs = 30_000): GroupConsumer {
   const consumer = (kafka as Kafka).consumer({
     groupId,
     allowAutoTopicCreation: false,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    sessionTimeout: sessionTimeoutMs,
+    heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeoutMs / 3)),
   });
   return {
     groupId,

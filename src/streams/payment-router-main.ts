@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const pool = createPool(config); // first (it connects lazily): a refused production secret stops the start at once
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const kafka = createKafka(config, 'paylink-payment-router');
-  const consumer = createConsumer(kafka, PAYMENT_ROUTER_GROUP);
+  const consumer = createConsumer(kafka, PAYMENT_ROUTER_GROUP, config.KAFKA_SESSION_TIMEOUT_MS);
   const producer = createProducer(kafka);
   try {
     await producer.connect();

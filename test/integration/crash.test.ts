@@ -32,7 +32,7 @@ const WORKER = 'src/workers/payment-worker-main.ts';
 const ROUTER = 'src/streams/payment-router-main.ts';
 const PAYMENTS = 150;
 const RUN_TIMEOUT_MS = 180_000;
-const READY_TIMEOUT_MS = 60_000; // a new router joins only once the killed one's 30 s Kafka session expired
+const READY_TIMEOUT_MS = 60_000; // a new router joins only once the killed one's Kafka session (6 s here) expired
 const KILL_AT = 0.1; // kill once this share of the work is done (and before all of it is)
 
 describe('crash recovery with real processes (kill -9)', () => {
@@ -45,7 +45,8 @@ describe('crash recovery with real processes (kill -9)', () => {
   const processes: PipelineProcess[] = [];
 
   const start = async (name: string, script: string, env: NodeJS.ProcessEnv = {}): Promise<PipelineProcess> => {
-    const p = startPipelineProcess(name, script, env);
+    // A router killed -9 holds its partitions for its Kafka session: 6 s here, so the next one joins sooner.
+    const p = startPipelineProcess(name, script, { KAFKA_SESSION_TIMEOUT_MS: '6000', ...env });
     processes.push(p);
     await within(p.ready, READY_TIMEOUT_MS, `${name} to be ready (log: ${p.logFile})`);
     return p;
@@ -81,7 +82,7 @@ describe('crash recovery with real processes (kill -9)', () => {
     await pool.end();
   });
 
-  /** The router group is fixed and shared: ours must be its only member. A killed router leaves within 30 s. */
+  /** The router group is fixed and shared: ours must be its only member. A killed router leaves within its session (6 s here, 30 s by default). */
   async function noOtherRouter(deadline: number): Promise<void> {
     await waitFor('no other payment-router in the consumer group (stop it)', deadline, async () => {
       const members = await routerGroupMembers(admin);

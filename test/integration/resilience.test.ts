@@ -47,12 +47,14 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
     assert.equal(quiet.restarts, 0, 'a quiet run restarts nothing');
   });
 
+  // Each drill begins once 30% of the postings landed (`@0.3`), so workflows are mid-posting when it hits: for
+  // Postgres, the case that used to bill a retry per ledger-activity attempt (×1.12–×1.13 the quiet run's actions).
   const dependencyDrills: [fault: string, what: string][] = [
-    ['postgres-fast:15', 'Postgres fast shutdown, down 15 s'],
-    ['postgres-kill:15', 'Postgres kill -9, down 15 s'],
+    ['postgres-fast:15@0.3', 'Postgres fast shutdown, down 15 s'],
+    ['postgres-kill:15@0.3', 'Postgres kill -9, down 15 s'],
     // Longer than the consumer group's 30 s session: the router must keep its membership meanwhile.
-    ['temporal-kill:35', 'Temporal kill -9, down 35 s'],
-    ['kafka-kill:20', 'Kafka kill -9, down 20 s'],
+    ['temporal-kill:35@0.3', 'Temporal kill -9, down 35 s'],
+    ['kafka-kill:20@0.3', 'Kafka kill -9, down 20 s'],
   ];
   for (const [fault, what] of dependencyDrills) {
     it(`${what} mid-run: every process rides it out, the ledger is exact, no fact signalled twice`, (t) => {
@@ -64,6 +66,13 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         drill.postedAtStart < drill.expectedEntries,
         `${fault}: the drill began after every posting (${drill.postedAtStart}/${drill.expectedEntries}), not mid-run`,
       );
+      const share = /@([0-9.]+)$/.exec(fault);
+      if (share) {
+        assert.ok(
+          drill.postedAtStart >= Number(share[1]) * drill.expectedEntries,
+          `${fault}: the drill began at ${drill.postedAtStart}/${drill.expectedEntries} postings, before its share`,
+        );
+      }
       for (const p of s.processes) {
         assert.ok(p.alive, `${fault}: ${p.name} is not alive at the end`);
         assert.equal(p.restarts, 0, `${fault}: ${p.name} died and was restarted instead of riding it out`);
@@ -86,12 +95,12 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
         runs(s.actionsByKind) <= runs(quiet.actionsByKind) * 1.1,
         `${fault}: ${runs(s.actionsByKind)} runs vs ${runs(quiet.actionsByKind)} quiet: payments reopened`,
       );
-      // All actions: ×0.99–×1.07 in most drills, but a CI Postgres kill -9 measured ×1.13: postings retried while
-      // Postgres was down are billed (retry_activity_local 38) and spread over more workflow tasks (266
-      // local-activity markers vs 184). The issue's 10% does not hold for that yet (docs/operations.md).
+      // All actions within 10% of the quiet run. A Postgres kill -9 mid-posting measured ×1.12 while each ledger
+      // activity failed and was retried by Temporal (110 billed local retries); the activities now wait Postgres
+      // out inside their attempt: ×1.00–×1.02; Temporal kill -9 @0.3 ×1.03, Kafka kill -9 @0.3 ×1.035 (docs/operations.md).
       const ratio = s.actionsPerPayment / quiet.actionsPerPayment;
       assert.ok(
-        ratio <= 1.4,
+        ratio <= 1.1,
         `${fault}: ${s.actionsPerPayment} actions per payment vs ${quiet.actionsPerPayment} quiet (×${ratio.toFixed(2)}): ${JSON.stringify(s.actionsByKind)} vs ${JSON.stringify(quiet.actionsByKind)}`,
       );
       t.diagnostic(

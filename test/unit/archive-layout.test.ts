@@ -57,6 +57,20 @@ describe('archive layout', () => {
     );
     assert.equal(tombstone!.value, null);
     assert.equal(tombstone!.key, null);
+    // A UTF-8 value is stored as text (smaller after gzip); an empty one stays empty, not a tombstone.
+    const json = Buffer.from('{"id":"evt_1","note":"café \\u2028 \u2028 ✓"}');
+    const textLine = archiveLine({ offset: '2', timestamp: '0', key: null, value: json, rawHeaders: [] });
+    assert.equal((JSON.parse(textLine) as { valueText?: string }).valueText, json.toString('utf8'));
+    assert.deepEqual(parseArchiveLines(textLine)[0]!.value, json);
+    const [empty] = parseArchiveLines(
+      archiveLine({ offset: '3', timestamp: '0', key: null, value: Buffer.alloc(0), rawHeaders: [] }),
+    );
+    assert.deepEqual(empty!.value, Buffer.alloc(0));
+    // Lines written before valueText existed (value as base64) still read back.
+    const [older] = parseArchiveLines(
+      `{"offset":"4","timestamp":"0","key":null,"value":"${json.toString('base64')}","headers":[]}\n`,
+    );
+    assert.deepEqual(older!.value, json);
     assert.throws(() => parseArchiveLines('{"offset":"x"}\n'), /line 1 is not a record/);
   });
 

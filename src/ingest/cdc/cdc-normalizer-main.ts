@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const topics = topicsFor(config);
   const kafka = createKafka(config, 'paylink-cdc-normalizer');
   const producer = createProducer(kafka);
-  const consumer = createConsumer(kafka, config.CDC_NORMALIZER_GROUP);
+  const consumer = createConsumer(kafka, config.CDC_NORMALIZER_GROUP, config.KAFKA_SESSION_TIMEOUT_MS);
   try {
     await producer.connect();
     await runConsumer({

@@ -18,7 +18,7 @@ runMain(log, async () => {
   const topics = archivedTopicsOf(topicsFor(config));
   const kafka = createKafka(config, 'paylink-archiver');
   const admin = kafka.admin();
-  const consumer = createConsumer(kafka, config.ARCHIVER_GROUP);
+  const consumer = createConsumer(kafka, config.ARCHIVER_GROUP, config.KAFKA_SESSION_TIMEOUT_MS);
   const s3 = createS3Client(config);
   const timers: NodeJS.Timeout[] = [];
   try {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { ConsumedMessage } from '../kafka';
 
@@ -39,22 +40,30 @@ export function parseObjectKey(
 
 // ---- records -----------------------------------------------------------------------------------------
 
-/** One archived record: bytes as base64, so a value that is not UTF-8 comes back byte for byte. */
+/**
+ * One archived record: key and header values as base64; the value as `valueText` when it is UTF-8 (nearly
+ * every raw event: JSON), else as base64 in `value`, so a value that is not UTF-8 comes back byte for byte.
+ * Text instead of base64 saved 16% of the gzip bytes and 27% of the gzip CPU (bench:archiver, docs/archive.md).
+ */
 export const ArchivedRecord = z.object({
   offset: z.string().regex(/^\d+$/),
   timestamp: z.string().regex(/^-?\d+$/),
   key: z.string().nullable(),
+  /** Base64; null for a tombstone, or when `valueText` holds the value. */
   value: z.string().nullable(),
+  valueText: z.string().optional(),
   headers: z.array(z.tuple([z.string(), z.string()])),
 });
 export type ArchivedRecord = z.infer<typeof ArchivedRecord>;
 
 export function archiveLine(m: Pick<ConsumedMessage, 'offset' | 'timestamp' | 'key' | 'value' | 'rawHeaders'>): string {
+  const text = m.value !== null && isUtf8(m.value);
   const record: ArchivedRecord = {
     offset: m.offset,
     timestamp: m.timestamp,
     key: m.key === null ? null : m.key.toString('base64'),
-    value: m.value === null ? null : m.value.toString('base64'),
+    value: m.value === null || text ? null : m.value.toString('base64'),
+    ...(text ? { valueText: m.value!.toString('utf8') } : {}),
     headers: m.rawHeaders.map(([name, v]) => [name, v.toString('base64')]),
   };
   return JSON.stringify(record);
@@ -80,7 +89,12 @@ export function parseArchiveLines(text: string): RestoredRecord[] {
       offset: r.offset,
       timestamp: r.timestamp,
       key: r.key === null ? null : Buffer.from(r.key, 'base64'),
-      value: r.value === null ? null : Buffer.from(r.value, 'base64'),
+      value:
+        r.valueText !== undefined
+          ? Buffer.from(r.valueText, 'utf8')
+          : r.value === null
+            ? null
+            : Buffer.from(r.value, 'base64'),
       headers: r.headers.map(([name, v]) => [name, Buffer.from(v, 'base64')]),
     });
   });
