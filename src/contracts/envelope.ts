@@ -75,6 +75,11 @@ export function unmappedGatewayIdempotencyKey(gateway: string, eventId: unknown,
     : `${gateway}:position:${position}`;
 }
 
+/** Whether a gateway key is one unmappedGatewayIdempotencyKey gave (the edge mapped that event to no fact). */
+export function isUnmappedGatewayKey(key: string): boolean {
+  return /^[a-z0-9-]+:(event|position):/.test(key);
+}
+
 /** partner + the partner's record id, whatever page or retry delivers it. */
 export function partnerIdempotencyKey(partnerId: string, recordId: string): string {
   return `partner:${partnerId}:${recordId}`;

@@ -127,3 +127,25 @@ export function adyenItemToFact(
     ? { ok: true, value: fact.data }
     : { ok: false, reason: describeIssues(fact.error, { prefix: 'NotificationRequestItem' }) };
 }
+
+/** A partner's signature scheme; its items' raw schema (the `schema` header) names it on the raw topic. */
+export type WebhookScheme = 'stripe' | 'adyen';
+
+export const WEBHOOK_RAW_SCHEMAS = {
+  stripe: 'stripe-style-event',
+  adyen: 'adyen-notification-item',
+} as const satisfies Record<WebhookScheme, string>;
+
+/**
+ * One verified, tokenized webhook item → payment fact, by the partner's scheme: the one mapping the
+ * receiver runs live and replay runs on the archived item (identity from its envelope headers).
+ */
+export function webhookItemToFact(
+  partner: { id: string; region: string; scheme: WebhookScheme },
+  tokenizedItem: unknown,
+  receivedAt: string,
+): ParseResult<PaymentEvent> {
+  return partner.scheme === 'stripe'
+    ? stripeStyleToFact(partner.id, partner.region, tokenizedItem)
+    : adyenItemToFact(partner.id, partner.region, tokenizedItem, receivedAt);
+}

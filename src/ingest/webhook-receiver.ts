@@ -1,8 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { z } from 'zod';
 import { type EdgeEnvelope, edgeEnvelope, webhookIdempotencyKey } from '../contracts/envelope';
-import { AdyenNotification, adyenEventId, adyenItemToFact, stripeStyleToFact } from '../contracts/partner-webhooks';
-import type { ParseResult, PaymentEvent } from '../contracts/payment-event';
+import { AdyenNotification, WEBHOOK_RAW_SCHEMAS, adyenEventId, webhookItemToFact } from '../contracts/partner-webhooks';
 import { type Logger, errorMessage } from '../logger';
 import { CURRENT_SCHEMAS } from '../quality/schema-registry';
 import type { Vault, VaultEntry } from '../stores/vault';
@@ -218,7 +217,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       raw: CURRENT_SCHEMAS[raw],
       fact: CURRENT_SCHEMAS['payment-fact'],
     });
-  const envelopes = { stripe: envelopeOf('stripe-style-event'), adyen: envelopeOf('adyen-notification-item') };
+  const envelopes = { stripe: envelopeOf(WEBHOOK_RAW_SCHEMAS.stripe), adyen: envelopeOf(WEBHOOK_RAW_SCHEMAS.adyen) };
   // Requests arriving within 2 ms share one transaction, and while one is in flight the next gathers.
   const kafkaBatch = createBatcher<SourceEvent, EventOutcome>(
     (events) => deps.publisher.publish(events, { timeoutMs: deps.kafkaTimeoutMs }),
@@ -371,12 +370,11 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   const prepareEvents = (req: IncomingMessage, partner: PartnerConfig, raw: Buffer): PreparedRequest => {
     const receivedAt = new Date().toISOString();
 
-    // Verified items and how each maps to a payment fact; the mapping runs on the tokenized item.
+    // Verified items; each maps to a payment fact (webhookItemToFact) once tokenized.
     const items: {
       rawItem: unknown;
       /** The partner's id for the event, if it has one (a quarantined event may not). */
       partnerEventId: string | undefined;
-      toFact: (tokenized: unknown) => ParseResult<PaymentEvent>;
     }[] = [];
     // Adyen-style items are remembered once durable: a retry of a failed delivery must get through.
     const acceptedAdyenItems: string[] = [];
@@ -400,7 +398,6 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       items.push({
         rawItem: json,
         partnerEventId: typeof id === 'string' ? id : undefined,
-        toFact: (t) => stripeStyleToFact(partner.id, partner.region, t),
       });
     } else {
       const notification = AdyenNotification.safeParse(parseJsonBody(raw));
@@ -422,7 +419,6 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
         items.push({
           rawItem: item,
           partnerEventId: typeof item['pspReference'] === 'string' ? adyenEventId(item) : undefined,
-          toFact: (t) => adyenItemToFact(partner.id, partner.region, t, receivedAt),
         });
       }
     }
@@ -438,9 +434,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     const events: SourceEvent[] = [];
     const envelope = envelopes[partner.scheme];
     let quarantined = 0;
-    for (const [i, item] of items.entries()) {
-      const { item: tokenizedItem, eventId } = (tokenized.payload as { item: unknown; eventId: unknown }[])[i]!;
-      const mapped = item.toFact(tokenizedItem);
+    for (const { item: tokenizedItem, eventId } of tokenized.payload as { item: unknown; eventId: unknown }[]) {
+      // The same mapping replay runs on the archived item (src/streams/replay/replay-record.ts).
+      const mapped = webhookItemToFact(partner, tokenizedItem, receivedAt);
       if (!mapped.ok) quarantined += 1;
       // A quarantined event stays findable by its payment and its event id (a digest when it has none).
       const unmapped = {

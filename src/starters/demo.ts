@@ -37,6 +37,8 @@ import { bringBack, takeDown } from '../stack/faults';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
 import { createS3Client } from '../stores/s3';
+import { REPLAY_SOURCES } from '../workflows/backfill';
+import { startBackfill, waitForBackfill } from './replay';
 import { type ArchiveSummary, archiveSummary, archivedTopicsOf } from '../streams/archiver/completeness';
 import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
@@ -67,6 +69,8 @@ function options() {
       // process once; the supervisor restarts it). `@<share>` delays a drill until that share of the run's
       // postings landed, so workflows are mid-posting when it hits (postgres-kill:15@0.3). See docs/operations.md.
       fault: { type: 'string', multiple: true, default: [] },
+      // After the run: backfill its whole window from the raw archive; it must post nothing new.
+      replay: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -92,6 +96,7 @@ function options() {
     regionOutageMs: num('region-outage-s', values['region-outage-s']) * 1000,
     outageRegion: values['outage-region'] ?? 'eu-west',
     faults: (values.fault ?? []).map(parseFault),
+    replay: values.replay ?? false,
     json: values.json ?? false,
   };
 }
@@ -232,8 +237,8 @@ async function main(): Promise<void> {
     let stuckFound: string[] = [];
     if (opts.stuck > 0) stuckFound = await flagStuck(client, opts, ofRun, deadline);
 
-    const ledger = await summarizeLedger(pool, `${opts.runId}-`);
-    const comparison = compareLedger(ledger, expectedLedger(sim.truth));
+    let ledger = await summarizeLedger(pool, `${opts.runId}-`);
+    let comparison = compareLedger(ledger, expectedLedger(sim.truth));
     const anomalies = await countAnomalies(pool, `${opts.runId}-`);
     const completed = opts.payments - (await count('ExecutionStatus = "Running"'));
     const actions = await countActionsForWorkflows(
@@ -265,10 +270,23 @@ async function main(): Promise<void> {
       return archive.lagSeconds === 0;
     });
     s3.destroy();
+    const replay = opts.replay
+      ? await replayWindow(client, config, pool, {
+          runId: opts.runId,
+          from: new Date(started).toISOString(),
+          deadline,
+          settled: async () => (await count('ExecutionStatus = "Running"')) <= opts.stuck,
+        })
+      : undefined;
     // Drift rows this run touched (the table keeps every source's history).
     const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
     const pii = await scanStores(config);
+    if (replay) {
+      // The ledger is checked against the simulator's truth again, after the backfill.
+      ledger = await summarizeLedger(pool, `${opts.runId}-`);
+      comparison = compareLedger(ledger, expectedLedger(sim.truth));
+    }
     const summary = {
       runId: opts.runId,
       seed: opts.seed,
@@ -278,6 +296,7 @@ async function main(): Promise<void> {
       quarantined,
       spooled: edge.spooled,
       archive,
+      ...(replay ? { replay } : {}),
       ...(regionOutage ? { regionOutage } : {}),
       ...(faultReport.length > 0 ? { faults: faultReport } : {}),
       processes: supervisor.report(),
@@ -319,6 +338,7 @@ async function main(): Promise<void> {
       quarantined === invalidSent &&
       archive.gaps === 0 &&
       archive.overlaps === 0 &&
+      (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
       completed === opts.payments - opts.stuck
@@ -333,6 +353,48 @@ async function main(): Promise<void> {
     await pool.end();
   }
   if (failed) process.exitCode = 1;
+}
+
+/**
+ * Backfills the run's window [from, now) of every source from the raw archive through the router's path,
+ * waits until the payments it may have woken are quiet again, and counts the journal entries it added.
+ */
+async function replayWindow(
+  client: Client,
+  config: Config,
+  pool: Pool,
+  run: { runId: string; from: string; deadline: number; settled: () => Promise<boolean> },
+) {
+  const before = (await summarizeLedger(pool, `${run.runId}-`)).entries;
+  const request = {
+    id: `${run.runId}-replay`,
+    from: run.from,
+    to: new Date().toISOString(),
+    sources: [...REPLAY_SOURCES],
+    dryRun: false,
+    ratePerSecond: 0,
+  };
+  const startedAt = Date.now();
+  await startBackfill(client, config, request);
+  const state = await waitForBackfill(client, request.id);
+  const wallMs = Date.now() - startedAt;
+  await waitFor('the payments a replay could wake to settle', run.deadline, run.settled);
+  const after = (await summarizeLedger(pool, `${run.runId}-`)).entries;
+  log.info('replay of the run window done', { id: request.id, records: state.records, newFacts: state.newFacts });
+  return {
+    id: request.id,
+    from: request.from,
+    to: request.to,
+    objects: state.objectsDone,
+    records: state.records,
+    facts: state.facts,
+    newFacts: state.newFacts,
+    quarantined: state.quarantined,
+    skipped: state.skipped,
+    newPostings: after - before,
+    recordsPerSecond: state.recordsPerSecond,
+    wallMs,
+  };
 }
 
 type Fault = (
@@ -583,6 +645,7 @@ function printSummary(
     stuck: { found: number; paymentIds: string[] };
     ledger: Record<string, unknown>;
     archive: ArchiveSummary;
+    replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
@@ -594,6 +657,7 @@ function printSummary(
     `  Temporal actions per payment (from histories): ${s.actionsPerPayment}`,
     `  ledger ${JSON.stringify(s.ledger)}`,
     `  raw archive (S3) ${JSON.stringify(s.archive)}`,
+    ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];

@@ -202,7 +202,10 @@ export async function readManifestEntry(
   partition: number,
   seq: number,
 ): Promise<ManifestEntry> {
-  const key = manifestKey(topic, partition, seq);
+  return readManifestEntryAt(s3, bucket, manifestKey(topic, partition, seq));
+}
+
+async function readManifestEntryAt(s3: S3Client, bucket: string, key: string): Promise<ManifestEntry> {
   const text = (await getArchiveObject(s3, bucket, key)).toString('utf8');
   const parsed = ManifestEntry.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`manifest entry ${key} is malformed: ${parsed.error.message}`);
@@ -348,4 +351,37 @@ export async function sweepOrphans(
     }
   }
   return result;
+}
+
+/**
+ * One page of a topic's manifest entries (every partition), in key order after `startAfter`: one LIST and
+ * a GET per entry, 16 at a time. `lastKey` is where the next page starts; undefined when the topic is done.
+ */
+export async function listManifestPage(
+  s3: S3Client,
+  bucket: string,
+  topic: string,
+  startAfter: string | undefined,
+  limit: number,
+): Promise<{ entries: ManifestEntry[]; lastKey: string | undefined }> {
+  const page = await s3.send(
+    new ListObjectsV2Command({
+      Bucket: bucket,
+      Prefix: `manifests/${topic}/`,
+      StartAfter: startAfter,
+      MaxKeys: limit,
+    }),
+  );
+  const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => seqOfManifestKey(k) !== undefined);
+  const entries: ManifestEntry[] = new Array<ManifestEntry>(keys.length);
+  let next = 0;
+  const fetcher = async (): Promise<void> => {
+    while (next < keys.length) {
+      const i = next++;
+      entries[i] = await readManifestEntryAt(s3, bucket, keys[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, fetcher));
+  const last = page.Contents?.at(-1)?.Key;
+  return { entries, lastKey: page.IsTruncated ? last : undefined };
 }

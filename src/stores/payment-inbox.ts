@@ -142,3 +142,14 @@ export async function gatewayFactsByRegion(pool: Pool, paymentIdPrefix: string):
   );
   return Object.fromEntries(r.rows.map((row) => [row.region, row.n]));
 }
+
+/** Of these idempotency keys, those the router has not handled yet (read only: what a dry-run backfill would route). */
+export async function unhandledKeys(pool: Pool, idempotencyKeys: string[]): Promise<Set<string>> {
+  if (idempotencyKeys.length === 0) return new Set();
+  const handled = await pool.query<{ idempotency_key: string }>(
+    'select idempotency_key from payments.facts where idempotency_key = any($1) and signalled_at is not null',
+    [idempotencyKeys],
+  );
+  const done = new Set(handled.rows.map((r) => r.idempotency_key));
+  return new Set(idempotencyKeys.filter((k) => !done.has(k)));
+}

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
+import { type BackfillDeps, createBackfillActivities } from '../activities/backfill';
 import { createLedgerActivities } from '../activities/ledger';
 import { createSlaActivities } from '../activities/sla';
 import { loadConfig } from '../config';
+import { createLogger } from '../logger';
 import { type RoutingPolicy, routingPolicy } from '../streams/payment-router';
 import { PAYMENT_TASK_QUEUE } from '../workflows/payment';
 import { workflowCode } from './workflow-code';
@@ -21,6 +23,8 @@ export interface PaymentWorkerDeps {
   routing?: Omit<RoutingPolicy, 'taskQueue'>;
   /** Crash tests only (0 = off): hold each posting this long after its transaction committed. */
   faultPostDelayMs?: number;
+  /** An S3 client and a Temporal client: with them the worker also runs backfills (the router's path). */
+  backfill?: Pick<BackfillDeps, 's3' | 'client'>;
 }
 
 export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Worker> {
@@ -41,6 +45,16 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
     namespace: deps.namespace,
     taskQueue,
     ...workflowCode(deps.workflowBundle),
-    activities: { ...ledger, ...createSlaActivities(deps.pool, { ...routing, taskQueue }) },
+    activities: {
+      ...ledger,
+      ...createSlaActivities(deps.pool, { ...routing, taskQueue }),
+      ...(deps.backfill &&
+        createBackfillActivities({
+          ...deps.backfill,
+          pool: deps.pool,
+          policy: { ...routing, taskQueue },
+          log: createLogger('backfill'),
+        })),
+    },
   });
 }

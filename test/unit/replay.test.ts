@@ -13,7 +13,7 @@ const HISTORIES_DIR = join(__dirname, '..', 'fixtures', 'histories');
 const ALTERED_DIR = join(HISTORIES_DIR, 'altered');
 const MIN_HISTORIES = 4;
 // Long-running workflows that must stay covered: a change that breaks replay breaks every open run.
-const COVERED_WORKFLOW_TYPES = ['partnerPollWorkflow', 'paymentWorkflow'];
+const COVERED_WORKFLOW_TYPES = ['backfillWorkflow', 'partnerPollWorkflow', 'paymentWorkflow'];
 
 interface Fixture {
   file: string;
