@@ -86,21 +86,25 @@ export async function startBackfill(
   client: Client,
   config: Pick<Config, 'KAFKA_TOPIC_NAMESPACE' | 'S3_BUCKET'>,
   request: BackfillRequest,
-  settings: Partial<Pick<BackfillInput, 'pageSize' | 'sliceMs' | 'slicesBeforeContinue'>> = {},
+  settings: Partial<Pick<BackfillInput, 'pageSize' | 'sliceMs' | 'slicesBeforeContinue'>> & {
+    /** The payment workers' queue by default (the bench runs its own worker on its own queue). */
+    taskQueue?: string;
+  } = {},
 ): Promise<string> {
+  const { taskQueue = BACKFILL_TASK_QUEUE, ...tuning } = settings;
   const topics = topicsFor(config);
   const input: BackfillInput = {
     ...request,
     topics: request.sources.flatMap((source) => replayTopicsOf(topics, source).map((topic) => ({ source, topic }))),
     bucket: config.S3_BUCKET,
     ...BACKFILL_DEFAULTS,
-    ...settings,
+    ...tuning,
   };
   const workflowId = backfillWorkflowId(request.id);
   try {
     await client.workflow.start(backfillWorkflow, {
       workflowId,
-      taskQueue: BACKFILL_TASK_QUEUE,
+      taskQueue,
       args: [input],
       typedSearchAttributes: [
         { key: BackfillStatusAttr, value: 'SURVEYING' },
