@@ -40,12 +40,21 @@ const log = createLogger('ledger-activities');
  */
 export const WAIT_OUT_POSTGRES_MS = 25_000;
 
+/** The attempt's cancellation; none when these functions are called outside an activity (tests, scripts). */
+function attemptCancellation(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined; // "Activity context not initialized": a direct call
+  }
+}
+
 /** `fn` (idempotent by its key), retried in this attempt while Postgres is unreachable; stops if cancelled. */
 function waitingOutPostgres<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  const signal = Context.current().cancellationSignal;
+  const signal = attemptCancellation();
   return retryTransient('postgres', what, fn, {
     log,
-    shouldContinue: () => !signal.aborted,
+    shouldContinue: () => !signal?.aborted,
     initialDelayMs: 100,
     maxDelayMs: 1_000, // postings resume within a second of Postgres answering again
     maxElapsedMs: WAIT_OUT_POSTGRES_MS,
