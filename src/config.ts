@@ -174,6 +174,11 @@ const Env = z.object({
   // An object no manifest lists is deleted once this old: longer than any write-to-manifest step can take.
   ARCHIVE_ORPHAN_GRACE_MS: z.coerce.number().int().nonnegative().default(3_600_000),
   ARCHIVE_SWEEP_INTERVAL_MS: z.coerce.number().int().positive().default(600_000),
+  // Listing by time (backfill): how far Kafka timestamps may run out of offset order within a partition.
+  // Producers let kafkajs stamp the send time, so only clock skew and send latency separate them; a
+  // partition's manifest is bisected to the first object that may hold `from`, and read until an object
+  // starts this far past `to`.
+  ARCHIVE_TIMESTAMP_SKEW_MS: z.coerce.number().int().nonnegative().default(300_000),
   // Crash-test fault injection only: "<point>:<n>" kills the archiver (SIGKILL) at the n-th flush's point.
   PAYLINK_FAULT_ARCHIVER_KILL: z
     .string()

@@ -1,15 +1,15 @@
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { Pool } from 'pg';
 import type { PaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
-import { getArchiveObject, listManifestPage } from '../stores/archive';
+import { ArchiveObjectCorrupt, getCommittedObject, listManifestRange } from '../stores/archive';
 import { unhandledKeys } from '../stores/payment-inbox';
-import { parseArchiveLines } from '../streams/archiver/layout';
+import { type RestoredRecord, parseArchiveLines } from '../streams/archiver/layout';
 import { type RoutingPolicy, routeFacts } from '../streams/payment-router';
 import { replayRecord } from '../streams/replay/replay-record';
 import type { ReplaySource } from '../workflows/backfill';
@@ -27,6 +27,9 @@ export interface ArchiveObjectRef {
   key: string;
   versionId: string | null;
   records: number;
+  /** What the manifest entry commits (absent in refs listed before the check existed). */
+  bytes?: number;
+  sha256?: string;
 }
 
 /** Where the next listing page starts: a topic (index into the request's topics) and a manifest key. */
@@ -109,6 +112,8 @@ export interface BackfillDeps {
   client: Client;
   policy: RoutingPolicy;
   log: Logger;
+  /** How far Kafka timestamps may run out of offset order in a partition (ARCHIVE_TIMESTAMP_SKEW_MS). */
+  timestampSkewMs: number;
 }
 
 const inflate = promisify(gunzip);
@@ -119,15 +124,18 @@ const BATCH = 200;
 export function createBackfillActivities(deps: BackfillDeps): BackfillActivities {
   return {
     async listArchivePage({ bucket, topics, from, to, cursor, limit }) {
-      const fromMs = Date.parse(from);
-      const toMs = Date.parse(to);
+      const range = { fromMs: Date.parse(from), toMs: Date.parse(to), skewMs: deps.timestampSkewMs };
       let at: ListCursor = cursor ?? { topicIndex: 0, startAfter: null };
-      while (at.topicIndex < topics.length) {
+      let scanned = 0;
+      const objects: ArchiveObjectRef[] = [];
+      // Pages until objects are found or about `limit` entries are read: the workflow's history, not this
+      // call, carries a long walk.
+      while (at.topicIndex < topics.length && objects.length === 0 && scanned < limit) {
         const { source, topic } = topics[at.topicIndex]!;
-        const page = await listManifestPage(deps.s3, bucket, topic, at.startAfter ?? undefined, limit);
-        const objects = page.entries
-          .filter((e) => Number(e.maxTimestamp) >= fromMs && Number(e.minTimestamp) < toMs)
-          .map((e) => ({
+        const page = await listManifestRange(deps.s3, bucket, topic, range, at.startAfter, limit);
+        scanned += page.scanned;
+        for (const e of page.entries) {
+          objects.push({
             source,
             topic: e.topic,
             partition: e.partition,
@@ -135,15 +143,14 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
             key: e.key,
             versionId: e.versionId,
             records: e.records,
-          }));
+            bytes: e.bytes,
+            sha256: e.sha256,
+          });
+        }
         at =
-          page.lastKey !== undefined
-            ? { ...at, startAfter: page.lastKey }
-            : { topicIndex: at.topicIndex + 1, startAfter: null };
-        // A page that listed entries returns, even when none is in range: the workflow's history, not this call, carries the walk.
-        if (page.entries.length > 0) return { objects, next: at.topicIndex < topics.length ? at : null };
+          page.next !== null ? { ...at, startAfter: page.next } : { topicIndex: at.topicIndex + 1, startAfter: null };
       }
-      return { objects: [], next: null };
+      return { objects, next: at.topicIndex < topics.length ? at : null };
     },
 
     async replayArchiveObjects(request) {
@@ -167,11 +174,18 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
       const batchSize =
         request.ratePerSecond > 0 ? Math.max(1, Math.min(BATCH, Math.floor(request.ratePerSecond))) : BATCH;
       let paced = 0; // records read in this slice, for the rate cap
+      // The next object is fetched and inflated while this one is mapped and routed (GET and gunzip wait on
+      // S3 and libuv's pool, the mapping on this thread), so the two overlap.
+      const load = (index: number) => {
+        const loading = readArchiveRecords(deps.s3, request.bucket, request.objects[index]!);
+        loading.catch(() => undefined); // a prefetch the slice never reaches must not be an unhandled rejection
+        return loading;
+      };
+      let loading = objectsDone < request.objects.length ? load(objectsDone) : undefined;
       while (objectsDone < request.objects.length && Date.now() - started < request.sliceMs) {
         const object = request.objects[objectsDone]!;
-        const body = await getArchiveObject(deps.s3, request.bucket, object.key, object.versionId);
-        // On libuv's pool: a 32 MiB object inflated inline would hold up the worker's workflow tasks.
-        const records = parseArchiveLines((await inflate(body)).toString('utf8'));
+        const records = await loading!;
+        loading = objectsDone + 1 < request.objects.length ? load(objectsDone + 1) : undefined;
         // At least one batch per object reached, so a slow GET cannot starve the slice of progress.
         for (
           let first = true;
@@ -218,4 +232,34 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
       return { counts, objectsDone, nextLine: line, busyMs: progress().busyMs, quarantineSamples: samples };
     },
   };
+}
+
+/**
+ * One archived object's records, from the version its manifest entry commits, checked against the entry's
+ * size and SHA-256 and inflated on libuv's pool (a 32 MiB object inflated inline would hold up the worker's
+ * workflow tasks). Bytes that are not what was archived, or do not inflate and parse, fail the backfill
+ * non-retryably with the object named: a retry would read the same bytes.
+ */
+export async function readArchiveRecords(s3: S3Client, bucket: string, object: ArchiveObjectRef): Promise<RestoredRecord[]> {
+  try {
+    const body = await getCommittedObject(s3, bucket, object);
+    let text: string;
+    try {
+      text = (await inflate(body)).toString('utf8');
+    } catch (err) {
+      throw new ArchiveObjectCorrupt(
+        `s3://${bucket}/${object.key} (version ${object.versionId ?? 'null'}): does not inflate: ${(err as Error).message}`,
+      );
+    }
+    try {
+      return parseArchiveLines(text);
+    } catch (err) {
+      throw new ArchiveObjectCorrupt(
+        `s3://${bucket}/${object.key} (version ${object.versionId ?? 'null'}): ${(err as Error).message}`,
+      );
+    }
+  } catch (err) {
+    if (err instanceof ArchiveObjectCorrupt) throw ApplicationFailure.nonRetryable(err.message, err.name);
+    throw err;
+  }
 }

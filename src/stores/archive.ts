@@ -16,6 +16,7 @@ import {
   type S3Client,
   type S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import {
   ManifestEntry,
   manifestKey,
@@ -130,6 +131,38 @@ export async function putArchiveObject(
 export async function getArchiveObject(s3: S3Client, bucket: string, key: string, versionId?: string | null) {
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId ?? undefined }));
   return Buffer.from(await got.Body!.transformToByteArray());
+}
+
+/** An archived object whose bytes are not what its manifest entry committed: retrying cannot fix it. */
+export class ArchiveObjectCorrupt extends Error {
+  override name = 'ArchiveObjectCorrupt';
+}
+
+/** What a manifest entry commits about an object: the version, and (entries since v1) its size and SHA-256. */
+export interface CommittedObject {
+  key: string;
+  versionId: string | null;
+  bytes?: number;
+  sha256?: string;
+}
+
+/**
+ * The committed version of an object, checked against its manifest entry's size and SHA-256: a replay
+ * never reads bytes other than the ones archived. Throws ArchiveObjectCorrupt naming the object.
+ */
+export async function getCommittedObject(s3: S3Client, bucket: string, ref: CommittedObject): Promise<Buffer> {
+  const body = await getArchiveObject(s3, bucket, ref.key, ref.versionId);
+  const name = `s3://${bucket}/${ref.key} (version ${ref.versionId ?? 'null'})`;
+  if (ref.bytes !== undefined && body.length !== ref.bytes) {
+    throw new ArchiveObjectCorrupt(`${name}: ${body.length} bytes, its manifest entry committed ${ref.bytes}`);
+  }
+  if (ref.sha256 !== undefined) {
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    if (sha256 !== ref.sha256) {
+      throw new ArchiveObjectCorrupt(`${name}: SHA-256 ${sha256}, its manifest entry committed ${ref.sha256}`);
+    }
+  }
+  return body;
 }
 
 /** Deletes one version for good (an orphan's: it has no retention). */
@@ -278,16 +311,11 @@ export async function listManifest(
     token = page.NextContinuationToken;
   } while (token);
   seqs.sort((a, b) => a - b);
-  const entries: ManifestEntry[] = new Array<ManifestEntry>(seqs.length);
-  let next = 0;
-  const fetcher = async (): Promise<void> => {
-    while (next < seqs.length) {
-      const i = next++;
-      entries[i] = await readManifestEntry(s3, bucket, topic, partition, seqs[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, fetcher));
-  return entries;
+  return readManifestEntries(
+    s3,
+    bucket,
+    seqs.map((seq) => manifestKey(topic, partition, seq)),
+  );
 }
 
 export interface SweepResult {
@@ -353,26 +381,117 @@ export async function sweepOrphans(
   return result;
 }
 
+/** The partitions of a topic that have manifest entries, as their key prefixes in key (listing) order. */
+async function manifestPartitionPrefixes(s3: S3Client, bucket: string, topic: string): Promise<string[]> {
+  const prefixes: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: `manifests/${topic}/`,
+        Delimiter: '/',
+        ContinuationToken: token,
+      }),
+    );
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix?.endsWith('/')) prefixes.push(p.Prefix);
+    token = page.NextContinuationToken;
+  } while (token);
+  return prefixes.sort();
+}
+
+const partitionOfPrefix = (prefix: string): number => Number(/partition=(\d+)\/$/.exec(prefix)?.[1] ?? NaN);
+
 /**
- * One page of a topic's manifest entries (every partition), in key order after `startAfter`: one LIST and
- * a GET per entry, 16 at a time. `lastKey` is where the next page starts; undefined when the topic is done.
+ * The first manifest seq of a partition whose object may hold a record at or after `boundMs` (its
+ * maxTimestamp ≥ boundMs), or undefined when none does. Bisects the seqs (gaps allowed: expired entries),
+ * so it costs about 2·log2(entries) requests, not a read of every entry. Needs maxTimestamp to rise with
+ * seq, which holds up to the skew the caller subtracted from its bound.
  */
-export async function listManifestPage(
+export async function firstManifestSeqFrom(
   s3: S3Client,
   bucket: string,
   topic: string,
-  startAfter: string | undefined,
+  partition: number,
+  boundMs: number,
+): Promise<number | undefined> {
+  const reaches = async (seq: number): Promise<boolean> =>
+    Number((await readManifestEntry(s3, bucket, topic, partition, seq)).maxTimestamp) >= boundMs;
+  const first = await anyAbove(s3, bucket, topic, partition, -1);
+  if (first === undefined) return undefined;
+  if (await reaches(first)) return first;
+  const head = await findManifestHead(s3, bucket, topic, partition);
+  if (head === undefined || Number(head.maxTimestamp) < boundMs) return undefined;
+  // Over seq numbers m: Q(m) = "the first existing seq ≥ m reaches the bound". Q(low) is false, Q(high) true.
+  let low = first;
+  let high = head.seq;
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    const at = await anyAbove(s3, bucket, topic, partition, mid - 1);
+    if (at === undefined || at >= high) high = mid;
+    else if (await reaches(at)) high = mid;
+    else low = at;
+  }
+  return (await anyAbove(s3, bucket, topic, partition, high - 1)) ?? head.seq;
+}
+
+export interface ManifestRangePage {
+  /** Entries whose objects overlap [fromMs, toMs) by their min/max timestamp. */
+  entries: ManifestEntry[];
+  /** Manifest entries read for this page (in range or not). */
+  scanned: number;
+  /** Where the next page starts (a manifest key, or a partition's prefix: enter it by bisection); null = done. */
+  next: string | null;
+}
+
+/**
+ * One page of a topic's manifest entries that can hold records in [fromMs, toMs), partition after
+ * partition. Entering a partition bisects to the first entry whose maxTimestamp ≥ fromMs − skewMs; the
+ * partition ends at the first entry whose minTimestamp ≥ toMs + skewMs. The listing cost follows the range,
+ * not the archive's age. `startAfter`: null (the topic's first partition), a partition prefix, or a key.
+ */
+export async function listManifestRange(
+  s3: S3Client,
+  bucket: string,
+  topic: string,
+  range: { fromMs: number; toMs: number; skewMs: number },
+  startAfter: string | null,
   limit: number,
-): Promise<{ entries: ManifestEntry[]; lastKey: string | undefined }> {
-  const page = await s3.send(
-    new ListObjectsV2Command({
-      Bucket: bucket,
-      Prefix: `manifests/${topic}/`,
-      StartAfter: startAfter,
-      MaxKeys: limit,
-    }),
-  );
-  const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => seqOfManifestKey(k) !== undefined);
+): Promise<ManifestRangePage> {
+  const partitions = await manifestPartitionPrefixes(s3, bucket, topic);
+  const nextPartition = (prefix: string): string | null => partitions.find((p) => p > prefix) ?? null;
+  let at = startAfter;
+  let prefix: string | null = at === null ? (partitions[0] ?? null) : at.slice(0, at.lastIndexOf('/') + 1);
+  while (prefix !== null) {
+    let after: string | undefined = at ?? undefined;
+    if (at === null || seqOfManifestKey(at) === undefined) {
+      const partition = partitionOfPrefix(prefix);
+      const seq = await firstManifestSeqFrom(s3, bucket, topic, partition, range.fromMs - range.skewMs);
+      if (seq === undefined) {
+        // Nothing in this partition reaches the range: on to the next.
+        prefix = nextPartition(prefix);
+        at = prefix;
+        continue;
+      }
+      after = seq > 0 ? manifestKey(topic, partition, seq - 1) : undefined;
+    }
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, StartAfter: after, MaxKeys: limit }),
+    );
+    const keys = (page.Contents ?? []).map((o) => o.Key!).filter((k) => seqOfManifestKey(k) !== undefined);
+    const read = await readManifestEntries(s3, bucket, keys);
+    const stop = read.findIndex((e) => Number(e.minTimestamp) >= range.toMs + range.skewMs);
+    const kept = stop >= 0 ? read.slice(0, stop) : read;
+    const entries = kept.filter((e) => Number(e.maxTimestamp) >= range.fromMs && Number(e.minTimestamp) < range.toMs);
+    const last = page.Contents?.at(-1)?.Key;
+    const partitionDone = stop >= 0 || !page.IsTruncated || last === undefined;
+    return { entries, scanned: read.length, next: partitionDone ? nextPartition(prefix) : last };
+  }
+  return { entries: [], scanned: 0, next: null };
+}
+
+/** Manifest entries by key, 16 GETs at a time, in the keys' order. */
+async function readManifestEntries(s3: S3Client, bucket: string, keys: readonly string[]): Promise<ManifestEntry[]> {
   const entries: ManifestEntry[] = new Array<ManifestEntry>(keys.length);
   let next = 0;
   const fetcher = async (): Promise<void> => {
@@ -382,6 +501,5 @@ export async function listManifestPage(
     }
   };
   await Promise.all(Array.from({ length: 16 }, fetcher));
-  const last = page.Contents?.at(-1)?.Key;
-  return { entries, lastKey: page.IsTruncated ? last : undefined };
+  return entries;
 }

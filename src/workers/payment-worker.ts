@@ -54,6 +54,7 @@ export async function createPaymentWorker(deps: PaymentWorkerDeps): Promise<Work
           pool: deps.pool,
           policy: { ...routing, taskQueue },
           log: createLogger('backfill'),
+          timestampSkewMs: loadConfig().ARCHIVE_TIMESTAMP_SKEW_MS,
         })),
     },
   });
