@@ -1,3 +1,4 @@
+import { seededRandom } from '../../src/simulator/random';
 import type {
   FraudAlert,
   View,
@@ -28,18 +29,6 @@ export interface ScriptedViewsSource extends ViewsSource {
   readonly maxInFlight: number;
 }
 
-/** mulberry32: small, seedable, good enough for test data. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const MERCHANTS = [
   'm-acme-books',
   'm-northwind',
@@ -52,8 +41,9 @@ const REGIONS = ['eu-west', 'us-east', 'ap-south'];
 const SIZE_MS: Record<Exclude<WindowSize, 'mtd'>, number> = { '1m': 60_000, '5m': 300_000, '1h': 3_600_000 };
 
 export function createScriptedViewsSource(options: { seed?: number; now?: number } = {}): ScriptedViewsSource {
-  const rnd = random(options.seed ?? 13);
-  const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
+  const random = seededRandom(options.seed ?? 13);
+  const rnd = (): number => random.next();
+  const int = (lo: number, hi: number): number => random.int(lo, hi);
   const hex = (n: number): string => Array.from({ length: n }, () => int(0, 15).toString(16)).join('');
   const cards = Array.from({ length: 8 }, () => `tok_${hex(16)}`);
   const bins = ['424242', '555544', '411111', '520082', '379354'];
