@@ -120,7 +120,7 @@ export function createScriptedViewsSource(options: { seed?: number; now?: number
     const throughput: ViewRow[] = REGIONS.map((region, i) => ({
       key: { region },
       window: windowOf('1m'),
-      metrics: { eventsPerSecond: [410, 265, 140][i]! + int(-25, 25), attempts: bump(`tp-${region}`, 1200) },
+      metrics: { eventsPerSecond: [410, 265, 140][i]! + int(-25, 25), attempts: bump(`tp-${region}`, int(900, 1500)) },
     }));
     const cardTesting: ViewRow[] = [
       { merchantId: 'm-fabrikam-games', bin: '424242', attempts: 87, small: 81, rate: 0.93 },
