@@ -21,7 +21,7 @@ export const FRAUD_VIEWS_OPENAPI = {
   info: {
     title: 'PayLink fraud and risk views',
     version: '1',
-    description: `Windowed fraud and risk views computed by the fraud-views consumer, each with its age (event-time as-of, processing lag, consumer lag, whether its newest window is open), and the alerts its rules raised. ${storeNote} Query parameters are checked strictly: an unknown, repeated or malformed one is a 400 naming it.`,
+    description: `Windowed fraud and risk views computed by the fraud-views consumer, each with its age (event-time as-of, processing lag, consumer lag, whether its newest window is open), and the alerts its rules raised. ${storeNote} Every path answers GET and HEAD only (any other method is a 405 with an Allow header). Query parameters of /api paths are checked strictly: an unknown, repeated or malformed one is a 400 naming it.`,
   },
   paths: {
     '/api/views': {
