@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -61,15 +61,15 @@ describe('the fraud-views page in Chromium', () => {
     await browser?.close();
   });
 
-  async function serve(source: ScriptedViewsSource, port = 0): Promise<FraudViewsServer> {
+  async function serve(source: ScriptedViewsSource, port = 0, staleAfterMs = 120_000): Promise<FraudViewsServer> {
     const server = await createFraudViewsServer({
       source,
       pollIntervalMs: 200,
       port,
       host: '127.0.0.1',
       logger: quiet,
-      // Staleness by age is the browser's clock against event time; here only the store decides it.
-      staleAfterMs: 120_000,
+      // Staleness by age is the browser's clock against event time: far off, unless a test is about it.
+      staleAfterMs,
     });
     servers.push(server);
     return server;
@@ -252,6 +252,38 @@ describe('the fraud-views page in Chromium', () => {
     await page.close();
   });
 
+  it('marks a view STALE when its as-of falls behind the threshold though the store answers, and clears it when it catches up', async () => {
+    // Event time a minute behind the clock: a consumer cut off from Kafka, its store still readable.
+    const source = createScriptedViewsSource({ seed: 5, now: Date.now() - 60_000 });
+    const server = await serve(source, 0, 10_000);
+    const { page, errors } = await open(`${server.url}/`);
+    const names = source.peek().views.map((v) => v.name);
+    await waitForAsOf(page, names, source.peek().views[0]!.age.asOf!);
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('[data-testid=view-card]')].every((c) => c.dataset['stale'] === 'true'),
+      undefined,
+      { timeout: WAIT_MS },
+    );
+    for (const state of await staleStates(page)) {
+      assert.ok(state.stale, state.view);
+      assert.match(state.reason, /^\d+ s behind$/, state.view);
+    }
+    assert.equal(await page.locator('[data-testid=store-status]').getAttribute('data-state'), 'reachable');
+    assert.match(
+      (await page.locator('[data-view="decline-rate"] [data-testid=view-age]').textContent()) ?? '',
+      / s behind · consumer lag /,
+    );
+
+    await waitForAsOf(page, names, source.advance(60_000)); // caught up
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('[data-testid=view-card]')].every((c) => c.dataset['stale'] === 'false'),
+      undefined,
+      { timeout: WAIT_MS },
+    );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it('reconnects its event stream after the server restarts, STALE while it is away', async () => {
     const source = createScriptedViewsSource({ seed: 3 });
     const first = await serve(source);
@@ -287,9 +319,9 @@ describe('the fraud-views page in Chromium', () => {
     const { page, errors } = await open(`${server.url}/`, { width: 1600, height: 1000 });
     const names = source.peek().views.map((v) => v.name);
     for (let i = 0; i < 12; i++) await waitForAsOf(page, names, source.advance(2_500));
-    const target = process.env['FRAUD_PAGE_SCREENSHOT']
-      ? resolve(process.env['FRAUD_PAGE_SCREENSHOT'])
-      : join(mkdtempSync(join(tmpdir(), 'fraud-page-')), 'page.png');
+    const scratch = process.env['FRAUD_PAGE_SCREENSHOT'] ? undefined : mkdtempSync(join(tmpdir(), 'fraud-page-'));
+    const target = scratch ? join(scratch, 'page.png') : resolve(process.env['FRAUD_PAGE_SCREENSHOT']!);
+    t.after(() => scratch && rmSync(scratch, { recursive: true, force: true }));
     await page.screenshot({ path: target, fullPage: true });
     const png = readFileSync(target);
     assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
