@@ -9,8 +9,8 @@ import type {
 } from '../../src/streams/fraud-views/snapshot';
 
 // A ViewsSource for tests of the serving side (the API, the events, the page) that the test drives:
-// `advance` moves event time and the counts, `fail` makes every read throw until `recover`, `delay`
-// makes reads slow. Its content is realistic (the views of issue 13, two alerts) and seeded.
+// `advance` moves event time and the counts, `fail` makes every read throw until `recover`, `hold`
+// makes reads hang until released. Its content is realistic (the views of issue 13, two alerts) and seeded.
 
 export interface ScriptedViewsSource extends ViewsSource {
   /** Moves every view's as-of `ms` forward (event time) and adds events; returns the new as-of. */
@@ -18,8 +18,8 @@ export interface ScriptedViewsSource extends ViewsSource {
   /** Every read throws `message` from now on, until recover(). */
   fail(message: string): void;
   recover(): void;
-  /** Every read takes this long from now on (0 = answers at once). */
-  delay(ms: number): void;
+  /** Reads from now on hang until the returned function is called (a store that stopped answering). */
+  hold(): () => void;
   /** Raises one more alert (newest first). */
   raise(alert: Omit<FraudAlert, 'id' | 'raisedAt'>): FraudAlert;
   /** What the next successful read returns. */
@@ -52,7 +52,7 @@ export function createScriptedViewsSource(options: { seed?: number; now?: number
   let asOf = (options.now ?? Date.now()) - 800;
   let step = 0;
   let failure: string | undefined;
-  let delayMs = 0;
+  let held: Promise<void> | undefined;
   let reads = 0;
   let inFlight = 0;
   let maxInFlight = 0;
@@ -268,7 +268,7 @@ export function createScriptedViewsSource(options: { seed?: number; now?: number
       inFlight += 1;
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
-        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (held) await held;
         if (failure !== undefined) throw new Error(failure);
         return { ...structuredClone(current), generatedAt: new Date().toISOString() };
       } finally {
@@ -284,7 +284,14 @@ export function createScriptedViewsSource(options: { seed?: number; now?: number
     },
     fail: (message) => void (failure = message),
     recover: () => void (failure = undefined),
-    delay: (ms) => void (delayMs = ms),
+    hold() {
+      let release!: () => void;
+      held = new Promise<void>((resolve) => (release = resolve));
+      return () => {
+        held = undefined;
+        release();
+      };
+    },
     raise(a) {
       const alert = raise(a);
       current = { ...current, alerts: structuredClone(alerts) };
