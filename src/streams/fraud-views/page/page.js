@@ -225,13 +225,21 @@
         height: 150,
         series,
         legend: { show: true, live: false },
+        // Times on the axis in UTC, like the as-of line (uPlot picks the tick spacing and format).
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
         cursor: { points: { size: 5 } },
         scales: {
           x: { time: true },
           y: { range: (u, min, max) => [spec.percent ? 0 : Math.min(0, min), max > 0 ? max * 1.15 : 1] },
         },
         axes: [
-          { ...axis, values: (u, ticks) => ticks.map((s) => clock(s * 1000)) },
+          // Whole seconds at least, labelled HH:MM:SS like the as-of line.
+          {
+            ...axis,
+            space: 70,
+            incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600],
+            values: (u, ticks) => ticks.map((s) => clock(s * 1000)),
+          },
           {
             ...axis,
             size: 48,
