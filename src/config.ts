@@ -34,6 +34,17 @@ const Env = z.object({
   // probes; 0 = none. Each process needs its own port (the webhook receiver serves both on WEBHOOK_PORT).
   PAYLINK_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
 
+  // -- the fraud-views page and API (src/streams/fraud-views/server.ts, docs/fraud-views-page.md) --
+  FRAUD_PAGE_PORT: z.coerce.number().int().min(0).max(65535).default(8090),
+  // 127.0.0.1 by default: the page is for operators; put it behind the ops network's proxy to share it.
+  FRAUD_PAGE_HOST: z.string().min(1).default('127.0.0.1'),
+  // How often the store's snapshot is read (the views advance about once a second).
+  FRAUD_PAGE_POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(1000),
+  // A view whose as-of is this far behind the browser's clock is marked STALE (the brief's < 10 s).
+  FRAUD_PAGE_STALE_AFTER_MS: z.coerce.number().int().positive().default(10_000),
+  // Event-stream (SSE) clients at once; the next one is answered 429.
+  FRAUD_PAGE_MAX_CLIENTS: z.coerce.number().int().positive().default(100),
+
   // Crash-test fault injection only (0 = off): hold each posting after commit / each signal after acceptance.
   PAYLINK_FAULT_POST_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
   PAYLINK_FAULT_SIGNAL_DELAY_MS: z.coerce.number().int().nonnegative().default(0),
