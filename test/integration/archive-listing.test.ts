@@ -106,7 +106,7 @@ describe('archive listing by time and committed reads (real S3)', () => {
     assert.equal(await firstManifestSeqFrom(s3, bucket, topic, 7, 0), undefined);
   });
 
-  it('lists exactly the objects overlapping [from, to), reading a fraction of the manifest', async () => {
+  it('lists exactly the objects overlapping [from, to), reading a fraction of the manifest', async (t) => {
     const fromMs = BASE + 190 * MINUTE + 30_000;
     const toMs = BASE + 205 * MINUTE;
     const skewMs = 5 * MINUTE;
@@ -130,6 +130,9 @@ describe('archive listing by time and committed reads (real S3)', () => {
     // Partition 0: 190–205 plus a page's overshoot; partition 1: the same; partition 10: nothing.
     assert.ok(scanned <= 2 * (16 + 10 + 5), `read ${scanned} manifest entries of ${written.length}`);
     const gets = requests.get('GetObjectCommand') ?? 0;
+    t.diagnostic(
+      `${got.length} in range; read ${scanned} of ${written.length} entries; ${gets} GETs, ${requests.get('ListObjectsV2Command') ?? 0} LISTs`,
+    );
     assert.ok(gets < written.length / 4, `${gets} GETs for ${written.length} entries`);
   });
 
