@@ -446,3 +446,88 @@ export function writeStripePayoutReport(rows: readonly StripePayoutRow[]): strin
 }
 
 const clip = (s: string): string => (s.length > 40 ? `${s.slice(0, 40)}…` : s);
+
+/** What a settlement line means, whichever partner wrote it. */
+export type SettlementItemKind = 'settlement' | 'refund' | 'chargeback' | 'chargeback_reversal' | 'payout' | 'other';
+
+/**
+ * One line of either format in PayLink's terms, for matching: amounts signed as money to PayLink
+ * (a settlement's gross is positive, a refund's negative), fee withheld by the partner, net = gross − fee.
+ */
+export interface SettlementItem {
+  provider: SettlementProvider;
+  file: string;
+  line: number;
+  kind: SettlementItemKind;
+  /** PayLink's payment id, as PayLink sent it (Merchant Reference / payment metadata). */
+  paymentId: string;
+  /** PayLink's id of the settlement, refund or chargeback (Modification Merchant Reference / metadata). */
+  reference: string;
+  /** The partner's id of this line (Modification Reference / balance transaction id). */
+  lineReference: string;
+  currency: string;
+  grossMinor: number;
+  feeMinor: number;
+  netMinor: number;
+  /** Booking day as the file states it (YYYY-MM-DD). */
+  bookedDate: string;
+}
+
+const ADYEN_KIND: Partial<Record<AdyenRecordType, SettlementItemKind>> = {
+  Settled: 'settlement',
+  Refunded: 'refund',
+  Chargeback: 'chargeback',
+  ChargebackReversed: 'chargeback_reversal',
+  MerchantPayout: 'payout',
+};
+const STRIPE_KIND: Partial<Record<StripeReportingCategory, SettlementItemKind>> = {
+  charge: 'settlement',
+  refund: 'refund',
+  dispute: 'chargeback',
+  dispute_reversal: 'chargeback_reversal',
+  payout: 'payout',
+};
+
+/** Parses a settlement file of either provider into SettlementItems (throws SettlementFileError). */
+export function parseSettlementItems(
+  provider: SettlementProvider,
+  file: string,
+  content: string | Uint8Array,
+): SettlementItem[] {
+  if (provider === 'stripe') {
+    return parseStripePayoutReport(file, content).map((r) => ({
+      provider,
+      file,
+      line: r.line,
+      kind: STRIPE_KIND[r.reportingCategory] ?? 'other',
+      paymentId: r.paylinkPaymentId,
+      reference: r.paylinkReference,
+      lineReference: r.balanceTransactionId,
+      currency: r.currency,
+      grossMinor: r.grossMinor,
+      feeMinor: r.feeMinor,
+      netMinor: r.netMinor,
+      bookedDate: r.createdUtc.slice(0, 10),
+    }));
+  }
+  return parseAdyenSettlementReport(file, content).map((r) => {
+    const feeMinor =
+      (r.commissionMinor ?? 0) + (r.markupMinor ?? 0) + (r.schemeFeesMinor ?? 0) + (r.interchangeMinor ?? 0);
+    const netMinor = (r.netCreditMinor ?? 0) - (r.netDebitMinor ?? 0);
+    const hasGross = r.grossCreditMinor !== null || r.grossDebitMinor !== null;
+    return {
+      provider,
+      file,
+      line: r.line,
+      kind: ADYEN_KIND[r.type] ?? 'other',
+      paymentId: r.merchantReference,
+      reference: r.modificationMerchantReference,
+      lineReference: r.modificationReference,
+      currency: r.grossCurrency || r.netCurrency,
+      grossMinor: hasGross ? (r.grossCreditMinor ?? 0) - (r.grossDebitMinor ?? 0) : netMinor + feeMinor,
+      feeMinor,
+      netMinor,
+      bookedDate: r.creationDate.slice(0, 10),
+    };
+  });
+}
