@@ -258,7 +258,7 @@ export { CsvError as SettlementFileError } from './csv';
 interface Table {
   file: string;
   /** Row values by column name, and the row's line. */
-  rows: { line: number; get(column: string): string }[];
+  rows: { line: number; get: (column: string) => string }[];
 }
 
 /** Reads the header (every documented column present once; extra columns are allowed and ignored) and the rows. */
