@@ -66,7 +66,16 @@ export interface InjectedBreak {
   expected: SettlementAmounts | null;
   /** What the file says (for a duplicate: the extra line); null when the line is missing. */
   reported: (SettlementAmounts & { file: string }) | null;
+  /**
+   * The money the break is about, ≥ 0: the gross of a missing, duplicate, unknown-payment, timing or
+   * currency-mismatch line; the difference of gross (amount mismatch) or fee (fee mismatch).
+   */
+  amountMinor: number;
+  /** The currency of amountMinor: PayLink's, except for a payment PayLink never saw (the file's). */
+  currency: string;
 }
+
+type DraftBreak = Omit<InjectedBreak, 'amountMinor' | 'currency'>;
 
 export interface SettlementTruth {
   files: SettlementFile[];
@@ -108,17 +117,35 @@ export function simulateSettlementFiles(sim: Simulation, options: SettlementFile
       : options.breaks === 'default'
         ? Object.fromEntries(BREAK_TYPES.map((t) => [t, 1]))
         : options.breaks;
-  const breaks: InjectedBreak[] = [];
+  const drafts: DraftBreak[] = [];
   const out: Item[] = [...items];
   for (const provider of ['adyen', 'stripe'] as const) {
-    breaks.push(...injectBreaks(out, provider, plan, rnd, runIdOf(sim)));
+    drafts.push(...injectBreaks(out, provider, plan, rnd, runIdOf(sim)));
   }
-  const files = formatFiles(out);
-  // The file each reported line landed in, now that files are named.
-  for (const b of breaks) {
-    if (b.reported) b.reported.file = fileNameFor(b.provider, b.reported.date);
+  const breaks = drafts.map((b) => ({
+    ...b,
+    // The file each reported line landed in.
+    reported: b.reported && { ...b.reported, file: fileNameFor(b.provider, b.reported.date) },
+    ...atStake(b),
+  }));
+  return { files: formatFiles(out), breaks };
+}
+
+function atStake(b: DraftBreak): Pick<InjectedBreak, 'amountMinor' | 'currency'> {
+  const { expected, reported } = b;
+  switch (b.type) {
+    case 'missing':
+    case 'timing':
+    case 'currency_mismatch':
+      return { amountMinor: expected!.grossMinor, currency: expected!.currency };
+    case 'duplicate':
+    case 'unknown_payment':
+      return { amountMinor: reported!.grossMinor, currency: reported!.currency };
+    case 'amount_mismatch':
+      return { amountMinor: Math.abs(reported!.grossMinor - expected!.grossMinor), currency: expected!.currency };
+    case 'fee_mismatch':
+      return { amountMinor: Math.abs(reported!.feeMinor - expected!.feeMinor), currency: expected!.currency };
   }
-  return { files, breaks };
 }
 
 function itemsOf(events: readonly PaymentEvent[]): Item[] {
@@ -193,7 +220,7 @@ function injectBreaks(
   plan: BreakPlan,
   rnd: Random,
   runId: string,
-): InjectedBreak[] {
+): DraftBreak[] {
   const wanted = BREAK_TYPES.flatMap((t) => Array.from({ length: plan[t] ?? 0 }, () => t));
   if (wanted.length === 0) return [];
   const candidates = items.filter((i) => i.provider === provider && i.kind === 'settlement');
@@ -205,12 +232,12 @@ function injectBreaks(
       `${provider}: ${wanted.length} breaks need as many settled payments, the simulation has ${pool.length}; simulate more payments`,
     );
   }
-  const out: InjectedBreak[] = [];
+  const out: DraftBreak[] = [];
   let ghosts = 0;
   for (const type of wanted) {
     const target = pool.splice(rnd.int(0, pool.length - 1), 1)[0]!;
     const expected = amountsOf(target);
-    const b: InjectedBreak = {
+    const b: DraftBreak = {
       type,
       provider,
       paymentId: target.paymentId,

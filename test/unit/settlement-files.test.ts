@@ -24,6 +24,7 @@ import {
 } from '../../src/contracts/settlement-files';
 import { type Simulation, simulatePayments } from '../../src/simulator/payments';
 import { seededRandom } from '../../src/simulator/random';
+import { settlementFileKey } from '../../src/stores/settlement-files';
 import {
   BREAK_TYPES,
   type BreakType,
@@ -205,6 +206,8 @@ interface Found {
   paymentId: string;
   settlementId: string;
   reported: { file: string; date: string; currency: string; grossMinor: number; feeMinor: number } | null;
+  amountMinor: number;
+  currency: string;
 }
 
 /**
@@ -242,22 +245,31 @@ function differences(simulation: Simulation, items: SettlementItem[]): Found[] {
     grossMinor: i.grossMinor,
     feeMinor: i.feeMinor,
   });
+  const gross = (x: { grossMinor: number; currency: string }) => ({ amountMinor: x.grossMinor, currency: x.currency });
   for (const [key, exp] of expected) {
     const got = lines.get(key);
     if (!got) {
-      found.push({ type: 'missing', ...at(key), reported: null });
+      found.push({ type: 'missing', ...at(key), reported: null, ...gross(exp) });
       continue;
     }
-    if (got.length > 1) found.push({ type: 'duplicate', ...at(key), reported: reported(got[1]!) });
+    if (got.length > 1) found.push({ type: 'duplicate', ...at(key), reported: reported(got[1]!), ...gross(got[1]!) });
     const line = got[0]!;
-    if (line.bookedDate !== exp.date) found.push({ type: 'timing', ...at(key), reported: reported(line) });
-    if (line.currency !== exp.currency) found.push({ type: 'currency_mismatch', ...at(key), reported: reported(line) });
-    else if (line.grossMinor !== exp.grossMinor)
-      found.push({ type: 'amount_mismatch', ...at(key), reported: reported(line) });
-    else if (line.feeMinor !== exp.feeMinor) found.push({ type: 'fee_mismatch', ...at(key), reported: reported(line) });
+    const r = reported(line);
+    if (line.bookedDate !== exp.date) found.push({ type: 'timing', ...at(key), reported: r, ...gross(exp) });
+    if (line.currency !== exp.currency) {
+      found.push({ type: 'currency_mismatch', ...at(key), reported: r, ...gross(exp) });
+    } else if (line.grossMinor !== exp.grossMinor) {
+      const amountMinor = Math.abs(line.grossMinor - exp.grossMinor);
+      found.push({ type: 'amount_mismatch', ...at(key), reported: r, amountMinor, currency: exp.currency });
+    } else if (line.feeMinor !== exp.feeMinor) {
+      const amountMinor = Math.abs(line.feeMinor - exp.feeMinor);
+      found.push({ type: 'fee_mismatch', ...at(key), reported: r, amountMinor, currency: exp.currency });
+    }
   }
   for (const [key, got] of lines) {
-    if (!expected.has(key)) found.push({ type: 'unknown_payment', ...at(key), reported: reported(got[0]!) });
+    if (!expected.has(key)) {
+      found.push({ type: 'unknown_payment', ...at(key), reported: reported(got[0]!), ...gross(got[0]!) });
+    }
   }
   return found;
 }
@@ -287,6 +299,8 @@ describe('simulated settlement files and their injected breaks', () => {
             paymentId: b.paymentId,
             settlementId: b.settlementId,
             reported: b.reported,
+            amountMinor: b.amountMinor,
+            currency: b.currency,
           }))
           .sort(byKey),
       );
@@ -605,5 +619,16 @@ describe('settlement file parsers', () => {
 
   it('writeCsv quotes exactly what needs quoting', () => {
     assert.equal(writeCsv([['a', 'b,c', 'd"e', ' f', 'g\nh', '']]), 'a,"b,c","d""e"," f","g\nh",\r\n');
+  });
+});
+
+describe('settlement file keys', () => {
+  it('are settlements/<provider>/date=<day>/<name>; a malformed day or name is refused, named', () => {
+    assert.equal(
+      settlementFileKey('adyen', '2026-01-01', 'settlement_detail_report_batch_20454.csv'),
+      'settlements/adyen/date=2026-01-01/settlement_detail_report_batch_20454.csv',
+    );
+    assert.throws(() => settlementFileKey('stripe', '2026-1-1', 'x.csv'), /date "2026-1-1"/);
+    assert.throws(() => settlementFileKey('stripe', '2026-01-01', '../x.csv'), /name "..\/x.csv"/);
   });
 });
