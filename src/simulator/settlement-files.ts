@@ -270,11 +270,12 @@ function injectBreaks(
       }
       case 'unknown_payment': {
         // A settlement for a payment PayLink never saw, in the same file as the target's.
+        const paymentId = `${runId}-unknown${String(ghosts++).padStart(3, '0')}-${provider}`;
         const ghost: Item = {
           ...target,
-          paymentId: `${runId}-unknown${String(ghosts++).padStart(3, '0')}-${provider}`,
+          paymentId,
           reference: 'set1',
-          factKey: `${target.factKey}:unknown`,
+          factKey: `${paymentId}:settled`,
           amountMinor: rnd.int(500, 250_000),
           atMs: target.atMs + rnd.int(1, 1000),
         };

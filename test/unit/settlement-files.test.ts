@@ -392,6 +392,24 @@ describe('simulated settlement files and their injected breaks', () => {
   });
 });
 
+describe('partner line references', () => {
+  it('are unique per partner except for the injected duplicates, even with several unknown payments', () => {
+    for (const seed of SEEDS) {
+      const truth = simulateSettlementFiles(sim(seed), { seed, breaks: { unknown_payment: 4, duplicate: 2 } });
+      const seen = new Map<string, number>();
+      for (const i of parseAll(truth).filter((x) => x.kind !== 'payout')) {
+        const key = `${i.provider}|${i.lineReference}`;
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }
+      const repeated = [...seen].filter(([, n]) => n > 1).map(([k]) => k);
+      const duplicates = truth.breaks
+        .filter((b) => b.type === 'duplicate')
+        .map((b) => `${b.provider}|${b.lineReference}`);
+      assert.deepEqual(repeated.sort(), duplicates.sort(), `seed ${seed}`);
+    }
+  });
+});
+
 // Rows a partner could send: any text in text fields (quotes, commas, line breaks, non-ASCII), any amounts.
 const text = (max: number) =>
   fc.string({
