@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CsvError, decodeUtf8, readCsv, writeCsv } from './csv';
-import { MoneyFormatError, fromMajorUnits, toMajorUnits } from './currency-units';
+import { MoneyFormatError, currencyExponent, fromMajorUnits, toMajorUnits } from './currency-units';
 import { describeIssues } from './issues';
 
 // The settlement files partners publish, as finance receives them: an Adyen-style Settlement details
@@ -295,6 +295,16 @@ function readTable(file: string, content: string | Uint8Array, columns: readonly
   return { file, rows };
 }
 
+/** Throws naming the currency column when money in `currency` cannot be converted (no known exponent). */
+function knownCurrency(file: string, line: number, column: string, currency: string): void {
+  try {
+    currencyExponent(currency);
+  } catch (err) {
+    if (err instanceof MoneyFormatError) throw new CsvError(file, line, column, err.message);
+    throw err;
+  }
+}
+
 function amount(file: string, line: number, column: string, text: string, currency: string): number | null {
   if (text === '') return null;
   if (currency === '') throw new CsvError(file, line, column, `amount "${text}" without a currency`);
@@ -329,10 +339,12 @@ export function parseAdyenSettlementReport(file: string, content: string | Uint8
     const candidate: Record<string, unknown> = {};
     for (const [field, column] of Object.entries(ADYEN_FIELDS)) candidate[field] = get(column);
     if (Currency.safeParse(grossCurrency).success || grossCurrency === '') {
+      if (grossCurrency !== '') knownCurrency(file, line, 'Gross Currency', grossCurrency);
       for (const f of ADYEN_GROSS_AMOUNTS)
         candidate[f] = amount(file, line, ADYEN_FIELDS[f], get(ADYEN_FIELDS[f]), grossCurrency);
     }
     if (Currency.safeParse(netCurrency).success || netCurrency === '') {
+      if (netCurrency !== '') knownCurrency(file, line, 'Net Currency', netCurrency);
       for (const f of ADYEN_NET_AMOUNTS)
         candidate[f] = amount(file, line, ADYEN_FIELDS[f], get(ADYEN_FIELDS[f]), netCurrency);
     }
@@ -368,6 +380,7 @@ export function parseStripePayoutReport(file: string, content: string | Uint8Arr
     const currency = get('currency');
     if (!/^[a-z]{3}$/.test(currency))
       throw new CsvError(file, line, 'currency', `"${clip(currency)}" is not a lower-case ISO 4217 code`);
+    knownCurrency(file, line, 'currency', currency.toUpperCase());
     candidate['currency'] = currency.toUpperCase();
     for (const f of ['grossMinor', 'feeMinor', 'netMinor'] as const) {
       const value = amount(file, line, STRIPE_FIELDS[f], get(STRIPE_FIELDS[f]), currency.toUpperCase());

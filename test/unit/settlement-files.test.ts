@@ -550,6 +550,11 @@ describe('settlement file parsers', () => {
       ['lower-case currency', withLine3(set('Gross Currency', 'usd')), /, line 3, column Gross Currency: /],
       ['unknown type', withLine3(set('Type', 'Bonus')), /, line 3, column Type: /],
       [
+        'unknown currency',
+        withLine3(set('Net Currency', 'XYZ')),
+        /, line 3, column Net Currency: unknown currency "XYZ"/,
+      ],
+      [
         'net not gross minus fees',
         withLine3(set('Net Credit (NC)', '1.00')),
         /, line 3, column Net Credit \(NC\): .*net ≠ gross − fees/,
