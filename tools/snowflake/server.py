@@ -28,12 +28,14 @@ from decimal import Decimal
 from typing import Any
 
 import fakesnow.server as fs
+import fakesnow.transforms as fs_transforms
 import pyarrow as pa
 import uvicorn
 from fakesnow.instance import FakeSnow
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from sqlglot import Expr, exp
 from starlette.routing import Route
 
 log = logging.getLogger("snowflake-local")
@@ -62,6 +64,23 @@ DEFAULT_PARAMETERS = [
 _from_binding = fs.from_binding
 fs.from_binding = lambda b: float(b["value"]) if b["type"] == "REAL" and b["value"] is not None else _from_binding(b)
 
+
+# fakesnow runs a MERGE as CREATE TEMPORARY TABLE merge_candidates + DML, and records every created
+# table's comment (None here) in its _fs_global catalog: a second database, so inside BEGIN … COMMIT
+# DuckDB refuses the MERGE ("a single transaction can only write to a single attached database").
+# A temporary table without a comment has nothing to record.
+_extract_comment_on_table = fs_transforms.extract_comment_on_table
+
+
+def _extract_comment_on_table_keeping_temp_tables_local(expression: Expr) -> Expr:
+    new = _extract_comment_on_table(expression)
+    comment = new.args.get("table_comment")
+    if comment and comment[1] is None and isinstance(new, exp.Create) and new.find(exp.TemporaryProperty):
+        del new.args["table_comment"]
+    return new
+
+
+fs_transforms.extract_comment_on_table = _extract_comment_on_table_keeping_temp_tables_local
 
 async def json_body(request: Request) -> dict[str, Any]:
     body = await request.body()  # Starlette caches it, so fakesnow's handler can read it again
