@@ -12,9 +12,11 @@ import {
   totalsOf,
 } from '../ledger/seals';
 import {
+  countPublishedWindows,
   countWindowEntries,
   lastPublishedWindow,
   ledgerWindowTotals,
+  publishedWindows,
   publishWindow,
   readWindowEntries,
   recordLoadFailure,
@@ -22,9 +24,11 @@ import {
   windowAt,
 } from '../stores/finance-ledger';
 import {
+  countWarehouseSeals,
   loadWindowToWarehouse,
   publishToWarehouse,
   readWarehouseWindow,
+  warehouseSeals,
   warehouseWindowTotals,
 } from '../stores/finance-warehouse';
 import type { SnowflakeSession } from '../stores/snowflake';
@@ -104,8 +108,19 @@ export function createFinanceLoadActivities(deps: FinanceLoadDeps): FinanceLoadA
   const { pool, snowflake, log } = deps;
   const holdMs = deps.faultHoldBeforeCommitMs ?? 0;
 
+  const firstUnsealedWindow = async (): Promise<FinanceWindow | undefined> => {
+    if ((await countWarehouseSeals(snowflake)) >= (await countPublishedWindows(pool))) return undefined;
+    const sealed = new Set((await warehouseSeals(snowflake)).map((x) => x.lo));
+    const w = (await publishedWindows(pool)).find((x) => !sealed.has(x.lo));
+    return w && { lo: w.lo, hi: w.hi };
+  };
+
   return {
     async planFinanceWindow() {
+      // A window published in Postgres whose Snowflake seal never landed (the load died in between):
+      // run it again first (it re-merges nothing and writes the seal), so Snowflake's chain has no gap.
+      const unsealed = await firstUnsealedWindow();
+      if (unsealed) return unsealed;
       const last = await lastPublishedWindow(pool);
       const window = { lo: last?.hi ?? '0', hi: await safeWatermark(pool) };
       if (BigInt(window.hi) <= BigInt(window.lo)) return null;

@@ -329,3 +329,7 @@ export async function watermarkStatus(pool: Pool): Promise<WatermarkStatus> {
     lastFailure: f ? { loadId: f.load_id, reason: f.reason, failedAt: f.failed_at.toISOString() } : null,
   };
 }
+
+export async function countPublishedWindows(pool: Pool): Promise<number> {
+  return (await pool.query<{ n: number }>('select count(*)::int8 as n from finance.windows')).rows[0]!.n;
+}

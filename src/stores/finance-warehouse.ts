@@ -270,25 +270,27 @@ export async function publishToWarehouse(session: SnowflakeSession, s: Warehouse
     );
     await tx.query(
       `MERGE INTO FINANCE.DAILY_BALANCES d
-       USING (SELECT l.BALANCE_DATE, l.MERCHANT_ID, l.ACCOUNT_CODE, l.CURRENCY, COUNT(*) AS LINES,
+       USING (SELECT l.BALANCE_DATE, l.MERCHANT_ID, l.ACCOUNT_CODE, l.CURRENCY, COUNT(*) AS LINES, MAX(k.HI) AS AS_OF_XID,
                      SUM(CASE WHEN l.SIDE = 'debit' THEN l.AMOUNT_MINOR ELSE 0 END) AS DEBIT_MINOR,
                      SUM(CASE WHEN l.SIDE = 'credit' THEN l.AMOUNT_MINOR ELSE 0 END) AS CREDIT_MINOR
                 FROM FINANCE.JOURNAL_LINES l
-                JOIN (SELECT DISTINCT BALANCE_DATE, MERCHANT_ID, ACCOUNT_CODE, CURRENCY FROM FINANCE.JOURNAL_LINES
-                       WHERE XID >= ? AND XID < ?) k
+                JOIN (SELECT DISTINCT BALANCE_DATE, MERCHANT_ID, ACCOUNT_CODE, CURRENCY, CAST(? AS NUMBER(20,0)) AS HI
+                        FROM FINANCE.JOURNAL_LINES WHERE XID >= ? AND XID < ?) k
                   ON l.BALANCE_DATE = k.BALANCE_DATE AND l.MERCHANT_ID = k.MERCHANT_ID
                  AND l.ACCOUNT_CODE = k.ACCOUNT_CODE AND l.CURRENCY = k.CURRENCY
-               WHERE l.XID < ?
+               WHERE l.XID < k.HI
                GROUP BY l.BALANCE_DATE, l.MERCHANT_ID, l.ACCOUNT_CODE, l.CURRENCY) s
           ON d.BALANCE_DATE = s.BALANCE_DATE AND d.MERCHANT_ID = s.MERCHANT_ID
          AND d.ACCOUNT_CODE = s.ACCOUNT_CODE AND d.CURRENCY = s.CURRENCY
        WHEN MATCHED THEN UPDATE SET LINES = s.LINES, DEBIT_MINOR = s.DEBIT_MINOR, CREDIT_MINOR = s.CREDIT_MINOR,
-         AS_OF_XID = ?, UPDATED_AT = CURRENT_TIMESTAMP()
+         AS_OF_XID = s.AS_OF_XID, UPDATED_AT = CURRENT_TIMESTAMP()
        WHEN NOT MATCHED THEN INSERT (BALANCE_DATE, MERCHANT_ID, ACCOUNT_CODE, CURRENCY, LINES, DEBIT_MINOR, CREDIT_MINOR,
          AS_OF_XID, UPDATED_AT)
-       VALUES (s.BALANCE_DATE, s.MERCHANT_ID, s.ACCOUNT_CODE, s.CURRENCY, s.LINES, s.DEBIT_MINOR, s.CREDIT_MINOR, ?,
-         CURRENT_TIMESTAMP())`,
-      [BigInt(s.lo), BigInt(s.hi), BigInt(s.hi), BigInt(s.hi), BigInt(s.hi)],
+       VALUES (s.BALANCE_DATE, s.MERCHANT_ID, s.ACCOUNT_CODE, s.CURRENCY, s.LINES, s.DEBIT_MINOR, s.CREDIT_MINOR,
+         s.AS_OF_XID, CURRENT_TIMESTAMP())`,
+      // Binds only inside USING: the local server runs a MERGE as several statements and hands every
+      // one of them all the binds.
+      [BigInt(s.hi), BigInt(s.lo), BigInt(s.hi)],
     );
   });
 }
@@ -326,4 +328,8 @@ export async function warehouseSeals(
     seal: r.SEAL,
     publishedAtMs: Number(r.MS),
   }));
+}
+
+export async function countWarehouseSeals(session: SnowflakeQueries): Promise<number> {
+  return (await session.query<{ N: number }>('SELECT COUNT(*) AS N FROM FINANCE.SEALS'))[0]?.N ?? 0;
 }
