@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Client, Connection, ScheduleNotFoundError, WorkflowFailedError } from '@temporalio/client';
 import type { FinanceWindow } from '../../src/contracts/finance';
 import type { JournalLine } from '../../src/ledger/posting-rules';
 import { totalsDifferences } from '../../src/ledger/seals';
@@ -20,6 +20,7 @@ import { createPool } from '../../src/stores/postgres';
 import { type SnowflakeSession, connectSnowflake } from '../../src/stores/snowflake';
 import { migrateSnowflake } from '../../src/stores/snowflake-migrate';
 import {
+  FINANCE_SCHEDULE_ID,
   FINANCE_TASK_QUEUE,
   type FinanceLoadInput,
   type FinanceLoadResult,
@@ -42,6 +43,7 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
   let snowflake: SnowflakeSession;
   let connection: Connection;
   let client: Client;
+  let schedulePaused = false;
   const processes: PipelineProcess[] = [];
 
   const startWorker = async (env: NodeJS.ProcessEnv = {}): Promise<PipelineProcess> => {
@@ -135,12 +137,22 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
     snowflake = await connectSnowflake(config);
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
     client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    // A schedule left by a demo would start loads between the test's own: pause it for the suite.
+    schedulePaused = await client.schedule
+      .getHandle(FINANCE_SCHEDULE_ID)
+      .pause('finance-load.test')
+      .then(() => true)
+      .catch((err: unknown) => {
+        if (err instanceof ScheduleNotFoundError) return false;
+        throw err;
+      });
     await startWorker();
     // Publish whatever earlier runs left in the ledger, so each test starts at the chain's end.
     await loadPast((await pool.query<{ x: string }>('select pg_current_xact_id()::text as x')).rows[0]!.x);
   });
 
   after(async () => {
+    if (schedulePaused) await client.schedule.getHandle(FINANCE_SCHEDULE_ID).unpause('finance-load.test done');
     await stopWorkers();
     await snowflake?.close();
     await connection?.close();

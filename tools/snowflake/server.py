@@ -82,6 +82,19 @@ def _extract_comment_on_table_keeping_temp_tables_local(expression: Expr) -> Exp
 
 fs_transforms.extract_comment_on_table = _extract_comment_on_table_keeping_temp_tables_local
 
+# Governance statements (src/stores/snowflake-governance/) have no meaning on DuckDB: fakesnow has no
+# roles, grants, policies, tags, Time Travel, backups or ACCOUNT_USAGE. Each kind is listed here and
+# answered "Statement executed successfully." without running; anything else still fails loudly.
+GOVERNANCE_NO_OPS = [
+    r"\s*(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(DATABASE\s+)?ROLE\b",
+    r"\s*(GRANT|REVOKE)\s",
+    r"\s*(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(MASKING\s+POLICY|ROW\s+ACCESS\s+POLICY|TAG|BACKUP\s+POLICY|BACKUP\s+SET)\b",
+    r"\s*ALTER\s+(TABLE|VIEW)\s+\S+\s+MODIFY\s+COLUMN\s+\S+\s+(SET|UNSET)\s+(MASKING\s+POLICY|TAG)\b",
+    r"\s*ALTER\s+(TABLE|VIEW)\s+\S+\s+(ADD|DROP)\s+ROW\s+ACCESS\s+POLICY\b",
+    r"\s*ALTER\s+(TABLE|VIEW|SCHEMA|DATABASE)\s+\S+\s+(SET|UNSET)\s+(TAG|DATA_RETENTION_TIME_IN_DAYS)\b",
+    r"\s*CREATE\s+(OR\s+REPLACE\s+)?SECURE\s+VIEW\s+[\s\S]*\bSNOWFLAKE\.ACCOUNT_USAGE\.",
+]
+
 async def json_body(request: Request) -> dict[str, Any]:
     body = await request.body()  # Starlette caches it, so fakesnow's handler can read it again
     if request.headers.get("Content-Encoding") == "gzip":
@@ -315,7 +328,9 @@ def main() -> None:
     if args.db_path:
         os.makedirs(args.db_path, exist_ok=True)
         # Logins share this instance, so every session sees the same tables, kept on disk.
-        fs.shared_fs = FakeSnow(db_path=args.db_path)
+        fs.shared_fs = FakeSnow(db_path=args.db_path, nop_regexes=GOVERNANCE_NO_OPS)
+    else:
+        fs.shared_fs.nop_regexes = GOVERNANCE_NO_OPS
     log.info("listening on http://%s:%d (data: %s)", args.host, args.port, args.db_path or "in memory")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
