@@ -115,6 +115,34 @@ export function createFinanceLoadActivities(deps: FinanceLoadDeps): FinanceLoadA
     return w && { lo: w.lo, hi: w.hi };
   };
 
+  const loadWindow = async (request: FinanceLoadRequest): Promise<LoadSummary> => {
+    const entries = await readWindowEntries(pool, request);
+    const totals = totalsOf(entries);
+    const result = await loadWindowToWarehouse(snowflake, {
+      ...request,
+      entries,
+      totals,
+      beforeCommit:
+        holdMs > 0
+          ? async () => {
+              log.warn('fault: holding the load before COMMIT', { loadId: request.loadId, holdMs });
+              const until = Date.now() + holdMs;
+              while (Date.now() < until) {
+                heartbeat();
+                await new Promise((r) => setTimeout(r, 500));
+              }
+            }
+          : undefined,
+    });
+    log.info('window loaded', {
+      loadId: request.loadId,
+      entries: totals.entries,
+      lines: totals.lines,
+      ...result,
+    });
+    return { ...result, entries: totals.entries, lines: totals.lines, loadedAt: new Date().toISOString() };
+  };
+
   return {
     async planFinanceWindow() {
       // A window published in Postgres whose Snowflake seal never landed (the load died in between):
@@ -129,31 +157,13 @@ export function createFinanceLoadActivities(deps: FinanceLoadDeps): FinanceLoadA
     },
 
     async loadFinanceWindow(request) {
-      const entries = await readWindowEntries(pool, request);
-      const totals = totalsOf(entries);
-      const result = await loadWindowToWarehouse(snowflake, {
-        ...request,
-        entries,
-        totals,
-        beforeCommit:
-          holdMs > 0
-            ? async () => {
-                log.warn('fault: holding the load before COMMIT', { loadId: request.loadId, holdMs });
-                const until = Date.now() + holdMs;
-                while (Date.now() < until) {
-                  heartbeat();
-                  await new Promise((r) => setTimeout(r, 500));
-                }
-              }
-            : undefined,
-      });
-      log.info('window loaded', {
-        loadId: request.loadId,
-        entries: totals.entries,
-        lines: totals.lines,
-        ...result,
-      });
-      return { ...result, entries: totals.entries, lines: totals.lines, loadedAt: new Date().toISOString() };
+      // Heartbeats while this process lives: a kill -9 shows within the heartbeat timeout, a slow load never.
+      const beating = setInterval(() => heartbeat(), 2000);
+      try {
+        return await loadWindow(request);
+      } finally {
+        clearInterval(beating);
+      }
     },
 
     verifyFinanceWindow: (request) =>

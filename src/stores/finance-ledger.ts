@@ -56,7 +56,7 @@ function toWindow(r: WindowRow): PublishedWindow {
 }
 
 export async function lastPublishedWindow(pool: Pool): Promise<PublishedWindow | undefined> {
-  const r = await pool.query<WindowRow>(`select ${windowColumns} from finance.windows order by hi desc limit 1`);
+  const r = await pool.query<WindowRow>(`select ${windowColumns} from finance.windows w order by w.hi desc limit 1`);
   return r.rows[0] && toWindow(r.rows[0]);
 }
 
@@ -65,7 +65,7 @@ export async function publishedWindows(pool: Pool, range: Partial<FinanceWindow>
   const r = await pool.query<WindowRow>(
     `select ${windowColumns} from finance.windows
       where ($1::xid8 is null or hi > $1::xid8) and ($2::xid8 is null or lo < $2::xid8)
-      order by lo`,
+      order by windows.lo`,
     [range.lo ?? null, range.hi ?? null],
   );
   return r.rows.map(toWindow);

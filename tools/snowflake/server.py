@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import warnings
 from collections import OrderedDict
@@ -83,8 +84,9 @@ def _extract_comment_on_table_keeping_temp_tables_local(expression: Expr) -> Exp
 fs_transforms.extract_comment_on_table = _extract_comment_on_table_keeping_temp_tables_local
 
 # Governance statements (src/stores/snowflake-governance/) have no meaning on DuckDB: fakesnow has no
-# roles, grants, policies, tags, Time Travel, backups or ACCOUNT_USAGE. Each kind is listed here and
-# answered "Statement executed successfully." without running; anything else still fails loudly.
+# roles, grants, policies, tags, Time Travel, backups or ACCOUNT_USAGE (and cannot even parse some).
+# Each kind is listed here and answered "Statement executed successfully." without running (fakesnow's
+# own nop_regexes match only after its parser has failed on them); anything else still fails loudly.
 GOVERNANCE_NO_OPS = [
     r"\s*(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(DATABASE\s+)?ROLE\b",
     r"\s*(GRANT|REVOKE)\s",
@@ -150,8 +152,21 @@ async def login(request: Request) -> Response:
     return JSONResponse(body)
 
 
+NO_OP_SQL = "SELECT 'Statement executed successfully.' AS \"status\""
+
+
+def is_governance_no_op(sql: str) -> bool:
+    return any(re.match(p, sql, re.IGNORECASE) for p in GOVERNANCE_NO_OPS)
+
+
 async def query(request: Request) -> Response:
-    sql = str((await json_body(request)).get("sqlText", ""))
+    body = await json_body(request)
+    sql = str(body.get("sqlText", ""))
+    if is_governance_no_op(sql):
+        log.info("governance no-op (enforced only by a real Snowflake): %s", brief(sql))
+        # fakesnow reads the cached body again: hand it the no-op statement instead
+        raw = json.dumps({**body, "sqlText": NO_OP_SQL, "bindings": None}).encode()
+        request._body = gzip.compress(raw) if request.headers.get("Content-Encoding") == "gzip" else raw  # noqa: SLF001
     try:
         return await run_query(request, sql)
     except Exception as e:  # a bug here or in fakesnow: fail this statement, not the HTTP request
@@ -328,9 +343,7 @@ def main() -> None:
     if args.db_path:
         os.makedirs(args.db_path, exist_ok=True)
         # Logins share this instance, so every session sees the same tables, kept on disk.
-        fs.shared_fs = FakeSnow(db_path=args.db_path, nop_regexes=GOVERNANCE_NO_OPS)
-    else:
-        fs.shared_fs.nop_regexes = GOVERNANCE_NO_OPS
+        fs.shared_fs = FakeSnow(db_path=args.db_path)
     log.info("listening on http://%s:%d (data: %s)", args.host, args.port, args.db_path or "in memory")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
