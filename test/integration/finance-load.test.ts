@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection, ScheduleNotFoundError, WorkflowFailedError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  ScheduleNotFoundError,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { traceIdOf } from '../../src/contracts/envelope';
+import { traceMoney } from '../../src/ops/finance-trace';
 import type { FinanceWindow } from '../../src/contracts/finance';
 import type { JournalLine } from '../../src/ledger/posting-rules';
 import { totalsDifferences } from '../../src/ledger/seals';
@@ -333,5 +341,84 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
       await setAmount(4200);
     }
     assert.ok((await verifyFinance(pool, snowflake)).ok, 'verify is clean again once the row is restored');
+  });
+
+  it('trace: every hop it prints exists, from the fact to the Snowflake row and its seal', async () => {
+    const run = uniqueId('fin-trace');
+    const paymentId = `${run}-1`;
+    const key = `${paymentId}:captured`;
+    const traceId = traceIdOf(key);
+    await pool.query(
+      `insert into payments.facts (idempotency_key, payment_id, fact_key, fact_type, occurred_at, body, signalled_at)
+       values ($1, $2, 'captured:c1', 'captured', now(), $3, now())`,
+      [key, paymentId, JSON.stringify({ source: 'gateway', sourceSequence: 7, region: 'eu-west', traceId })],
+    );
+    const posted = await postJournalEntry(pool, {
+      postingKey: `payment/${paymentId}/captured:c1`,
+      paymentId,
+      merchantId: 'merchant-finance-test',
+      factType: 'captured',
+      idempotencyKey: key,
+      traceId,
+      occurredAt: new Date().toISOString(),
+      lines: lines(990, 'EUR'),
+    });
+    await loadPast(await xidOf(posted.entryId));
+    const trail = await traceMoney(
+      { pool, snowflake, client, uiUrl: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
+      String(posted.entryId),
+    );
+    assert.equal(trail.paymentId, paymentId);
+    assert.deepEqual(
+      trail.hops.map((h) => h.hop),
+      ['source event', 'fact', 'workflow', 'journal entry', 'journal line', 'journal line', 'snowflake row', 'seal'],
+    );
+    for (const h of trail.hops) {
+      switch (h.hop) {
+        case 'source event':
+          assert.equal(h.ref, `trace-id ${traceId}`);
+          break;
+        case 'fact':
+          assert.equal(
+            (await pool.query('select 1 from payments.facts where idempotency_key = $1', [h.ref])).rowCount,
+            1,
+          );
+          break;
+        case 'workflow':
+          // No workflow ran for this hand-made payment: the hop must say so, not pretend.
+          assert.equal(h.exists, false);
+          await assert.rejects(client.workflow.getHandle(h.ref).describe(), WorkflowNotFoundError);
+          break;
+        case 'journal entry':
+          assert.equal(h.ref, String(posted.entryId));
+          break;
+        case 'journal line':
+          assert.equal(
+            (
+              await pool.query('select 1 from ledger.journal_lines where line_id = $1 and entry_id = $2', [
+                h.ref,
+                posted.entryId,
+              ])
+            ).rowCount,
+            1,
+          );
+          break;
+        case 'snowflake row': {
+          const rows = await snowflake.query<{ LOAD_ID: string }>(
+            'SELECT LOAD_ID FROM FINANCE.JOURNAL_ENTRIES WHERE ENTRY_ID = ?',
+            [posted.entryId],
+          );
+          assert.deepEqual(rows, [{ LOAD_ID: h.detail.loadId }]);
+          break;
+        }
+        case 'seal': {
+          const [lo, hi] = h.ref.replace('window ', '').split('-');
+          const window = (await publishedWindows(pool)).find((w) => w.lo === lo && w.hi === hi);
+          assert.equal(window?.seal, h.detail.seal, 'the seal printed is the one Postgres keeps for the window');
+          break;
+        }
+      }
+      if (h.hop !== 'workflow') assert.ok(h.exists, `${h.hop} ${h.ref} exists`);
+    }
   });
 });
