@@ -20,6 +20,7 @@ import {
   lastPublishedWindow,
   ledgerWindowTotals,
   publishedWindows,
+  watermarkStatus,
 } from '../../src/stores/finance-ledger';
 import { warehouseWindowTotals } from '../../src/stores/finance-warehouse';
 import { postJournalEntry } from '../../src/stores/ledger';
@@ -205,6 +206,11 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
         ),
         0,
       );
+      // …and status says how far behind it is and what holds it.
+      const status = await watermarkStatus(pool);
+      assert.ok(BigInt(status.safeHi) <= BigInt(heldXid), `safe watermark ${status.safeHi} ≤ held ${heldXid}`);
+      assert.ok(status.heldBackEntries >= 2, `held back: ${status.heldBackEntries}`);
+      assert.ok(status.oldestOpenTransaction, 'the open transaction is shown (same role here)');
 
       await held.query('commit');
       await loadPast(later[1]!.xid);
