@@ -231,6 +231,11 @@ const Env = z.object({
   S3_ACCESS_KEY_ID: z.string().default('paylink'),
   S3_SECRET_ACCESS_KEY: z.string().default('paylink-secret'),
 
+  // The finance load (docs/finance.md): its Schedule's interval (0 = the worker creates no schedule) and,
+  // for crash tests only (0 = off), how long each load holds its Snowflake transaction open before COMMIT.
+  FINANCE_LOAD_INTERVAL_S: z.coerce.number().int().min(0).max(3600).default(10),
+  FINANCE_FAULT_HOLD_BEFORE_COMMIT_MS: z.coerce.number().int().nonnegative().default(0),
+
   SNOWFLAKE_ACCOUNT: z.string().default('paylink'),
   SNOWFLAKE_USERNAME: z.string().default('paylink'),
   SNOWFLAKE_PASSWORD: z.string().default('paylink'),

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { loadConfig } from '../config';
 import { connectSnowflake } from '../stores/snowflake';
+import { migrateSnowflake } from '../stores/snowflake-migrate';
 import {
   type LocalService,
   ensurePythonVenv,
@@ -82,5 +83,9 @@ export const snowflakeService: LocalService = {
   },
   stop: async () => {
     await stopByPidFile('snowflake');
+  },
+  // The finance tables (docs/finance.md), like Postgres' provision migrates the ledger.
+  provision: async () => {
+    await migrateSnowflake(loadConfig());
   },
 };

@@ -16,6 +16,9 @@ import { parsePartnerApis } from '../contracts/partner-api';
 import { partnerPollWorkflowId } from '../workflows/partner-poll';
 import type { Config } from '../config';
 import { migrateAsOwner } from '../stores/migrate';
+import { migrateSnowflake } from '../stores/snowflake-migrate';
+import { connectSnowflake } from '../stores/snowflake';
+import { financeSummary, runPublished } from '../ops/finance-summary';
 import { countAnomalies, summarizeLedger } from '../stores/ledger';
 import { factsByPath, gatewayFactsByRegion } from '../stores/payment-inbox';
 import { createPool } from '../stores/postgres';
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   await up();
   await migrateAsOwner(config);
+  await migrateSnowflake(config);
   const pool = createPool(config);
 
   const supervisor = new Supervisor(log);
@@ -161,6 +165,8 @@ async function main(): Promise<void> {
       { name: 'quality', script: 'src/quality/quality-consumer-main.ts' },
       // Objects close after 2 s here so the archive catches up within the run (production: 5 min, docs/archive.md).
       { name: 'archiver', script: 'src/streams/archiver/archiver-main.ts', env: { ARCHIVE_OBJECT_MAX_AGE_MS: '2000' } },
+      // Creates (or updates) the finance load Schedule: a load every FINANCE_LOAD_INTERVAL_S (docs/finance.md).
+      { name: 'finance-worker', script: 'src/workers/finance-worker-main.ts' },
     ]);
     await supervisor.ready();
     log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
@@ -282,6 +288,12 @@ async function main(): Promise<void> {
     const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
     const pii = await scanStores(config);
+    // Finance: every entry of the run loaded, verified and sealed in Snowflake by the scheduled loads.
+    await waitFor('every journal entry of the run to be published in Snowflake', deadline, () =>
+      runPublished(pool, `${opts.runId}-`),
+    );
+    const snowflake = await connectSnowflake(config);
+    const finance = await financeSummary(pool, snowflake, `${opts.runId}-`).finally(() => snowflake.close());
     if (replay) {
       // The ledger is checked against the simulator's truth again, after the backfill.
       ledger = await summarizeLedger(pool, `${opts.runId}-`);
@@ -313,6 +325,15 @@ async function main(): Promise<void> {
       stuck: { expected: sim.truth.stuckPaymentIds.length, found: stuckFound.length, paymentIds: stuckFound },
       anomalies,
       piiLeaks: pii.leaks.length,
+      finance: {
+        loads: finance.loads,
+        rowsLoaded: finance.rowsLoaded,
+        freshnessP50S: finance.freshnessP50S,
+        freshnessP99S: finance.freshnessP99S,
+        snowflakeMatchesLedger: finance.snowflakeMatchesLedger,
+        sealsVerified: finance.sealsVerified,
+        ...(finance.problems.length > 0 ? { problems: finance.problems.slice(0, 10) } : {}),
+      },
       actionsPerPayment: Math.round((actions.total / Math.max(1, actions.workflows)) * 100) / 100,
       actionsByKind: actions.byKind,
       ledger: {
@@ -338,6 +359,8 @@ async function main(): Promise<void> {
       quarantined === invalidSent &&
       archive.gaps === 0 &&
       archive.overlaps === 0 &&
+      finance.snowflakeMatchesLedger &&
+      finance.sealsVerified &&
       (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
@@ -646,6 +669,7 @@ function printSummary(
     ledger: Record<string, unknown>;
     archive: ArchiveSummary;
     replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
+    finance: Record<string, unknown>;
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
@@ -658,6 +682,7 @@ function printSummary(
     `  ledger ${JSON.stringify(s.ledger)}`,
     `  raw archive (S3) ${JSON.stringify(s.archive)}`,
     ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
+    `  finance (Snowflake) ${JSON.stringify(s.finance)}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];

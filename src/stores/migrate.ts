@@ -17,13 +17,14 @@ export const APPLICATION_ROLE = 'paylink_app';
 export const VAULT_ROLE = 'paylink_vault';
 const VAULT_MIGRATIONS_TABLE = 'vault.schema_migrations';
 
-interface Migration {
+export interface Migration {
   version: string;
   sql: string;
   checksum: string;
 }
 
-function listMigrations(dir = migrationsDir): Migration[] {
+/** The versioned SQL files of a set, in order, each with its checksum (Snowflake's sets use it too). */
+export function listMigrations(dir = migrationsDir): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
     .sort()

@@ -3,3 +3,4 @@ export { paymentWorkflow } from './payment';
 export { slaSweepWorkflow } from './sla-sweep';
 export { partnerPollWorkflow } from './partner-poll';
 export { backfillWorkflow } from './backfill';
+export { financeLoadWorkflow } from './finance-load';

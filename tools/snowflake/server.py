@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import warnings
 from collections import OrderedDict
@@ -28,12 +29,14 @@ from decimal import Decimal
 from typing import Any
 
 import fakesnow.server as fs
+import fakesnow.transforms as fs_transforms
 import pyarrow as pa
 import uvicorn
 from fakesnow.instance import FakeSnow
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from sqlglot import Expr, exp
 from starlette.routing import Route
 
 log = logging.getLogger("snowflake-local")
@@ -62,6 +65,37 @@ DEFAULT_PARAMETERS = [
 _from_binding = fs.from_binding
 fs.from_binding = lambda b: float(b["value"]) if b["type"] == "REAL" and b["value"] is not None else _from_binding(b)
 
+
+# fakesnow runs a MERGE as CREATE TEMPORARY TABLE merge_candidates + DML, and records every created
+# table's comment (None here) in its _fs_global catalog: a second database, so inside BEGIN … COMMIT
+# DuckDB refuses the MERGE ("a single transaction can only write to a single attached database").
+# A temporary table without a comment has nothing to record.
+_extract_comment_on_table = fs_transforms.extract_comment_on_table
+
+
+def _extract_comment_on_table_keeping_temp_tables_local(expression: Expr) -> Expr:
+    new = _extract_comment_on_table(expression)
+    comment = new.args.get("table_comment")
+    if comment and comment[1] is None and isinstance(new, exp.Create) and new.find(exp.TemporaryProperty):
+        del new.args["table_comment"]
+    return new
+
+
+fs_transforms.extract_comment_on_table = _extract_comment_on_table_keeping_temp_tables_local
+
+# Governance statements (src/stores/snowflake-governance/) have no meaning on DuckDB: fakesnow has no
+# roles, grants, policies, tags, Time Travel, backups or ACCOUNT_USAGE (and cannot even parse some).
+# Each kind is listed here and answered "Statement executed successfully." without running (fakesnow's
+# own nop_regexes match only after its parser has failed on them); anything else still fails loudly.
+GOVERNANCE_NO_OPS = [
+    r"\s*(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(DATABASE\s+)?ROLE\b",
+    r"\s*(GRANT|REVOKE)\s",
+    r"\s*(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(MASKING\s+POLICY|ROW\s+ACCESS\s+POLICY|TAG|BACKUP\s+POLICY|BACKUP\s+SET)\b",
+    r"\s*ALTER\s+(TABLE|VIEW)\s+\S+\s+MODIFY\s+COLUMN\s+\S+\s+(SET|UNSET)\s+(MASKING\s+POLICY|TAG)\b",
+    r"\s*ALTER\s+(TABLE|VIEW)\s+\S+\s+(ADD|DROP)\s+ROW\s+ACCESS\s+POLICY\b",
+    r"\s*ALTER\s+(TABLE|VIEW|SCHEMA|DATABASE)\s+\S+\s+(SET|UNSET)\s+(TAG|DATA_RETENTION_TIME_IN_DAYS)\b",
+    r"\s*CREATE\s+(OR\s+REPLACE\s+)?SECURE\s+VIEW\s+[\s\S]*\bSNOWFLAKE\.ACCOUNT_USAGE\.",
+]
 
 async def json_body(request: Request) -> dict[str, Any]:
     body = await request.body()  # Starlette caches it, so fakesnow's handler can read it again
@@ -118,8 +152,21 @@ async def login(request: Request) -> Response:
     return JSONResponse(body)
 
 
+NO_OP_SQL = "SELECT 'Statement executed successfully.' AS \"status\""
+
+
+def is_governance_no_op(sql: str) -> bool:
+    return any(re.match(p, sql, re.IGNORECASE) for p in GOVERNANCE_NO_OPS)
+
+
 async def query(request: Request) -> Response:
-    sql = str((await json_body(request)).get("sqlText", ""))
+    body = await json_body(request)
+    sql = str(body.get("sqlText", ""))
+    if is_governance_no_op(sql):
+        log.info("governance no-op (enforced only by a real Snowflake): %s", brief(sql))
+        # fakesnow reads the cached body again: hand it the no-op statement instead
+        raw = json.dumps({**body, "sqlText": NO_OP_SQL, "bindings": None}).encode()
+        request._body = gzip.compress(raw) if request.headers.get("Content-Encoding") == "gzip" else raw  # noqa: SLF001
     try:
         return await run_query(request, sql)
     except Exception as e:  # a bug here or in fakesnow: fail this statement, not the HTTP request

@@ -1,0 +1,67 @@
+import type { Client } from '@temporalio/client';
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { Pool } from 'pg';
+import { createFinanceLoadActivities } from '../activities/finance-load';
+import type { Logger } from '../logger';
+import type { SnowflakeSession } from '../stores/snowflake';
+import { FINANCE_SCHEDULE_ID, FINANCE_TASK_QUEUE, financeLoadWorkflow } from '../workflows/finance-load';
+import { workflowCode } from './workflow-code';
+
+// The finance worker: FinanceLoad workflows and their activities on their own task queue, so loads
+// to Snowflake never compete with payment postings for worker slots. The process: finance-worker-main.ts.
+
+export interface FinanceWorkerDeps {
+  connection: NativeConnection;
+  namespace: string;
+  pool: Pool;
+  snowflake: SnowflakeSession;
+  log: Logger;
+  taskQueue?: string;
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Crash tests only (0 = off). */
+  faultHoldBeforeCommitMs?: number;
+}
+
+export async function createFinanceWorker(deps: FinanceWorkerDeps): Promise<Worker> {
+  return Worker.create({
+    connection: deps.connection,
+    namespace: deps.namespace,
+    taskQueue: deps.taskQueue ?? FINANCE_TASK_QUEUE,
+    ...workflowCode(deps.workflowBundle),
+    activities: createFinanceLoadActivities({
+      pool: deps.pool,
+      snowflake: deps.snowflake,
+      log: deps.log,
+      faultHoldBeforeCommitMs: deps.faultHoldBeforeCommitMs,
+    }),
+  });
+}
+
+/**
+ * Creates the Schedule that starts a FinanceLoad every `intervalS` seconds, or updates its interval.
+ * Overlap SKIP: one load at a time (a slow load delays the next window, it never races it).
+ */
+export async function ensureFinanceSchedule(client: Client, intervalS: number): Promise<'created' | 'updated'> {
+  const spec = { intervals: [{ every: intervalS * 1000 }] };
+  try {
+    await client.schedule.create({
+      scheduleId: FINANCE_SCHEDULE_ID,
+      spec,
+      action: {
+        type: 'startWorkflow',
+        workflowType: financeLoadWorkflow,
+        args: [{}],
+        taskQueue: FINANCE_TASK_QUEUE,
+        workflowId: 'finance-load/scheduled',
+        workflowExecutionTimeout: '10 minutes',
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+    });
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(FINANCE_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
+    return 'updated';
+  }
+}
