@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { PaymentEvent } from '../../src/contracts/payment-event';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -357,7 +358,29 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
     await pool.query(
       `insert into payments.facts (idempotency_key, payment_id, fact_key, fact_type, occurred_at, body, signalled_at)
        values ($1, $2, 'captured:c1', 'captured', now(), $3, now())`,
-      [key, paymentId, JSON.stringify({ source: 'gateway', sourceSequence: 7, region: 'eu-west', traceId })],
+      // A whole fact, as the router stores it: other readers of the inbox (the SLA sweep) parse every body.
+      [
+        key,
+        paymentId,
+        JSON.stringify(
+          PaymentEvent.parse({
+            version: 1,
+            type: 'captured',
+            idempotencyKey: key,
+            paymentId,
+            merchantId: 'merchant-finance-test',
+            region: 'eu-west',
+            currency: 'EUR',
+            occurredAt: new Date().toISOString(),
+            source: 'gateway',
+            sourceSequence: 7,
+            traceId,
+            captureId: 'c1',
+            amountMinor: 990,
+            platformFeeMinor: 0,
+          }),
+        ),
+      ],
     );
     const posted = await postJournalEntry(pool, {
       postingKey: `payment/${paymentId}/captured:c1`,
