@@ -187,6 +187,7 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
   let flushed: (() => void)[] = [];
   let degradedSince: number | undefined;
   let publishing = false;
+  let publishFailing = false;
 
   const streamTopics = (topic: string): ReadonlySet<string> => new Set([topic]);
 
@@ -315,8 +316,13 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
         pool,
         alerts.map((a) => a.id),
       );
+      if (publishFailing) log.info('alerts published again', { alerts: alerts.length });
+      publishFailing = false;
     } catch (err) {
-      log.warn('alerts not published yet; retrying', { error: errorMessage(err) });
+      // Once per outage: the flush loop retries every tick. A send that did reach Kafka before the mark
+      // failed is sent again: the topic is at least once, keyed by the deterministic alert id.
+      if (!publishFailing) log.warn('alerts not published yet; retrying', { error: errorMessage(err) });
+      publishFailing = true;
     } finally {
       publishing = false;
     }
