@@ -43,6 +43,9 @@ import { type ArchiveSummary, archiveSummary, archivedTopicsOf } from '../stream
 import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
+import { injectFraud } from '../simulator/fraud-injection';
+import { createRiskPool } from '../stores/risk';
+import { fraudSummary, fraudViewsBehind, startFraudViewsAfresh } from './fraud-summary';
 
 // `npm run demo`: the main job. Stack up, migrate, worker + router, simulate, wait, check, summarize.
 
@@ -144,7 +147,11 @@ async function main(): Promise<void> {
   // The simulator plays every party outside PayLink: gateways, partners, PayLink's own OLTP database.
   const parties = await startExternalParties(config, opts.seed);
   let failed = true;
+  const riskPool = createRiskPool(config, 2);
   try {
+    await admin.connect();
+    // The fraud views count this run only, so they can be compared with its truth.
+    await startFraudViewsAfresh(config, admin, topics);
     supervisor.start([
       { name: 'payment-worker', script: 'src/workers/payment-worker-main.ts' },
       { name: 'payment-router', script: 'src/streams/payment-router-main.ts' },
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
       { name: 'quality', script: 'src/quality/quality-consumer-main.ts' },
       // Objects close after 2 s here so the archive catches up within the run (production: 5 min, docs/archive.md).
       { name: 'archiver', script: 'src/streams/archiver/archiver-main.ts', env: { ARCHIVE_OBJECT_MAX_AGE_MS: '2000' } },
+      { name: 'fraud-views', script: 'src/streams/fraud-views/fraud-views-main.ts' },
     ]);
     await supervisor.ready();
     log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
@@ -168,8 +176,8 @@ async function main(): Promise<void> {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await startPartnerPolls(client, config);
 
-    const sim = simulatePayments(opts);
-    await admin.connect();
+    // A day of payments plus the fraud the views must catch: a card-testing burst and a decline spike.
+    const sim = injectFraud(simulatePayments(opts), { seed: opts.seed, runId: opts.runId });
     const quarantineFrom = await topicEnds(admin, topics.quarantine);
     const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
     const downGateway =
@@ -270,6 +278,12 @@ async function main(): Promise<void> {
       return archive.lagSeconds === 0;
     });
     s3.destroy();
+    await waitFor(
+      'the fraud views to count every event',
+      deadline,
+      async () => (await fraudViewsBehind(riskPool, admin, config.FRAUD_VIEWS_GROUP, topics)) === 0,
+    );
+    const fraud = await fraudSummary(riskPool, config, sim.events);
     const replay = opts.replay
       ? await replayWindow(client, config, pool, {
           runId: opts.runId,
@@ -296,6 +310,14 @@ async function main(): Promise<void> {
       quarantined,
       spooled: edge.spooled,
       archive,
+      fraud: {
+        freshnessP50Ms: fraud.freshnessP50Ms,
+        freshnessP99Ms: fraud.freshnessP99Ms,
+        lateEvents: fraud.lateEvents,
+        alerts: fraud.alerts,
+        viewsMatchTruth: fraud.viewsMatchTruth,
+        ...(fraud.viewsMatchTruth ? {} : { mismatches: fraud.mismatches }),
+      },
       ...(replay ? { replay } : {}),
       ...(regionOutage ? { regionOutage } : {}),
       ...(faultReport.length > 0 ? { faults: faultReport } : {}),
@@ -338,6 +360,9 @@ async function main(): Promise<void> {
       quarantined === invalidSent &&
       archive.gaps === 0 &&
       archive.overlaps === 0 &&
+      fraud.viewsMatchTruth &&
+      (fraud.alerts['card-testing'] ?? 0) > 0 &&
+      (fraud.alerts['decline-spike'] ?? 0) > 0 &&
       (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
@@ -351,6 +376,7 @@ async function main(): Promise<void> {
     await admin.disconnect().catch(() => undefined);
     await connection.close();
     await pool.end();
+    await riskPool.end();
   }
   if (failed) process.exitCode = 1;
 }
@@ -645,6 +671,7 @@ function printSummary(
     stuck: { found: number; paymentIds: string[] };
     ledger: Record<string, unknown>;
     archive: ArchiveSummary;
+    fraud: Record<string, unknown>;
     replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
@@ -657,6 +684,7 @@ function printSummary(
     `  Temporal actions per payment (from histories): ${s.actionsPerPayment}`,
     `  ledger ${JSON.stringify(s.ledger)}`,
     `  raw archive (S3) ${JSON.stringify(s.archive)}`,
+    `  fraud views ${JSON.stringify(s.fraud)}`,
     ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,

@@ -98,12 +98,16 @@ export async function migrateAsOwner(config: Config): Promise<string[]> {
   }
 }
 
+/** The risk schema's owner: RISK_MIGRATION_DATABASE_URL, or MIGRATION_DATABASE_URL when it is empty. */
+export function createRiskOwnerPool(config: Config): Pool {
+  return config.RISK_MIGRATION_DATABASE_URL === ''
+    ? createPool(config, 1, 'MIGRATION_DATABASE_URL')
+    : survivingIdleErrors(new Pool({ connectionString: config.RISK_MIGRATION_DATABASE_URL, max: 1 }), 'risk-owner');
+}
+
 /** The risk store's own migrations (risk.schema_migrations), on RISK_MIGRATION_DATABASE_URL or the owner's URL. */
 export async function migrateRisk(config: Config): Promise<string[]> {
-  const pool =
-    config.RISK_MIGRATION_DATABASE_URL === ''
-      ? createPool(config, 1, 'MIGRATION_DATABASE_URL')
-      : survivingIdleErrors(new Pool({ connectionString: config.RISK_MIGRATION_DATABASE_URL, max: 1 }), 'risk-owner');
+  const pool = createRiskOwnerPool(config);
   try {
     await pool.query('create schema if not exists risk');
     return await migrate(pool, listMigrations(riskMigrationsDir), RISK_MIGRATIONS_TABLE);

@@ -36,6 +36,8 @@ export interface FraudViewsDeps {
   commitOffset(topic: string, partition: number, nextOffset: string): Promise<void>;
   /** Publishes alerts to the alerts topic; undefined = alerts stay in the store only (tests of the store). */
   producer?: Producer;
+  /** Called after each flush that reached the store, with the partitions it covered (the benchmark's clock). */
+  onFlushed?: (partitions: readonly PartitionProgress[]) => void;
 }
 
 export interface FraudViewsCounters {
@@ -264,6 +266,7 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
         });
         degradedSince = undefined;
       }
+      deps.onFlushed?.([...partitions.values()]);
       // Kafka offsets follow the store's; a member that lost the partition leaves it to the new owner.
       await Promise.all(
         [...partitions.values()].map((p) =>
