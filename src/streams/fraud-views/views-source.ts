@@ -15,7 +15,7 @@ import {
 } from '../../stores/risk';
 import { type KafkaAdmin, type KafkaClient, type TopicSet, createKafka, topicsFor } from '../kafka';
 import type { View, ViewAge, ViewRow, ViewsSnapshot, ViewsSource, WindowSize } from './snapshot';
-import { type COUNTERS, VIEW_NAMES, meanAndSigma, monthOf, windowOf, windowOpen } from './windows';
+import { type COUNTERS, VIEW_NAMES, monthOf, windowOf, windowOpen } from './windows';
 
 // The views as served: one snapshot read from the risk store, each view with its honest age. While the
 // store is cut off the last snapshot is answered again with store.reachable = false and its ages grown by
@@ -218,7 +218,7 @@ export function riskViewsSource(options: RiskViewsSourceOptions): RiskViewsSourc
       topics: (t) => [t.rawGateways],
       rows: async () =>
         (await readAmountStats(pool, topRows)).map((s) => {
-          const { mean, sigma } = meanAndSigma(s.n, s.sum, s.squares);
+          const { mean, sigma } = s;
           const month = monthOf(s.month.getTime());
           return {
             key: { merchantId: s.merchantId, currency: s.currency },

@@ -276,11 +276,26 @@ export function aggregate(events: readonly Observation[], smallAmountMinor: numb
   return { counts: [...rows.values()], members: [...members.values()], amounts, cards: [...cards.values()] };
 }
 
-/** Mean and standard deviation from count, sum and sum of squares (population σ). */
-export function meanAndSigma(n: number, sum: number, sumSquares: number): { mean: number; sigma: number } {
-  if (n <= 0) return { mean: 0, sigma: 0 };
-  const mean = sum / n;
-  return { mean, sigma: Math.sqrt(Math.max(0, sumSquares / n - mean * mean)) };
+/** Running amount statistics: count, mean and population standard deviation (minor units). */
+export interface AmountStats {
+  n: number;
+  mean: number;
+  sigma: number;
+}
+
+const round4 = (x: number): number => Math.round(x * 10_000) / 10_000;
+
+/**
+ * One more sample (Welford's update, from the stored mean and σ). Mean and σ come back rounded to four
+ * decimals, as the store keeps them: no long digit runs in the store (the PII scan reads every column).
+ */
+export function addSample(stats: AmountStats, x: number): AmountStats {
+  const n = stats.n + 1;
+  const m2 = stats.sigma * stats.sigma * stats.n;
+  const delta = x - stats.mean;
+  const mean = stats.mean + delta / n;
+  const m2After = m2 + delta * (x - mean);
+  return { n, mean: round4(mean), sigma: round4(Math.sqrt(Math.max(0, m2After) / n)) };
 }
 
 /** Freshness histogram bucket: `ms` rounded up to two significant digits (at most ~10% high). */
