@@ -5,7 +5,7 @@ import { createLogger } from '../src/logger';
 import { seededRandom } from '../src/simulator/random';
 import { up } from '../src/stack/cli';
 import { createRiskOwnerPool, migrateRisk } from '../src/stores/migrate';
-import { createPool } from '../src/stores/postgres';
+import { ensureDatabase } from '../src/stack/postgres-service';
 import { createRiskPool, readFreshness, riskRulesOf } from '../src/stores/risk';
 import { startConsumer } from '../src/streams/consumer-runner';
 import { createFraudViews } from '../src/streams/fraud-views/fraud-views-consumer';
@@ -215,14 +215,9 @@ async function fraudViews(
 
 /** The bench's own risk database (created once), migrated and emptied. */
 async function benchStoreConfig(): Promise<Config> {
-  const owner = createPool(base, 1, 'MIGRATION_DATABASE_URL');
-  try {
-    const { rows } = await owner.query('select 1 from pg_database where datname = $1', [BENCH_DB]);
-    if (rows.length === 0) await owner.query(`create database ${BENCH_DB}`);
-  } finally {
-    await owner.end();
-  }
   const url = new URL(secretSetting(base, 'MIGRATION_DATABASE_URL'));
+  // A database of its own on the local stack (created by the stack's superuser, owned by the schemas' owner).
+  await ensureDatabase(BENCH_DB, decodeURIComponent(url.username));
   url.pathname = `/${BENCH_DB}`;
   const config: Config = {
     ...base,

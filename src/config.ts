@@ -201,6 +201,8 @@ const Env = z.object({
   FRAUD_SMALL_AMOUNT_MINOR: z.coerce.number().int().nonnegative().default(300),
   FRAUD_CARD_TESTING_MIN_ATTEMPTS: z.coerce.number().int().positive().default(20),
   FRAUD_CARD_TESTING_MIN_DECLINE_RATE: z.coerce.number().min(0).max(1).default(0.8),
+  // … and small attempts at least this share of all the window's attempts (refusals count as small).
+  FRAUD_CARD_TESTING_MIN_SMALL_SHARE: z.coerce.number().min(0).max(1).default(0.5),
   // decline-spike: per gateway × region in a 5-minute window, at least this many attempts and a decline rate
   // of at least the minimum and FACTOR × the trailing hour's rate (or the default baseline with too few attempts).
   FRAUD_DECLINE_SPIKE_MIN_ATTEMPTS: z.coerce.number().int().positive().default(40),

@@ -33,6 +33,7 @@ export interface RiskRules {
   smallAmountMinor: number;
   cardTestingMinAttempts: number;
   cardTestingMinDeclineRate: number;
+  cardTestingMinSmallShare: number;
   declineSpikeMinAttempts: number;
   declineSpikeMinRate: number;
   declineSpikeFactor: number;
@@ -48,6 +49,7 @@ export function riskRulesOf(config: Config): RiskRules {
     smallAmountMinor: config.FRAUD_SMALL_AMOUNT_MINOR,
     cardTestingMinAttempts: config.FRAUD_CARD_TESTING_MIN_ATTEMPTS,
     cardTestingMinDeclineRate: config.FRAUD_CARD_TESTING_MIN_DECLINE_RATE,
+    cardTestingMinSmallShare: config.FRAUD_CARD_TESTING_MIN_SMALL_SHARE,
     declineSpikeMinAttempts: config.FRAUD_DECLINE_SPIKE_MIN_ATTEMPTS,
     declineSpikeMinRate: config.FRAUD_DECLINE_SPIKE_MIN_RATE,
     declineSpikeFactor: config.FRAUD_DECLINE_SPIKE_FACTOR,
@@ -193,7 +195,7 @@ async function flushInTransaction(client: PoolClient, input: FlushInput): Promis
     const buckets = [...input.freshness].sort(([a], [b]) => a - b);
     await client.query(
       `insert into risk.freshness (consumer_group, bucket_ms, count)
-       select $1, * from unnest($2::int[], $3::bigint[])
+       select $1, * from unnest($2::bigint[], $3::bigint[])
        on conflict (consumer_group, bucket_ms) do update set count = risk.freshness.count + excluded.count`,
       [group, buckets.map(([b]) => b), buckets.map(([, n]) => n)],
     );
@@ -321,7 +323,10 @@ function cardTestingAlerts(rows: readonly UpdatedRow[], rules: RiskRules): Alert
         (r.view === VIEW_NAMES.velocityMerchant || r.view === VIEW_NAMES.velocityBin) &&
         r.window.size === '1m' &&
         r.totals.small_attempts >= rules.cardTestingMinAttempts &&
-        rate(r.totals.small_declined, r.totals.small_attempts) >= rules.cardTestingMinDeclineRate,
+        rate(r.totals.small_declined, r.totals.small_attempts) >= rules.cardTestingMinDeclineRate &&
+        // Refusals count as small (gateways report them with amount 0): a busy BIN's ordinary declines are
+        // many small attempts too, but a small share of its attempts. Card testing is almost all small.
+        rate(r.totals.small_attempts, r.totals.attempts) >= rules.cardTestingMinSmallShare,
     )
     .map((r) => {
       const declineRate = rate(r.totals.small_declined, r.totals.small_attempts);

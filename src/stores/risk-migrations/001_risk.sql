@@ -109,7 +109,7 @@ create table risk.consumed_offsets (
 -- Freshness: store-visible time minus the edge's received-at, per event, as a histogram of ms buckets.
 create table risk.freshness (
   consumer_group text not null,
-  bucket_ms int not null,
+  bucket_ms bigint not null,
   count bigint not null default 0,
   primary key (consumer_group, bucket_ms)
 );

@@ -164,6 +164,16 @@ export function parseFactMessage(message: Pick<ConsumedMessage, 'headers' | 'val
 
 const partitionId = (topic: string, partition: number): string => `${topic}[${partition}]`;
 
+/**
+ * A store that cannot be reached or is restarting (a connection error without SQLSTATE, or classes 08
+ * connection, 53 resources, 57 operator intervention, 40 rollback): wait it out. Anything else is the data.
+ */
+function isUnreachable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return ['08', '53', '57', '40'].includes(code.slice(0, 2));
+}
+
 export function createFraudViews(deps: FraudViewsDeps): FraudViews {
   const { pool, topics, group, log, settings } = deps;
   const counters: FraudViewsCounters = {
@@ -190,10 +200,13 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
   let degradedSince: number | undefined;
   let publishing = false;
   let publishFailing = false;
+  /** A flush refused by the store for its content, not its reachability: retrying cannot help. */
+  let fatal: Error | undefined;
 
   const streamTopics = (topic: string): ReadonlySet<string> => new Set([topic]);
 
   const handle: BatchHandler = async (batch, control) => {
+    if (fatal) throw fatal;
     const parse = batch.topic === topics.rawGateways ? parseGatewayMessage : parseFactMessage;
     const streamWatermark = watermarks.min(streamTopics(batch.topic));
     let newest: number | undefined;
@@ -287,7 +300,12 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
         if (!now) progress.set(id, p);
       }
       for (const [b, n] of samples) freshness.set(b, (freshness.get(b) ?? 0) + n);
-      if (degradedSince === undefined) {
+      if (!isUnreachable(err)) {
+        // Fail loudly (the runner ends the process non-zero, naming the batch): a poison flush would otherwise
+        // be retried for ever while the views look merely stale.
+        fatal ??= new Error(`the risk store refused a flush: ${errorMessage(err)}`);
+        log.error('flush refused by the risk store; stopping', { error: errorMessage(err), queued: queue.length });
+      } else if (degradedSince === undefined) {
         degradedSince = Date.now();
         log.warn('degraded: risk store unreachable; aggregating in memory and retrying', {
           dependency: 'postgres',
@@ -367,6 +385,7 @@ export function createFraudViews(deps: FraudViewsDeps): FraudViews {
       while (!(await flushOnce()) && Date.now() < deadline) await sleep(Math.min(1_000, settings.flushMs * 4));
       await flushOnce(); // the freshness of the last flush
       await publishAlerts();
+      if (fatal) throw fatal;
       const waiting = flushed;
       flushed = [];
       waiting.forEach((resolve) => resolve());
