@@ -202,22 +202,15 @@ export function aggregate(events: readonly Observation[], smallAmountMinor: numb
   const members = new Map<string, MemberRow>();
   const amounts: AmountSample[] = [];
   const cards = new Map<string, NewCard>();
-  const bump = (
-    view: CountedView,
-    fields: Record<string, string>,
-    window: Window,
-    t: number,
-    add: Partial<Counters>,
-  ) => {
-    const key = keyOf(fields);
+  // Grouping keys arrive as their JSON, made once per event (keyOf sorts and serializes: the hot path).
+  const bump = (view: CountedView, key: string, window: Window, t: number, add: Partial<Counters>) => {
     const id = `${view}|${window.size}|${window.start}|${key}`;
     let row = rows.get(id);
     if (!row) rows.set(id, (row = { view, key, window, counts: zero(), lastEventTime: t }));
     for (const [c, n] of Object.entries(add) as [Counter, number][]) row.counts[c] += n;
     if (t > row.lastEventTime) row.lastEventTime = t;
   };
-  const member = (view: CountedView, fields: Record<string, string>, window: Window, m: string) => {
-    const key = keyOf(fields);
+  const member = (view: CountedView, key: string, window: Window, m: string) => {
     members.set(`${view}|${window.size}|${window.start}|${key}|${m}`, { view, key, window, member: m });
   };
   for (const e of events) {
@@ -225,11 +218,12 @@ export function aggregate(events: readonly Observation[], smallAmountMinor: numb
     if (e.kind === 'fact') {
       const add: Partial<Counters> =
         e.type === 'captured' ? { captures: 1 } : e.type === 'refunded' ? { refunds: 1 } : { chargebacks: 1 };
-      bump(VIEW_NAMES.merchantRatios, { merchantId: e.merchantId }, monthOf(t), t, add);
+      bump(VIEW_NAMES.merchantRatios, keyOf({ merchantId: e.merchantId }), monthOf(t), t, add);
       continue;
     }
+    const regionKey = keyOf({ region: e.region });
     for (const size of TUMBLING_SIZES) {
-      bump(VIEW_NAMES.regionRate, { region: e.region }, windowOf(size, t), t, { events: 1 });
+      bump(VIEW_NAMES.regionRate, regionKey, windowOf(size, t), t, { events: 1 });
     }
     if (e.kind !== 'attempt') continue;
     const declined = e.outcome === 'declined' ? 1 : 0;
@@ -241,14 +235,18 @@ export function aggregate(events: readonly Observation[], smallAmountMinor: numb
       small_attempts: small,
       small_declined: small * declined,
     };
+    const cardKey = keyOf({ cardToken: e.cardToken });
+    const merchantKey = keyOf({ merchantId: e.merchantId });
+    const binKey = keyOf({ bin: e.bin });
+    const gatewayKey = keyOf({ gateway: e.gateway, region: e.region });
     for (const size of TUMBLING_SIZES) {
       const w = windowOf(size, t);
-      bump(VIEW_NAMES.velocityCard, { cardToken: e.cardToken }, w, t, add);
-      bump(VIEW_NAMES.velocityMerchant, { merchantId: e.merchantId }, w, t, add);
-      bump(VIEW_NAMES.velocityBin, { bin: e.bin }, w, t, add);
-      bump(VIEW_NAMES.declineRate, { gateway: e.gateway, region: e.region }, w, t, add);
-      member(VIEW_NAMES.velocityCard, { cardToken: e.cardToken }, w, e.merchantId);
-      member(VIEW_NAMES.velocityMerchant, { merchantId: e.merchantId }, w, e.cardToken);
+      bump(VIEW_NAMES.velocityCard, cardKey, w, t, add);
+      bump(VIEW_NAMES.velocityMerchant, merchantKey, w, t, add);
+      bump(VIEW_NAMES.velocityBin, binKey, w, t, add);
+      bump(VIEW_NAMES.declineRate, gatewayKey, w, t, add);
+      member(VIEW_NAMES.velocityCard, cardKey, w, e.merchantId);
+      member(VIEW_NAMES.velocityMerchant, merchantKey, w, e.cardToken);
     }
     // The amount a refusal was for is not reported by the gateways (0): only authorized amounts feed the stats.
     if (e.outcome === 'authorized') {
@@ -261,10 +259,10 @@ export function aggregate(events: readonly Observation[], smallAmountMinor: numb
         id: e.id,
       });
     }
-    const cardKey = `${e.merchantId}|${e.cardToken}`;
-    const seen = cards.get(cardKey);
+    const firstSeenKey = `${e.merchantId}|${e.cardToken}`;
+    const seen = cards.get(firstSeenKey);
     if (!seen || t < seen.firstSeen) {
-      cards.set(cardKey, {
+      cards.set(firstSeenKey, {
         merchantId: e.merchantId,
         cardToken: e.cardToken,
         bin: e.bin,
