@@ -31,6 +31,8 @@ export interface FraudInjectionOptions {
   /** Decline-spike attempts (within one five-minute window) and how many are refused. */
   spikeAttempts?: number;
   spikeDeclined?: number;
+  /** Chance that an injected event is delivered twice, as for the regular deliveries (the second copy lands later). */
+  duplicateRate?: number;
 }
 
 const DECLINE_CODES = ['card_declined', 'insufficient_funds', 'do_not_honor', 'invalid_card', 'expired_card'] as const;
@@ -104,12 +106,19 @@ export function injectFraud(sim: Simulation, options: FraudInjectionOptions): Si
     );
   }
 
+  // At-least-once delivery applies to the injected events too: a redelivery lands a few events later.
+  const delivered = [...events];
+  const duplicateRate = options.duplicateRate ?? 0;
+  for (let i = events.length - 1; i >= 0; i--) {
+    if (rnd.chance(duplicateRate)) delivered.splice(Math.min(i + 1 + rnd.int(0, 40), delivered.length), 0, events[i]!);
+  }
+
   const truth = { ...sim.truth, byCurrency: { ...sim.truth.byCurrency } };
   truth.payments += ctAttempts + spAttempts;
   truth.uniqueEvents += events.length;
   return {
     events: [...sim.events, ...events],
-    deliveries: [...sim.deliveries, ...events],
+    deliveries: [...sim.deliveries, ...delivered],
     truth,
     injected: {
       cardTesting: {

@@ -186,7 +186,11 @@ async function main(): Promise<void> {
     await startPartnerPolls(client, config);
 
     // A day of payments plus the fraud the views must catch: a card-testing burst and a decline spike.
-    const sim = injectFraud(simulatePayments(opts), { seed: opts.seed, runId: opts.runId });
+    const sim = injectFraud(simulatePayments(opts), {
+      seed: opts.seed,
+      runId: opts.runId,
+      duplicateRate: opts.duplicateRate,
+    });
     const quarantineFrom = await topicEnds(admin, topics.quarantine);
     const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
     const downGateway =

@@ -112,7 +112,11 @@ describe('the pipeline rides out outages and kill -9 (demo drills)', { timeout: 
   it('kill -9 of each pipeline process once: the supervisor restarts each, the run ends exact', () => {
     const s = demo('--fault', 'processes');
     assertExact(s, 'processes');
-    assert.equal(s.processes.length, 10, 'every pipeline process, the finance worker included');
+    assert.equal(
+      s.processes.length,
+      12,
+      'every pipeline process, the finance worker, fraud views and fraud page included',
+    );
     for (const p of s.processes) {
       assert.ok(p.alive, `${p.name} is not alive at the end`);
       assert.equal(p.restarts, 1, `${p.name}: ${p.restarts} restarts, expected the one kill -9`);
