@@ -196,6 +196,42 @@ const Env = z.object({
     .regex(/^((object|manifest|lock|commit):[1-9][0-9]*)?$/)
     .default(''),
 
+  // -- fraud and risk views (src/streams/fraud-views, docs/fraud-views.md) --
+  FRAUD_VIEWS_GROUP: z.string().min(1).default('fraud-views'),
+  // The risk store: empty = the application's DATABASE_URL (its own URL so production can move it to its own instance).
+  RISK_DATABASE_URL: z.string().default(''),
+  // The owner that migrates the risk schema: empty = MIGRATION_DATABASE_URL.
+  RISK_MIGRATION_DATABASE_URL: z.string().default(''),
+  // Aggregates are flushed (one transaction with the consumed offsets) this often.
+  FRAUD_VIEWS_FLUSH_MS: z.coerce.number().int().min(10).default(250),
+  // An event whose 1-minute window ended this long before the watermark is late (it still counts, as late).
+  FRAUD_VIEWS_GRACE_MS: z.coerce.number().int().nonnegative().default(5_000),
+  // Unflushed events held while the store is cut off; past it the consumer stops reading until a flush succeeds.
+  FRAUD_VIEWS_MAX_PENDING: z.coerce.number().int().positive().default(200_000),
+  // Aggregates untouched this long are swept; a month and some, so month-to-date ratios survive.
+  FRAUD_VIEWS_RETENTION_DAYS: z.coerce.number().int().positive().default(40),
+  // Event ids kept for de-duplication (a redelivered copy later than this counts twice).
+  FRAUD_VIEWS_DEDUP_RETENTION_HOURS: z.coerce.number().int().positive().default(48),
+  FRAUD_VIEWS_TOP_ROWS: z.coerce.number().int().positive().default(20),
+  // card-testing: per merchant or BIN in a 1-minute window, this many small attempts, this share of them declined.
+  FRAUD_SMALL_AMOUNT_MINOR: z.coerce.number().int().nonnegative().default(300),
+  FRAUD_CARD_TESTING_MIN_ATTEMPTS: z.coerce.number().int().positive().default(20),
+  FRAUD_CARD_TESTING_MIN_DECLINE_RATE: z.coerce.number().min(0).max(1).default(0.8),
+  // … and small attempts at least this share of all the window's attempts (refusals count as small).
+  FRAUD_CARD_TESTING_MIN_SMALL_SHARE: z.coerce.number().min(0).max(1).default(0.5),
+  // decline-spike: per gateway × region in a 5-minute window, at least this many attempts and a decline rate
+  // of at least the minimum and FACTOR × the trailing hour's rate (or the default baseline with too few attempts).
+  FRAUD_DECLINE_SPIKE_MIN_ATTEMPTS: z.coerce.number().int().positive().default(40),
+  FRAUD_DECLINE_SPIKE_MIN_RATE: z.coerce.number().min(0).max(1).default(0.5),
+  FRAUD_DECLINE_SPIKE_FACTOR: z.coerce.number().positive().default(3),
+  FRAUD_DECLINE_BASELINE_MIN_ATTEMPTS: z.coerce.number().int().positive().default(50),
+  FRAUD_DECLINE_BASELINE_DEFAULT: z.coerce.number().min(0).max(1).default(0.1),
+  // velocity-card: attempts on one card token within an hour.
+  FRAUD_VELOCITY_CARD_MAX_ATTEMPTS: z.coerce.number().int().positive().default(10),
+  // amount-outlier: an amount above mean + K·σ of the merchant's month (in that currency), after this many samples.
+  FRAUD_OUTLIER_SIGMAS: z.coerce.number().positive().default(3),
+  FRAUD_OUTLIER_MIN_SAMPLES: z.coerce.number().int().positive().default(30),
+
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092'),
   KAFKA_CLIENT_ID: z.string().default('paylink'),
   // A consumer that dies without leaving (kill -9) holds its partitions this long: its group's next member

@@ -44,6 +44,10 @@ const FeedQuery = z.object({
 const FIRST_NAMES = ['Ana', 'Ben', 'Chloé', 'Dev', 'Eitan', 'Fatima', 'Goro', 'Hana', 'Ivan', 'Jia'] as const;
 const LAST_NAMES = ['Silva', 'Okafor', 'Müller', 'Patel', 'Tanaka', 'Kowalski', 'Haddad', 'Nguyen'] as const;
 const BINS = ['411111', '453201', '510510', '555544', '222300', '601100'] as const;
+/** The BIN the injected card tester enumerates (src/simulator/fraud-injection.ts); no regular payment uses it. */
+export const CARD_TESTING_BIN = '404242';
+/** Payment ids of the injected card-testing attempts end in `-ct<n>`. */
+export const CARD_TESTING_PAYMENT = /-ct\d+$/;
 
 /** A Luhn check digit for `body`, so simulated card numbers look like (and scan as) real PANs. */
 function luhnCheckDigit(body: string): string {
@@ -59,7 +63,7 @@ function luhnCheckDigit(body: string): string {
 /** Card and shopper of a payment: seeded by the payment id, so every event of it carries the same card. */
 export function simulatedCardholder(paymentId: string): Pick<GatewayEvent, 'card' | 'shopper'> {
   const rnd = seededRandom(createHash('sha256').update(paymentId).digest().readUInt32BE(0));
-  let body: string = rnd.pick(BINS);
+  let body: string = CARD_TESTING_PAYMENT.test(paymentId) ? CARD_TESTING_BIN : rnd.pick(BINS);
   while (body.length < 15) body += String(rnd.int(0, 9));
   const first = rnd.pick(FIRST_NAMES);
   const last = rnd.pick(LAST_NAMES);

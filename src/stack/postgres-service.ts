@@ -132,7 +132,7 @@ async function ensureLoginRole(connectionString: string, attributes = ''): Promi
 }
 
 /** Creates the database if missing, and makes `owner` its owner. */
-async function ensureDatabase(database: string, owner: string): Promise<void> {
+export async function ensureDatabase(database: string, owner: string): Promise<void> {
   const client = new Client({ host: socketDir(), port: target().port, user: 'postgres', database: 'postgres' });
   await client.connect();
   try {

@@ -46,6 +46,9 @@ import { type ArchiveSummary, archiveSummary, archivedTopicsOf } from '../stream
 import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
+import { injectFraud } from '../simulator/fraud-injection';
+import { createRiskPool } from '../stores/risk';
+import { fraudSummary, fraudViewsBehind, startFraudViewsAfresh } from './fraud-summary';
 
 // `npm run demo`: the main job. Stack up, migrate, worker + router, simulate, wait, check, summarize.
 
@@ -148,7 +151,11 @@ async function main(): Promise<void> {
   // The simulator plays every party outside PayLink: gateways, partners, PayLink's own OLTP database.
   const parties = await startExternalParties(config, opts.seed);
   let failed = true;
+  const riskPool = createRiskPool(config, 2);
   try {
+    await admin.connect();
+    // The fraud views count this run only, so they can be compared with its truth.
+    await startFraudViewsAfresh(config, admin, topics);
     supervisor.start([
       { name: 'payment-worker', script: 'src/workers/payment-worker-main.ts' },
       { name: 'payment-router', script: 'src/streams/payment-router-main.ts' },
@@ -167,6 +174,7 @@ async function main(): Promise<void> {
       { name: 'archiver', script: 'src/streams/archiver/archiver-main.ts', env: { ARCHIVE_OBJECT_MAX_AGE_MS: '2000' } },
       // Creates (or updates) the finance load Schedule: a load every FINANCE_LOAD_INTERVAL_S (docs/finance.md).
       { name: 'finance-worker', script: 'src/workers/finance-worker-main.ts' },
+      { name: 'fraud-views', script: 'src/streams/fraud-views/fraud-views-main.ts' },
     ]);
     await supervisor.ready();
     log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
@@ -174,8 +182,8 @@ async function main(): Promise<void> {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await startPartnerPolls(client, config);
 
-    const sim = simulatePayments(opts);
-    await admin.connect();
+    // A day of payments plus the fraud the views must catch: a card-testing burst and a decline spike.
+    const sim = injectFraud(simulatePayments(opts), { seed: opts.seed, runId: opts.runId });
     const quarantineFrom = await topicEnds(admin, topics.quarantine);
     const webhookUrl = `http://127.0.0.1:${config.WEBHOOK_PORT}`;
     const downGateway =
@@ -276,6 +284,12 @@ async function main(): Promise<void> {
       return archive.lagSeconds === 0;
     });
     s3.destroy();
+    await waitFor(
+      'the fraud views to count every event',
+      deadline,
+      async () => (await fraudViewsBehind(riskPool, admin, config.FRAUD_VIEWS_GROUP, topics)) === 0,
+    );
+    const fraud = await fraudSummary(riskPool, config, sim.events);
     const replay = opts.replay
       ? await replayWindow(client, config, pool, {
           runId: opts.runId,
@@ -308,6 +322,14 @@ async function main(): Promise<void> {
       quarantined,
       spooled: edge.spooled,
       archive,
+      fraud: {
+        freshnessP50Ms: fraud.freshnessP50Ms,
+        freshnessP99Ms: fraud.freshnessP99Ms,
+        lateEvents: fraud.lateEvents,
+        alerts: fraud.alerts,
+        viewsMatchTruth: fraud.viewsMatchTruth,
+        ...(fraud.viewsMatchTruth ? {} : { mismatches: fraud.mismatches }),
+      },
       ...(replay ? { replay } : {}),
       ...(regionOutage ? { regionOutage } : {}),
       ...(faultReport.length > 0 ? { faults: faultReport } : {}),
@@ -361,6 +383,9 @@ async function main(): Promise<void> {
       archive.overlaps === 0 &&
       finance.snowflakeMatchesLedger &&
       finance.sealsVerified &&
+      fraud.viewsMatchTruth &&
+      (fraud.alerts['card-testing'] ?? 0) > 0 &&
+      (fraud.alerts['decline-spike'] ?? 0) > 0 &&
       (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
@@ -374,6 +399,7 @@ async function main(): Promise<void> {
     await admin.disconnect().catch(() => undefined);
     await connection.close();
     await pool.end();
+    await riskPool.end();
   }
   if (failed) process.exitCode = 1;
 }
@@ -668,6 +694,7 @@ function printSummary(
     stuck: { found: number; paymentIds: string[] };
     ledger: Record<string, unknown>;
     archive: ArchiveSummary;
+    fraud: Record<string, unknown>;
     replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
     finance: Record<string, unknown>;
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
@@ -681,6 +708,7 @@ function printSummary(
     `  Temporal actions per payment (from histories): ${s.actionsPerPayment}`,
     `  ledger ${JSON.stringify(s.ledger)}`,
     `  raw archive (S3) ${JSON.stringify(s.archive)}`,
+    `  fraud views ${JSON.stringify(s.fraud)}`,
     ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
     `  finance (Snowflake) ${JSON.stringify(s.finance)}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,

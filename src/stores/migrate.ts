@@ -1,15 +1,17 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Pool } from 'pg';
+import { Pool } from 'pg';
 import type { Config } from '../config';
 import { errorMessage } from '../logger';
-import { createPool } from './postgres';
+import { createPool, survivingIdleErrors } from './postgres';
 
 // The one migration runner: versioned SQL files, applied once each, in order, under an advisory lock.
 
 const migrationsDir = join(__dirname, 'migrations');
 const vaultMigrationsDir = join(__dirname, 'vault-migrations');
+const riskMigrationsDir = join(__dirname, 'risk-migrations');
+const RISK_MIGRATIONS_TABLE = 'risk.schema_migrations';
 const LOCK_ID = 7_240_001;
 /** The role migration 004 grants the pipeline's privileges to; a login role may also be a member of it (RDS). */
 export const APPLICATION_ROLE = 'paylink_app';
@@ -90,7 +92,26 @@ export async function migrateAsOwner(config: Config): Promise<string[]> {
     const applied = await migrate(pool);
     await ensureVaultSchema(pool);
     const vault = await migrate(pool, listMigrations(vaultMigrationsDir), VAULT_MIGRATIONS_TABLE);
-    return [...applied, ...vault.map((v) => `vault/${v}`)];
+    const risk = await migrateRisk(config);
+    return [...applied, ...vault.map((v) => `vault/${v}`), ...risk.map((v) => `risk/${v}`)];
+  } finally {
+    await pool.end();
+  }
+}
+
+/** The risk schema's owner: RISK_MIGRATION_DATABASE_URL, or MIGRATION_DATABASE_URL when it is empty. */
+export function createRiskOwnerPool(config: Config): Pool {
+  return config.RISK_MIGRATION_DATABASE_URL === ''
+    ? createPool(config, 1, 'MIGRATION_DATABASE_URL')
+    : survivingIdleErrors(new Pool({ connectionString: config.RISK_MIGRATION_DATABASE_URL, max: 1 }), 'risk-owner');
+}
+
+/** The risk store's own migrations (risk.schema_migrations), on RISK_MIGRATION_DATABASE_URL or the owner's URL. */
+export async function migrateRisk(config: Config): Promise<string[]> {
+  const pool = createRiskOwnerPool(config);
+  try {
+    await pool.query('create schema if not exists risk');
+    return await migrate(pool, listMigrations(riskMigrationsDir), RISK_MIGRATIONS_TABLE);
   } finally {
     await pool.end();
   }

@@ -20,6 +20,8 @@ const TOPIC_NAMES = {
   /** Debezium-format change events of PayLink's OLTP tables, one topic per table (Debezium's naming). */
   cdcPayments: 'cdc.oltp.public.payments',
   cdcLedgerEntries: 'cdc.oltp.public.ledger_entries',
+  /** Fraud rule hits (src/streams/fraud-views), keyed by their deterministic alert id. */
+  fraudAlerts: 'fraud.alerts.v1',
 } as const;
 
 export type TopicSet = { readonly [K in keyof typeof TOPIC_NAMES]: string };
@@ -414,6 +416,7 @@ export function topicSpecs(config: Config): TopicSpec[] {
       replicationFactor: config.KAFKA_REPLICATION_FACTOR,
       configEntries: [...common, { name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }],
     },
+    partitioned(topics.fraudAlerts, String(30 * 24 * 3600 * 1000)),
   ];
 }
 
