@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, type Page, chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Logger } from '../../src/logger';
 import { type FraudViewsServer, createFraudViewsServer } from '../../src/streams/fraud-views/server';
+import { launchChromium } from '../support/chromium';
 import { type ScriptedViewsSource, createScriptedViewsSource } from '../support/fraud-views-source';
 
 // The fraud-views page in a real browser: Debian's Chromium driven by playwright-core (which never
@@ -13,18 +14,6 @@ import { type ScriptedViewsSource, createScriptedViewsSource } from '../support/
 // Every wait is for a condition with a deadline. FRAUD_PAGE_SCREENSHOT=<path> keeps the screenshot
 // (npm run fraud-page:screenshot writes docs/fraud-views-page.png).
 
-const CHROMIUM = '/usr/bin/chromium';
-// Flags that work headless as root on a shared machine; playwright gives each launch a fresh profile.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const WAIT_MS = 15_000; // "within a few seconds", with room for a busy 2-core machine
 
 // What the functions run in the page use: tsconfig has no DOM lib (this is Node code), so it is declared here.
@@ -49,12 +38,7 @@ describe('the fraud-views page in Chromium', () => {
   const servers: FraudViewsServer[] = [];
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does). This test never skips.`,
-      );
-    }
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+    browser = await launchChromium();
   });
   after(async () => {
     await Promise.all(servers.map((s) => s.close()));

@@ -7,6 +7,7 @@ import type { PipelineProcess } from '../../src/starters/processes';
 import { takeDown, bringBack } from '../../src/stack/faults';
 import { createPool } from '../../src/stores/postgres';
 import { readAlerts } from '../../src/stores/risk';
+import { createFraudViewsServer } from '../../src/streams/fraud-views/server';
 import type { ViewsSnapshot } from '../../src/streams/fraud-views/snapshot';
 import { type RiskViewsSource, riskViewsSource } from '../../src/streams/fraud-views/views-source';
 import {
@@ -27,6 +28,7 @@ import {
   produceInBatches,
   startFraudViews,
 } from '../support/fraud-views';
+import { launchChromium } from '../support/chromium';
 import { startNetcut, type Netcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
 import { config as baseConfig, requireServices, uniqueId } from '../support/stack';
@@ -35,6 +37,12 @@ import { config as baseConfig, requireServices, uniqueId } from '../support/stac
 // burst and decline spike, produced as the edges would, counted by the real consumer process. The views
 // must equal the simulator's truth exactly — through a kill -9 and redelivery, a cut from the risk store
 // and a Kafka outage — and each injected alert is raised once.
+
+/** What the page's cards offer the test (tsconfig has no DOM lib: this is Node code). */
+interface PageCard {
+  getAttribute(name: string): string | null;
+  querySelector(selector: string): PageCard | null;
+}
 
 const runId = uniqueId('fv');
 const config = { ...baseConfig, KAFKA_TOPIC_NAMESPACE: runId, FRAUD_VIEWS_GROUP: `fraud-views-${runId}` };
@@ -220,5 +228,61 @@ describe('fraud views', { timeout: 600_000 }, () => {
     await allCounted('every record counted after Kafka is back');
     await exact();
     assert.equal(consumer!.child.exitCode, null, 'the consumer rode the outage out');
+  });
+  it('show on the live page in Chromium, whose as-of advances within seconds of newer events', async () => {
+    // The page's server over the real risk store's source; Debian's Chromium reads it as a user would.
+    const page = await createFraudViewsServer({
+      source,
+      pollIntervalMs: 500,
+      port: 0,
+      host: '127.0.0.1',
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      // Staleness by age is the browser's clock against simulated event time (2026-01-01): not this test's point.
+      staleAfterMs: 10 * 365 * 86_400_000,
+    });
+    const browser = await launchChromium();
+    try {
+      const tab = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      const errors: string[] = [];
+      tab.on('pageerror', (err) => errors.push(err.message));
+      await tab.goto(`${page.url}/`, { timeout: 30_000 });
+      const asOfShown = async (): Promise<Record<string, string | null>> =>
+        Object.fromEntries(
+          await tab
+            .locator('[data-view]')
+            .evaluateAll((cards: PageCard[]) =>
+              cards.map((card) => [
+                card.getAttribute('data-view') ?? '',
+                card.querySelector('[data-testid=view-age]')?.getAttribute('data-as-of') ?? null,
+              ]),
+            ),
+        );
+      const snapshot = await source.snapshot();
+      const names = snapshot.views.map((v) => v.name);
+      await waitFor('every view on the page with its as-of', Date.now() + 30_000, async () => {
+        const shown = await asOfShown();
+        return names.every((n) => shown[n] !== undefined && shown[n] !== null) || JSON.stringify(shown);
+      });
+      const before = (await asOfShown())['velocity-merchant']!;
+      // A newer day of events: every event time a day past the ones counted so far.
+      const run = fraudRun(`${runId}-d`, 1304, 200, false);
+      const later = (e: PaymentEvent): PaymentEvent => ({
+        ...e,
+        occurredAt: new Date(Date.parse(e.occurredAt) + 86_400_000).toISOString(),
+      });
+      await produceInBatches(producer, edgeRecords(config, topics, run.deliveries.map(later)));
+      counted.push(...run.events.map(later));
+      const producedAt = Date.now();
+      await waitFor('the page to show a newer as-of', producedAt + 30_000, async () => {
+        const now = (await asOfShown())['velocity-merchant'];
+        return (now !== null && now !== undefined && Date.parse(now) > Date.parse(before)) || `still ${now}`;
+      });
+      assert.deepEqual(errors, [], 'no script error on the page');
+      await allCounted('the newer day counted');
+      await exact();
+    } finally {
+      await browser.close();
+      await page.close();
+    }
   });
 });
