@@ -175,9 +175,12 @@ async function main(): Promise<void> {
       // Creates (or updates) the finance load Schedule: a load every FINANCE_LOAD_INTERVAL_S (docs/finance.md).
       { name: 'finance-worker', script: 'src/workers/finance-worker-main.ts' },
       { name: 'fraud-views', script: 'src/streams/fraud-views/fraud-views-main.ts' },
+      // The live page over the risk store (docs/fraud-views-page.md).
+      { name: 'fraud-page', script: 'src/streams/fraud-views/fraud-page-main.ts' },
     ]);
     await supervisor.ready();
-    log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names() });
+    const fraudPageUrl = `http://${config.FRAUD_PAGE_HOST}:${config.FRAUD_PAGE_PORT}/`;
+    log.info('pipeline ready', { runId: opts.runId, processes: supervisor.names(), fraudPage: fraudPageUrl });
 
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await startPartnerPolls(client, config);
@@ -329,6 +332,7 @@ async function main(): Promise<void> {
         alerts: fraud.alerts,
         viewsMatchTruth: fraud.viewsMatchTruth,
         ...(fraud.viewsMatchTruth ? {} : { mismatches: fraud.mismatches }),
+        pageUrl: fraudPageUrl,
       },
       ...(replay ? { replay } : {}),
       ...(regionOutage ? { regionOutage } : {}),

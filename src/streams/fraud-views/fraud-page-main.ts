@@ -23,7 +23,7 @@ runMain(log, async () => {
       maxClients: config.FRAUD_PAGE_MAX_CLIENTS,
       logger: log,
     });
-    log.info('fraud-views page', { url: `${page.url}/`, api: `${page.url}/api/openapi.json` });
+    log.info('ready', { url: `${page.url}/`, api: `${page.url}/api/openapi.json` });
     await untilSignal();
     await page.close();
   } finally {
