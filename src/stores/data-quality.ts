@@ -235,13 +235,18 @@ export async function measureSnowflakeCompleteness(
   for (let i = 0; i < ids.length; i += IN_CHUNK) {
     const chunk = ids.slice(i, i + IN_CHUNK);
     const marks = chunk.map(() => '?').join(', ');
-    const found = await snowflake.query<{ ENTRY_ID: unknown }>(
+    const found = await snowflake.query<{ ENTRY_ID: number | string }>(
       `SELECT DISTINCT ENTRY_ID FROM FINANCE.JOURNAL_ENTRIES WHERE ENTRY_ID IN (${marks})`,
       chunk,
     );
     for (const f of found) inWarehouse.add(String(f.ENTRY_ID));
     // Distinct lines: a duplicated row is the verifier's finding, not a completeness one.
-    const rows = await snowflake.query<{ CURRENCY: string; LINES: unknown; DEBIT: unknown; CREDIT: unknown }>(
+    const rows = await snowflake.query<{
+      CURRENCY: string;
+      LINES: number | string;
+      DEBIT: number | string | null;
+      CREDIT: number | string | null;
+    }>(
       `SELECT CURRENCY, COUNT(*) AS LINES,
               SUM(CASE WHEN SIDE = 'debit' THEN AMOUNT_MINOR ELSE 0 END) AS DEBIT,
               SUM(CASE WHEN SIDE = 'credit' THEN AMOUNT_MINOR ELSE 0 END) AS CREDIT
