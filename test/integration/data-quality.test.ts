@@ -56,7 +56,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     ({
       version: 1,
       type,
-      idempotencyKey: `${scope}-${paymentId}-${type}-${String(extra['idempotencySuffix'] ?? '')}`,
+      idempotencyKey: `${scope}-${paymentId}-${type}`,
       paymentId: `${scope}-${paymentId}`,
       merchantId: 'merchant-dq-test',
       region: 'eu',
@@ -68,7 +68,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
       ...(type === 'authorized' && { amountMinor: 1000 }),
       ...(type === 'settled' && { settlementId: 's1', captureId: 'c1', amountMinor: 1000, feeMinor: 20 }),
       ...(type === 'refunded' && { refundId: 'r1', amountMinor: 500 }),
-      ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'idempotencySuffix')),
+      ...extra,
     }) as PaymentEvent;
 
   const post = async (f: PaymentEvent): Promise<number> =>
