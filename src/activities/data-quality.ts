@@ -17,6 +17,7 @@ import {
   measureConflictingDuplicates,
   measureLateness,
   measureMissingPostings,
+  measureOltpCounterparts,
   measureRepeatRate,
   measureSchemaDrift,
   measureSnowflakeCompleteness,
@@ -62,12 +63,16 @@ export interface DataQualityActivities {
 
 export interface DataQualityDeps {
   pool: Pool;
+  /** PayLink's OLTP database (read only): its legacy ledger rows. */
+  oltp: Pool;
+  /** The OLTP schema CDC reads (CDC_SCHEMA). */
+  oltpSchema: string;
   snowflake: SnowflakeQueries;
   log: Logger;
 }
 
 export function createDataQualityActivities(deps: DataQualityDeps): DataQualityActivities {
-  const { pool, snowflake, log } = deps;
+  const { pool, oltp, snowflake, log } = deps;
   return {
     async measureDataQualityCheck(request) {
       const t = { ...DEFAULT_DQ_TUNING, ...request.tuning };
@@ -79,6 +84,8 @@ export function createDataQualityActivities(deps: DataQualityDeps): DataQualityA
           return measureConflictingDuplicates(pool, s);
         case 'ledger.missing_postings':
           return measureMissingPostings(pool, s, t.postingSlaMs);
+        case 'ledger.oltp_counterpart':
+          return measureOltpCounterparts(oltp, pool, s, deps.oltpSchema, t.postingSlaMs);
         case 'ledger.snowflake_completeness':
           return measureSnowflakeCompleteness(pool, snowflake, s);
         case 'ordering.before_precondition':

@@ -5,6 +5,7 @@ import { retryTransient } from '../resilience';
 import { createDataQualityActivities, runDataQualityHere } from '../activities/data-quality';
 import { dayWindowOf } from '../contracts/data-quality';
 import { latestDqResults } from '../stores/data-quality';
+import { createOltpPool } from '../stores/oltp';
 import { createPool } from '../stores/postgres';
 import { connectSnowflake } from '../stores/snowflake';
 import { runConsumer, runMain } from '../streams/consumer-runner';
@@ -83,8 +84,9 @@ async function dataQuality(args: string[]): Promise<void> {
       return;
     }
     const snowflake = await connectSnowflake(config);
+    const oltp = createOltpPool(config, 1);
     try {
-      const activities = createDataQualityActivities({ pool, snowflake, log });
+      const activities = createDataQualityActivities({ pool, oltp, oltpSchema: config.CDC_SCHEMA, snowflake, log });
       const { summary } = await runDataQualityHere(
         activities,
         { window: window ?? dayWindowOf(Date.now()), scope },
@@ -100,6 +102,7 @@ async function dataQuality(args: string[]): Promise<void> {
       if (summary.failed.length > 0) process.exitCode = 1;
     } finally {
       await snowflake.close().catch(() => undefined);
+      await oltp.end();
     }
   } finally {
     await pool.end();

@@ -5,6 +5,7 @@ import type { PaymentEvent } from '../contracts/payment-event';
 import { postingKey } from '../ledger/posting-rules';
 import { scanValue } from '../quality/pii-scanner';
 import { lastPublishedWindow } from './finance-ledger';
+import { assertSchemaName } from './oltp';
 import { likePrefix } from './postgres';
 import type { SnowflakeQueries } from './snowflake';
 
@@ -291,6 +292,65 @@ export async function measureSnowflakeCompleteness(
       differences,
       ledger: perCurrency(ledger),
       snowflake: perCurrency(warehouse),
+    },
+  };
+}
+
+/**
+ * Every legacy OLTP ledger row (`<schema>.ledger_entries`, written by PayLink's payments API) older than
+ * the SLA has its counterpart: the journal entry of the same fact (entry_ref `<payment>/<fact key>/<side>`
+ * ↔ posting key `payment/<payment>/<fact key>`) in the same currency, whose debits equal the row's amount.
+ */
+export async function measureOltpCounterparts(
+  oltp: Pool,
+  pool: Pool,
+  s: MeasureScope,
+  oltpSchema: string,
+  slaMs: number,
+): Promise<DqMeasurement> {
+  const schema = assertSchemaName(oltpSchema);
+  let rows: { id: string; entry_ref: string; amount_minor: string; currency: string }[];
+  try {
+    rows = (
+      await oltp.query<{ id: string; entry_ref: string; amount_minor: string; currency: string }>(
+        `select id::text, entry_ref, amount_minor::text, currency from ${schema}.ledger_entries
+          where created_at >= $1 and created_at < $2 and payment_id like $3
+            and created_at < now() - $4 * interval '1 millisecond'
+          order by id`,
+        [s.window.start, s.window.end, likePrefix(s.scope), slaMs],
+      )
+    ).rows;
+  } catch (err) {
+    // No payments API has written here yet: no legacy rows, nothing to match.
+    if ((err as { code?: string }).code !== '42P01') throw err;
+    rows = [];
+  }
+  const keyOf = (ref: string): string => `payment/${ref.replace(/\/(debit|credit)$/, '')}`;
+  const counterparts = await pool.query<{ posting_key: string; currency: string; debit: string }>(
+    `select e.posting_key, l.currency, sum(l.amount_minor) filter (where l.side = 'debit')::text as debit
+       from ledger.journal_entries e join ledger.journal_lines l using (entry_id)
+      where e.posting_key = any($1) group by 1, 2`,
+    [[...new Set(rows.map((r) => keyOf(r.entry_ref)))]],
+  );
+  const found = new Map(counterparts.rows.map((c) => [`${c.posting_key}|${c.currency}`, c.debit]));
+  const unmatched = rows.filter((r) => found.get(`${keyOf(r.entry_ref)}|${r.currency}`) !== r.amount_minor);
+  return {
+    check: 'ledger.oltp_counterpart',
+    measured: unmatched.length,
+    summary:
+      unmatched.length === 0
+        ? `${rows.length} legacy OLTP ledger rows all have their journal entry`
+        : `${unmatched.length} of ${rows.length} legacy OLTP ledger rows without a matching journal entry: ${unmatched
+            .slice(0, 5)
+            .map((r) => r.entry_ref)
+            .join(', ')}${unmatched.length > 5 ? ', …' : ''}`,
+    details: {
+      oltpSchema: schema,
+      slaMs,
+      rows: rows.length,
+      unmatched: unmatched
+        .slice(0, 100)
+        .map((r) => ({ id: r.id, entryRef: r.entry_ref, amountMinor: r.amount_minor, currency: r.currency })),
     },
   };
 }

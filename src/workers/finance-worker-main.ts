@@ -2,6 +2,7 @@ import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../config';
 import { createLogger } from '../logger';
+import { createOltpPool } from '../stores/oltp';
 import { createPool } from '../stores/postgres';
 import { connectSnowflake } from '../stores/snowflake';
 import { runMain } from '../streams/consumer-runner';
@@ -16,6 +17,7 @@ const DATA_QUALITY_INTERVAL_S = 300;
 async function main(): Promise<void> {
   const config = loadConfig();
   const pool = createPool(config, 4);
+  const oltp = createOltpPool(config, 2);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const snowflake = await connectSnowflake(config);
   try {
@@ -25,6 +27,8 @@ async function main(): Promise<void> {
       namespace: config.TEMPORAL_NAMESPACE,
       pool,
       snowflake,
+      oltp,
+      oltpSchema: config.CDC_SCHEMA,
       log,
       faultHoldBeforeCommitMs,
     });
@@ -45,6 +49,7 @@ async function main(): Promise<void> {
   } finally {
     await snowflake.close().catch(() => undefined);
     await pool.end();
+    await oltp.end();
     await connection.close();
   }
 }

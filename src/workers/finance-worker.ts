@@ -18,6 +18,9 @@ export interface FinanceWorkerDeps {
   namespace: string;
   pool: Pool;
   snowflake: SnowflakeSession;
+  /** PayLink's OLTP database and schema: the data-quality check of its legacy ledger rows. */
+  oltp: Pool;
+  oltpSchema: string;
   log: Logger;
   taskQueue?: string;
   workflowBundle?: WorkerOptions['workflowBundle'];
@@ -39,7 +42,13 @@ export async function createFinanceWorker(deps: FinanceWorkerDeps): Promise<Work
         faultHoldBeforeCommitMs: deps.faultHoldBeforeCommitMs,
       }),
       // DataQuality runs here too: it reads the ledger and Snowflake like the load, and gates its publication.
-      ...createDataQualityActivities({ pool: deps.pool, snowflake: deps.snowflake, log: deps.log }),
+      ...createDataQualityActivities({
+        pool: deps.pool,
+        oltp: deps.oltp,
+        oltpSchema: deps.oltpSchema,
+        snowflake: deps.snowflake,
+        log: deps.log,
+      }),
     },
   });
 }

@@ -19,6 +19,7 @@ import {
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { factKey, linesFor, postingKey } from '../../src/ledger/posting-rules';
 import { createLogger } from '../../src/logger';
+import { createOltpPool, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
 import { latestDqResults } from '../../src/stores/data-quality';
 import { lastPublishedWindow } from '../../src/stores/finance-ledger';
@@ -45,6 +46,9 @@ const TUNING: Partial<DqTuning> = { postingSlaMs: 0 };
 
 describe('data-quality checks: each fails on its planted defect, all pass on a clean run', () => {
   const pool = createPool(config, 4);
+  const oltp = createOltpPool(config, 2);
+  // Its own OLTP schema: the legacy ledger rows written here are the only ones the checks see.
+  const oltpSchema = `dq_${Date.now().toString(36)}`;
   let snowflake: SnowflakeSession;
   let connection: Connection;
   let client: Client;
@@ -113,7 +117,8 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     await migrateAsOwner(config);
     await migrateSnowflake(config);
     snowflake = await connectSnowflake(config);
-    dq = createDataQualityActivities({ pool, snowflake, log });
+    await ensureOltpSchema(oltp, oltpSchema);
+    dq = createDataQualityActivities({ pool, oltp, oltpSchema, snowflake, log });
     connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
     client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   });
@@ -122,6 +127,8 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     if (worker) await within(worker.stop(), 30_000, 'finance worker to stop').catch(() => worker?.kill9());
     await snowflake?.close();
     await connection?.close();
+    await oltp.query(`drop schema if exists ${oltpSchema} cascade`);
+    await oltp.end();
     await pool.end();
   });
 
@@ -133,10 +140,14 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     // One redelivery with the same content: expected from at-least-once sources, under the threshold.
     await admitFacts(pool, [authorized, captured]);
     await admitFacts(pool, [captured, settled]);
+    await recordInOltp(oltp, [authorized, captured, settled], oltpSchema);
     await post(captured);
     await post(settled);
 
-    worker = startPipelineProcess('finance-worker-dq', WORKER, { FINANCE_LOAD_INTERVAL_S: '0' });
+    worker = startPipelineProcess('finance-worker-dq', WORKER, {
+      FINANCE_LOAD_INTERVAL_S: '0',
+      CDC_SCHEMA: oltpSchema,
+    });
     await within(worker.ready, 90_000, `the finance worker to be ready (log: ${worker.logFile})`);
     const summary = await client.workflow.execute(dataQualityWorkflow, {
       taskQueue: FINANCE_TASK_QUEUE,
@@ -147,6 +158,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     assert.equal(summary.checks, DQ_CHECKS.length);
     assert.deepEqual(scopedFailures(summary), [], JSON.stringify(summary.byCheck, null, 2));
     assert.ok((summary.byCheck['duplicates.repeat_rate']?.measured ?? 0) > 0, 'the redelivery is counted');
+    assert.match(summary.byCheck['ledger.oltp_counterpart']?.summary ?? '', /^2 legacy OLTP ledger rows all have/);
 
     const latest = await latestDqResults(pool, scope, [window]);
     assert.deepEqual(latest.map((r) => r.check).sort(), [...DQ_CHECKS].sort());
@@ -172,11 +184,16 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     assert.equal(resultOf(results, 'ledger.missing_postings').passed, true);
   });
 
-  it('a fact without postings fails ledger.missing_postings; posting it makes the re-run pass', async () => {
+  it('a fact without postings fails ledger.missing_postings and ledger.oltp_counterpart; posting it makes the re-run pass', async () => {
     const scope = uniqueId('dq-unposted');
     const captured = fact(scope, 'p1', 'captured');
     await admitFacts(pool, [captured]);
-    const before = resultOf((await run(scope)).results, 'ledger.missing_postings');
+    await recordInOltp(oltp, [captured], oltpSchema);
+    const first = await run(scope);
+    const legacy = resultOf(first.results, 'ledger.oltp_counterpart');
+    assert.equal(legacy.passed, false);
+    assert.equal(legacy.measured, 2, 'both legacy rows (debit and credit) lack their journal entry');
+    const before = resultOf(first.results, 'ledger.missing_postings');
     assert.equal(before.passed, false);
     assert.equal(before.measured, 1);
     assert.match(before.summary, new RegExp(postingKey(captured.paymentId, factKey(captured))));
