@@ -12,9 +12,20 @@ import type { SnowflakeQueries } from './snowflake';
 // Every statement of the data-quality checks (docs/data-quality.md, migration 009): what each check
 // measures in Postgres and Snowflake, and the result rows. Thresholds are judged in contracts/data-quality.ts.
 
-/** What a delivery carried, independent of which path or attempt delivered it. */
+/**
+ * What a delivery says about money (type, payment, merchant, currency, amounts, ids), not how it came:
+ * source, sequence, region, event time, trace id and schema version differ between a retry and its original.
+ */
 export function contentHash(fact: PaymentEvent): string {
-  const { traceId: _traceId, ...content } = fact;
+  const {
+    traceId: _traceId,
+    source: _source,
+    sourceSequence: _sourceSequence,
+    region: _region,
+    occurredAt: _occurredAt,
+    version: _version,
+    ...content
+  } = fact;
   const canonical = JSON.stringify(content, Object.keys(content).sort());
   return createHash('sha256').update(canonical).digest('hex');
 }

@@ -46,6 +46,14 @@ const TUNING: Partial<DqTuning> = { postingSlaMs: 0 };
 
 describe('data-quality checks: each fails on its planted defect, all pass on a clean run', () => {
   const pool = createPool(config, 4);
+  const owner = createPool(config, 1, 'MIGRATION_DATABASE_URL');
+  /** The scopes this suite planted defects in: their facts and deliveries are removed afterwards. */
+  const scopes: string[] = [];
+  const scoped = (prefix: string): string => {
+    const scope = uniqueId(prefix);
+    scopes.push(scope);
+    return scope;
+  };
   const oltp = createOltpPool(config, 2);
   // Its own OLTP schema: the legacy ledger rows written here are the only ones the checks see.
   const oltpSchema = `dq_${Date.now().toString(36)}`;
@@ -127,13 +135,19 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     if (worker) await within(worker.stop(), 30_000, 'finance worker to stop').catch(() => worker?.kill9());
     await snowflake?.close();
     await connection?.close();
+    // The planted defects must not fail a whole-pipeline run later (it gates finance publication).
+    for (const scope of scopes) {
+      await owner.query('delete from payments.facts where payment_id like $1', [`${scope}-%`]);
+      await owner.query('delete from quality.fact_deliveries where payment_id like $1', [`${scope}-%`]);
+    }
+    await owner.end();
     await oltp.query(`drop schema if exists ${oltpSchema} cascade`);
     await oltp.end();
     await pool.end();
   });
 
   it('a clean run passes every check, run by the DataQuality workflow, with rows in Postgres and Snowflake', async () => {
-    const scope = uniqueId('dq-clean');
+    const scope = scoped('dq-clean');
     const authorized = fact(scope, 'p1', 'authorized');
     const captured = fact(scope, 'p1', 'captured');
     const settled = fact(scope, 'p1', 'settled');
@@ -170,7 +184,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
   });
 
   it('a duplicate with other content fails duplicates.conflicting and names the key', async () => {
-    const scope = uniqueId('dq-conflict');
+    const scope = scoped('dq-conflict');
     const first = fact(scope, 'p1', 'captured');
     const other = { ...first, amountMinor: 2000 } as PaymentEvent;
     await admitFacts(pool, [first]);
@@ -185,7 +199,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
   });
 
   it('a fact without postings fails ledger.missing_postings and ledger.oltp_counterpart; posting it makes the re-run pass', async () => {
-    const scope = uniqueId('dq-unposted');
+    const scope = scoped('dq-unposted');
     const captured = fact(scope, 'p1', 'captured');
     await admitFacts(pool, [captured]);
     await recordInOltp(oltp, [captured], oltpSchema);
@@ -207,7 +221,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
   });
 
   it('a late fact fails ordering.lateness, a refund before its capture fails ordering.before_precondition', async () => {
-    const scope = uniqueId('dq-late');
+    const scope = scoped('dq-late');
     const late = fact(scope, 'p1', 'authorized', { occurredAt: new Date(Date.now() - 3 * 3_600_000).toISOString() });
     const refund = fact(scope, 'p2', 'refunded', { source: 'gateway' });
     await admitFacts(pool, [late]);
@@ -222,7 +236,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
   });
 
   it('a journal entry missing from Snowflake fails ledger.snowflake_completeness; reloading the window restores it', async () => {
-    const scope = uniqueId('dq-warehouse');
+    const scope = scoped('dq-warehouse');
     const captured = fact(scope, 'p1', 'captured');
     await admitFacts(pool, [captured]);
     const entryId = await post(captured);
@@ -252,7 +266,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
   });
 
   it('a failing money check blocks publishing the finance window and says why; once fixed, it publishes', async () => {
-    const scope = uniqueId('dq-gate');
+    const scope = scoped('dq-gate');
     const finance = financeFor(scope);
     await publishAll(finance);
     const paid = fact(scope, 'p1', 'captured');

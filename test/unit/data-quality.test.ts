@@ -106,9 +106,11 @@ describe('content hash', () => {
     platformFeeMinor: 0,
   } as PaymentEvent;
 
-  it('is the same for a redelivery (whatever its trace id or key order) and differs for other money', () => {
+  it('is the same for a redelivery (whatever its trace id, sequence, path or key order) and differs for other money', () => {
     const reordered = Object.fromEntries(Object.entries(fact).reverse()) as PaymentEvent;
-    assert.equal(contentHash({ ...fact, traceId: 'a'.repeat(32) }), contentHash(reordered));
+    const retried = { ...fact, traceId: 'a'.repeat(32), sourceSequence: 7, source: 'gateway' } as PaymentEvent;
+    assert.equal(contentHash(retried), contentHash(reordered));
+    assert.notEqual(contentHash(fact), contentHash({ ...fact, currency: 'USD' }));
     assert.notEqual(contentHash(fact), contentHash({ ...fact, amountMinor: 1001 } as PaymentEvent));
   });
 });
