@@ -11,8 +11,8 @@ import {
 
 // One DataQuality run per window (docs/data-quality.md): measure every check of the catalogue, judge it
 // against its threshold, record one result row per check in Postgres and Snowflake. The Temporal
-// Schedule DATA_QUALITY_SCHEDULE_ID runs the current hour every few minutes; a re-run supersedes by
-// time and keeps the history. A failing money check is what the finance load's publish step reads.
+// Schedule DATA_QUALITY_SCHEDULE_ID runs the previous and the current hour every few minutes; a re-run
+// supersedes by time and keeps the history. A failing money check is what the finance load's publish step reads.
 
 export const DATA_QUALITY_SCHEDULE_ID = 'data-quality';
 
@@ -30,14 +30,20 @@ const { measureDataQualityCheck, recordDataQualityResults } = proxyActivities<Da
 });
 
 export async function dataQualityWorkflow(input: DataQualityInput = {}): Promise<DqRunSummary> {
-  const window = parseDqWindow(input.window ?? hourWindowOf(Date.now()));
   const scope = input.scope ?? '';
-  const runId = workflowInfo().runId;
-  const measurements = await Promise.all(
-    DQ_CHECKS.map((check) => measureDataQualityCheck({ window: window.id, scope, check, tuning: input.tuning })),
-  );
-  const ranAt = new Date(Date.now()).toISOString();
-  const results = measurements.map((m) => evaluate(m, { runId, window, scope, ranAt }));
-  await recordDataQualityResults(results);
-  return summarize(results, { window: window.id, scope, runId });
+  const runWindow = async (id: string): Promise<DqRunSummary> => {
+    const window = parseDqWindow(id);
+    const runId = `${workflowInfo().runId}/${window.id}`;
+    const measurements = await Promise.all(
+      DQ_CHECKS.map((check) => measureDataQualityCheck({ window: window.id, scope, check, tuning: input.tuning })),
+    );
+    const ranAt = new Date(Date.now()).toISOString();
+    const results = measurements.map((m) => evaluate(m, { runId, window, scope, ranAt }));
+    await recordDataQualityResults(results);
+    return summarize(results, { window: window.id, scope, runId });
+  };
+  if (input.window) return runWindow(input.window);
+  // Scheduled: the previous hour once more too, so a defect fixed after its hour ends clears the gate.
+  await runWindow(hourWindowOf(Date.now() - 3_600_000));
+  return runWindow(hourWindowOf(Date.now()));
 }

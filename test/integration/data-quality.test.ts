@@ -21,6 +21,7 @@ import { factKey, linesFor, postingKey } from '../../src/ledger/posting-rules';
 import { createLogger } from '../../src/logger';
 import { createOltpPool, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
+import { scanValue } from '../../src/quality/pii-scanner';
 import { latestDqResults } from '../../src/stores/data-quality';
 import { lastPublishedWindow } from '../../src/stores/finance-ledger';
 import { postJournalEntry } from '../../src/stores/ledger';
@@ -177,6 +178,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     const latest = await latestDqResults(pool, scope, [window]);
     assert.deepEqual(latest.map((r) => r.check).sort(), [...DQ_CHECKS].sort());
     assert.ok(latest.every((r) => r.runId === summary.runId));
+    assert.ok(summary.runId.endsWith(`/${window}`), 'the run id names its window');
     const rows = await snowflake.query<{ N: number }>('SELECT COUNT(*) AS N FROM QUALITY.DQ_RESULTS WHERE RUN_ID = ?', [
       summary.runId,
     ]);
@@ -230,6 +232,8 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     const lateness = resultOf(results, 'ordering.lateness');
     assert.equal(lateness.passed, false);
     assert.deepEqual(lateness.details['examples'], [late.idempotencyKey]);
+    // Skews and rates are rounded: a long float in the details would read as a card number.
+    assert.deepEqual(scanValue(results.map((r) => r.details)), []);
     const order = resultOf(results, 'ordering.before_precondition');
     assert.equal(order.passed, false);
     assert.deepEqual(order.perSource, { gateway: 1 });
