@@ -2,19 +2,22 @@ import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../config';
 import { createLogger } from '../logger';
+import { createOltpPool } from '../stores/oltp';
 import { createPool } from '../stores/postgres';
 import { connectSnowflake } from '../stores/snowflake';
 import { runMain } from '../streams/consumer-runner';
 import { FINANCE_TASK_QUEUE } from '../workflows/finance-load';
-import { createFinanceWorker, ensureFinanceSchedule } from './finance-worker';
+import { createFinanceWorker, ensureDataQualitySchedule, ensureFinanceSchedule } from './finance-worker';
 
 // `npm run finance-worker`: the finance worker process (FinanceLoad workflows, ledger → Snowflake), and
 // the Schedule that starts a load every FINANCE_LOAD_INTERVAL_S seconds (0: leave the schedule alone).
 const log = createLogger('finance-worker');
+const DATA_QUALITY_INTERVAL_S = 300;
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const pool = createPool(config, 4);
+  const oltp = createOltpPool(config, 2);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const snowflake = await connectSnowflake(config);
   try {
@@ -24,25 +27,29 @@ async function main(): Promise<void> {
       namespace: config.TEMPORAL_NAMESPACE,
       pool,
       snowflake,
+      oltp,
+      oltpSchema: config.CDC_SCHEMA,
       log,
       faultHoldBeforeCommitMs,
     });
     const intervalS = config.FINANCE_LOAD_INTERVAL_S;
-    const schedule =
-      intervalS > 0
-        ? await ensureFinanceSchedule(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), intervalS)
-        : 'none';
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const schedule = intervalS > 0 ? await ensureFinanceSchedule(client, intervalS) : 'none';
+    // Data quality runs with the loads it gates, every DATA_QUALITY_INTERVAL_S (not when loads are off).
+    const dqSchedule = intervalS > 0 ? await ensureDataQualitySchedule(client, DATA_QUALITY_INTERVAL_S) : 'none';
     // The SDK's runtime shuts the worker down gracefully on SIGINT/SIGTERM.
     log.info('ready', {
       taskQueue: FINANCE_TASK_QUEUE,
       schedule,
       intervalS,
+      dqSchedule,
       ...(faultHoldBeforeCommitMs > 0 && { faultHoldBeforeCommitMs }),
     });
     await worker.run();
   } finally {
     await snowflake.close().catch(() => undefined);
     await pool.end();
+    await oltp.end();
     await connection.close();
   }
 }
