@@ -106,6 +106,8 @@ export interface MatchResult {
   items: { matched: number; partiallyMatched: number; unmatched: number };
   /** Lines of this window's files that settle a ledger item of the day before (a timing break's other half). */
   lateCounterparts: number;
+  /** breakKey of the timing break each late counterpart resolves (the day before's run opened it). */
+  lateKeys: string[];
   breaks: ReconciliationBreak[];
   breaksByType: Partial<Record<ReconciliationBreakType, number>>;
   /** Per type and currency: money at stake. */
@@ -312,9 +314,19 @@ export function matchWindow(input: MatchInput): MatchResult {
   // 3. Lines left over: the late half of yesterday's timing break, a payment PayLink never saw, or a
   //    movement of a known payment that the ledger has not posted.
   let lateCounterparts = 0;
+  const lateKeys: string[] = [];
   for (const line of [...byKey.values(), ...extra]) {
     if (ledgerPrev.has(keyOf(line))) {
       lateCounterparts++;
+      lateKeys.push(
+        breakKeyOf({
+          type: 'timing',
+          paymentId: line.paymentId,
+          kind: line.kind as MatchKind,
+          reference: line.reference,
+          lineReference: line.lineReference,
+        }),
+      );
       continue;
     }
     const known = oltp.has(line.paymentId) || knownPayments.has(line.paymentId);
@@ -350,6 +362,7 @@ export function matchWindow(input: MatchInput): MatchResult {
     window,
     items: { matched, partiallyMatched, unmatched },
     lateCounterparts,
+    lateKeys: lateKeys.sort(),
     breaks: keyed,
     breaksByType,
     amountsByType,

@@ -4,3 +4,4 @@ export { slaSweepWorkflow } from './sla-sweep';
 export { partnerPollWorkflow } from './partner-poll';
 export { backfillWorkflow } from './backfill';
 export { financeLoadWorkflow } from './finance-load';
+export { reconciliationWorkflow } from './reconciliation';
