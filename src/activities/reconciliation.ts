@@ -40,7 +40,10 @@ export interface MatchSummary {
 
 export interface RecordRequest extends ReconciliationRequest {
   runKey: string;
+  /** This execution's workflow id (the schedule's runs have their own). */
   workflowId: string;
+  /** reconciliation/<window>[/<scope>]: suspense posting keys derive from it. */
+  windowId: string;
   startedAt: string;
   result: MatchResult;
 }
@@ -55,6 +58,7 @@ export interface ReconciliationActivities {
   matchReconciliationWindow(request: ReconciliationRequest): Promise<MatchSummary>;
   recordReconciliationRun(request: RecordRequest): Promise<RunOutcome>;
   postSuspenseEntries(request: {
+    /** reconciliation/<window>[/<scope>]. */
     workflowId: string;
     window: string;
     breaks: ReconciliationBreak[];
@@ -133,7 +137,7 @@ export function createReconciliationActivities(deps: ReconciliationDeps): Reconc
       const suspenseKeys = Object.fromEntries(
         req.result.breaks
           .filter((b) => suspenseLines(b).length > 0)
-          .map((b) => [b.breakKey, suspenseOpenKey(req.workflowId, b.breakKey)]),
+          .map((b) => [b.breakKey, suspenseOpenKey(req.windowId, b.breakKey)]),
       );
       return writeRun(pool, {
         runKey: req.runKey,

@@ -70,6 +70,9 @@ export async function reconciliationWorkflow(input: ReconciliationInput = {}): P
   let step: ReconciliationStep = 'starting';
   setHandler(progressQuery, () => ({ step, window }));
   const request = { window, scope, oltpSchema: input.oltpSchema ?? 'public', bucket: input.bucket };
+  // The window's canonical id, whoever started the run (the schedule's runs have ids of their own):
+  // suspense posting keys derive from it, so a scheduled run and a manual re-run share them.
+  const windowId = reconciliationWorkflowId(window, scope);
 
   step = 'matching';
   const matched = await acts.matchReconciliationWindow(request);
@@ -78,13 +81,14 @@ export async function reconciliationWorkflow(input: ReconciliationInput = {}): P
     ...request,
     runKey: `${info.workflowId}/${info.runId}`,
     workflowId: info.workflowId,
+    windowId,
     startedAt: info.runStartTime.toISOString(),
     result: matched.result,
   });
   step = 'suspense';
   const resolvedAtBirth = new Set(run.resolvedAtBirth);
   const suspense = await acts.postSuspenseEntries({
-    workflowId: info.workflowId,
+    workflowId: windowId,
     window,
     breaks: matched.result.breaks.filter((b) => !resolvedAtBirth.has(b.breakKey)),
     resolved: run.resolved,
