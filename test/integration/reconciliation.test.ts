@@ -8,6 +8,7 @@ import { factKey, linesFor, postingKey } from '../../src/ledger/posting-rules';
 import { createOltpPool, ensureOltpSchema, recordInOltp } from '../../src/simulator/oltp';
 import { type Simulation, simulatePayments } from '../../src/simulator/payments';
 import { type BreakPlan, type InjectedBreak, simulateSettlementFiles } from '../../src/simulator/settlement-files';
+import { dayAfter } from '../../src/reconciliation/match';
 import { postJournalEntry } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
@@ -230,5 +231,16 @@ describe('reconciliation: ledger ↔ OLTP ↔ settlement files, per UTC day', ()
       [p.scope, window, p.scope, window],
     );
     assert.deepEqual({ runs: Number(sf!.RUNS), breaks: Number(sf!.BREAKS) }, { runs: 2, breaks: history.length });
+    // Aging: the next day's run (no data of its own) carries over every open break of the earlier windows,
+    // the oldest aged by days since the window that first found it.
+    const next = dayAfter(p.days.at(-1)!);
+    const nextRun = await reconcile(p, next);
+    assert.equal(nextRun.breaks, 0);
+    const earlierOpen = after.filter((b) => b.status === 'open');
+    assert.ok(earlierOpen.length > 0);
+    assert.equal(nextRun.carriedOver.breaks, earlierOpen.length);
+    const days = (a: string, b: string): number => (Date.parse(a) - Date.parse(b)) / 86_400_000;
+    assert.equal(nextRun.carriedOver.oldestAgeDays, Math.max(...earlierOpen.map((b) => days(next, b.firstSeenWindow))));
+    assert.ok(nextRun.carriedOver.oldestAgeDays >= 1);
   });
 });
