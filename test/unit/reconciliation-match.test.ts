@@ -11,6 +11,7 @@ import {
   ledgerItemOf,
   matchWindow,
 } from '../../src/reconciliation/match';
+import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { type Simulation, simulatePayments } from '../../src/simulator/payments';
 import { type InjectedBreak, type BreakPlan, simulateSettlementFiles } from '../../src/simulator/settlement-files';
 
@@ -56,11 +57,21 @@ function oltpOf(sim: Simulation): OltpPayment[] {
   return [...m.values()];
 }
 
+/** The simulation with every payment moved `p % days` days later: windows that each hold data and breaks. */
+function spread(sim: Simulation, days: number): Simulation {
+  const shift = (e: PaymentEvent): PaymentEvent => {
+    const n = Number(/-p(\d+)$/.exec(e.paymentId)?.[1] ?? 0) % days;
+    return { ...e, occurredAt: new Date(Date.parse(e.occurredAt) + n * 86_400_000).toISOString() };
+  };
+  return { ...sim, events: sim.events.map(shift), deliveries: sim.deliveries.map(shift) };
+}
+
 function reconcileAll(
   seed: number,
   breaks: 'none' | 'default' | BreakPlan,
+  spreadDays = 1,
 ): { found: ReconciliationBreak[]; truth: InjectedBreak[]; matched: number } {
-  const sim = simulatePayments({ payments: 150, seed, duplicateRate: 0, runId: `rm${seed}` });
+  const sim = spread(simulatePayments({ payments: 150, seed, duplicateRate: 0, runId: `rm${seed}` }), spreadDays);
   const truth = simulateSettlementFiles(sim, { seed, breaks });
   const files = truth.files.flatMap((f) => parseSettlementItems(f.provider, f.name, f.content));
   const ledger = ledgerOf(sim);
@@ -93,6 +104,12 @@ describe('matchWindow', () => {
       assert.ok(matched > 50, `matched ${matched}`);
     });
   }
+
+  it('payments spread over four days: each window finds its own breaks, timing ones across each edge', () => {
+    const { found, truth } = reconcileAll(11, { timing: 4, missing: 2, duplicate: 2, amount_mismatch: 2 }, 4);
+    assert.ok(new Set(truth.map((b) => b.expected?.date ?? b.reported?.date)).size > 1, 'breaks on several days');
+    assert.deepEqual(found.map(norm).sort(), truth.map(norm).sort());
+  });
 
   it('a clean file set gives zero breaks', () => {
     const { found, matched } = reconcileAll(5, 'none');
