@@ -114,9 +114,18 @@ describe('reconciliation: ledger ↔ OLTP ↔ settlement files, per UTC day', ()
     days: string[];
   }
 
-  async function prepare(seed: number, breaks: 'none' | 'default' | BreakPlan): Promise<Prepared> {
+  /** Moves payment p (its number) `p % days` days later, so several windows hold data and breaks. */
+  function spread(sim: Simulation, days: number): Simulation {
+    const shift = (e: PaymentEvent): PaymentEvent => {
+      const n = Number(/-p(\d+)$/.exec(e.paymentId)?.[1] ?? 0) % days;
+      return { ...e, occurredAt: new Date(Date.parse(e.occurredAt) + n * 86_400_000).toISOString() };
+    };
+    return { ...sim, events: sim.events.map(shift), deliveries: sim.deliveries.map(shift) };
+  }
+
+  async function prepare(seed: number, breaks: 'none' | 'default' | BreakPlan, spreadDays = 1): Promise<Prepared> {
     const runId = uniqueId(`rc${seed}`);
-    const sim = simulatePayments({ payments: PAYMENTS, seed, duplicateRate: 0, runId });
+    const sim = spread(simulatePayments({ payments: PAYMENTS, seed, duplicateRate: 0, runId }), spreadDays);
     const truth = simulateSettlementFiles(sim, { seed, breaks });
     const schema = `recon_${runId.replace(/[^a-z0-9]/gi, '_').toLowerCase()}`.slice(0, 60);
     await ensureOltpSchema(oltp, schema);
@@ -155,9 +164,14 @@ describe('reconciliation: ledger ↔ OLTP ↔ settlement files, per UTC day', ()
     return Object.fromEntries(r.rows.filter((x) => x.net !== '0').map((x) => [x.currency, Number(x.net)]));
   };
 
-  for (const seed of [3, 17, 2026]) {
-    it(`seed ${seed}: every window together reports exactly the injected breaks, by type, payment and amount`, async () => {
-      const p = await prepare(seed, 'default');
+  for (const [seed, spreadDays] of [
+    [3, 1],
+    [17, 1],
+    [2026, 3],
+  ] as const) {
+    it(`seed ${seed}, payments over ${spreadDays} day(s): every window together reports exactly the injected breaks, by type, payment and amount`, async () => {
+      const p = await prepare(seed, 'default', spreadDays);
+      assert.ok(p.days.length >= spreadDays, `windows ${p.days.join(', ')}`);
       assert.equal(p.truth.length, 14);
       const results: ReconciliationResult[] = [];
       for (const day of p.days) results.push(await reconcile(p, day));
