@@ -1,6 +1,12 @@
+import { ApplicationFailure } from '@temporalio/activity';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Pool } from 'pg';
-import { type SettlementItem, type SettlementProvider, parseSettlementItems } from '../contracts/settlement-files';
+import {
+  SettlementFileError,
+  type SettlementItem,
+  type SettlementProvider,
+  parseSettlementItems,
+} from '../contracts/settlement-files';
 import type { JournalLine } from '../ledger/posting-rules';
 import type { Logger } from '../logger';
 import {
@@ -114,7 +120,17 @@ export function createReconciliationActivities(deps: ReconciliationDeps): Reconc
         for (const provider of PROVIDERS) {
           for (const f of await listSettlementFiles(s3, bucket, provider, day)) {
             const name = f.key.slice(f.key.lastIndexOf('/') + 1);
-            const items = parseSettlementItems(provider, name, await getSettlementFile(s3, bucket, f.key));
+            const bytes = await getSettlementFile(s3, bucket, f.key);
+            let items: SettlementItem[];
+            try {
+              items = parseSettlementItems(provider, name, bytes);
+            } catch (err) {
+              // A malformed file stays malformed: fail the run naming file, line and column, never retry.
+              if (err instanceof SettlementFileError) {
+                throw ApplicationFailure.nonRetryable(`${f.key}: ${err.message}`, 'SettlementFileError');
+              }
+              throw err;
+            }
             files.push(f.key);
             lines.push(...items.filter((i) => !req.scope || i.paymentId.startsWith(req.scope) || i.kind === 'payout'));
           }

@@ -55,7 +55,7 @@ export const progressQuery = defineQuery<ReconciliationProgress>('progress');
 const retry: ActivityOptions['retry'] = {
   initialInterval: '1 second',
   maximumInterval: '10 seconds',
-  nonRetryableErrorTypes: ['SettlementFileError', 'CsvError'],
+  nonRetryableErrorTypes: ['SettlementFileError'],
 };
 const acts = proxyActivities<ReconciliationActivities>({ startToCloseTimeout: '5 minutes', retry });
 

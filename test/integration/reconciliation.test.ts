@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { PaymentEvent } from '../../src/contracts/payment-event';
 import { createLogger } from '../../src/logger';
@@ -205,6 +205,31 @@ describe('reconciliation: ledger ↔ OLTP ↔ settlement files, per UTC day', ()
       assert.equal(Number(sf!.N), found.length);
     });
   }
+
+  it('a malformed settlement file fails the run at once, naming the file, line and column; nothing is recorded', async () => {
+    const p = await prepare(8, 'none');
+    const day = p.days[0]!;
+    const bad = 'payout_reconciliation_itemized_broken.csv';
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: p.bucket,
+        Key: `settlements/stripe/date=${day}/${bad}`,
+        Body: 'automatic_payout_id,currency\r\npo_1,eur\r\n',
+      }),
+    );
+    await assert.rejects(reconcile(p, day), (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError);
+      const chain: string[] = [];
+      for (let e: unknown = err; e instanceof Error; e = e.cause) chain.push(`${e.name}: ${e.message}`);
+      const text = chain.join(' <- ');
+      assert.match(text, /ApplicationFailure: settlements\/stripe\//);
+      assert.match(text, /line \d+/);
+      assert.match(text, new RegExp(bad.replace(/\./g, '\\.')));
+      return true;
+    });
+    assert.deepEqual(await listRuns(pool, day, p.scope), []);
+  });
 
   it('a clean file set gives zero breaks, a zero clearing difference and no suspense', async () => {
     const p = await prepare(5, 'none');
