@@ -4,10 +4,16 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { Pool } from 'pg';
 import { createDataQualityActivities } from '../activities/data-quality';
 import { createFinanceLoadActivities } from '../activities/finance-load';
+import { type ReconciliationDeps, createReconciliationActivities } from '../activities/reconciliation';
 import type { Logger } from '../logger';
 import type { SnowflakeSession } from '../stores/snowflake';
 import { DATA_QUALITY_SCHEDULE_ID, dataQualityWorkflow } from '../workflows/data-quality';
 import { FINANCE_SCHEDULE_ID, FINANCE_TASK_QUEUE, financeLoadWorkflow } from '../workflows/finance-load';
+import {
+  RECONCILIATION_SCHEDULE_ID,
+  RECONCILIATION_TASK_QUEUE,
+  reconciliationWorkflow,
+} from '../workflows/reconciliation';
 import { workflowCode } from './workflow-code';
 
 // The finance worker: FinanceLoad workflows and their activities on their own task queue, so loads
@@ -26,6 +32,8 @@ export interface FinanceWorkerDeps {
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** Crash tests only (0 = off). */
   faultHoldBeforeCommitMs?: number;
+  /** ReconciliationWorkflow's inputs (docs/reconciliation.md): the OLTP database and the settlement files' bucket. */
+  reconciliation?: Pick<ReconciliationDeps, 'oltp' | 's3' | 'bucket'>;
 }
 
 export async function createFinanceWorker(deps: FinanceWorkerDeps): Promise<Worker> {
@@ -49,6 +57,13 @@ export async function createFinanceWorker(deps: FinanceWorkerDeps): Promise<Work
         snowflake: deps.snowflake,
         log: deps.log,
       }),
+      ...(deps.reconciliation &&
+        createReconciliationActivities({
+          pool: deps.pool,
+          snowflake: deps.snowflake,
+          log: deps.log,
+          ...deps.reconciliation,
+        })),
     },
   });
 }
@@ -105,6 +120,34 @@ export async function ensureDataQualitySchedule(client: Client, intervalS: numbe
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
     await client.schedule.getHandle(DATA_QUALITY_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
+    return 'updated';
+  }
+}
+
+/**
+ * Creates the daily Schedule that reconciles yesterday (UTC) at `hourUtc`:05, or updates its time.
+ * The workflow computes its window from its start time; overlap SKIP, a missed day caught up within 6 h.
+ */
+export async function ensureReconciliationSchedule(client: Client, hourUtc: number): Promise<'created' | 'updated'> {
+  const spec = { calendars: [{ hour: hourUtc, minute: 5, comment: 'reconcile yesterday (UTC)' }] };
+  try {
+    await client.schedule.create({
+      scheduleId: RECONCILIATION_SCHEDULE_ID,
+      spec,
+      action: {
+        type: 'startWorkflow',
+        workflowType: reconciliationWorkflow,
+        args: [{}],
+        taskQueue: RECONCILIATION_TASK_QUEUE,
+        workflowId: 'reconciliation/scheduled',
+        workflowExecutionTimeout: '1 hour',
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '6 hours' },
+    });
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(RECONCILIATION_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
     return 'updated';
   }
 }

@@ -5,3 +5,4 @@ export { partnerPollWorkflow } from './partner-poll';
 export { backfillWorkflow } from './backfill';
 export { financeLoadWorkflow } from './finance-load';
 export { dataQualityWorkflow } from './data-quality';
+export { reconciliationWorkflow } from './reconciliation';
