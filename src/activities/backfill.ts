@@ -240,7 +240,11 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
  * workflow tasks). Bytes that are not what was archived, or do not inflate and parse, fail the backfill
  * non-retryably with the object named: a retry would read the same bytes.
  */
-export async function readArchiveRecords(s3: S3Client, bucket: string, object: ArchiveObjectRef): Promise<RestoredRecord[]> {
+export async function readArchiveRecords(
+  s3: S3Client,
+  bucket: string,
+  object: ArchiveObjectRef,
+): Promise<RestoredRecord[]> {
   try {
     const body = await getCommittedObject(s3, bucket, object);
     let text: string;

@@ -28,7 +28,7 @@ function runPython(
   python: string,
   script: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ code: number; out: string; err: string }> {
+): Promise<{ code: number; signal: string | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(python, ['-c', script], { env: { ...process.env, ...env } });
     let out = '';
@@ -36,7 +36,7 @@ function runPython(
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+    p.on('close', (code, signal) => resolve({ code: code ?? -1, signal, out, err }));
   });
 }
 
@@ -96,7 +96,10 @@ spec = importlib.util.spec_from_file_location("dag", ${JSON.stringify(DAG)})
 dag = importlib.util.module_from_spec(spec); spec.loader.exec_module(dag)
 assert dag.DAG is None, "Airflow is not installed in the stack's venv"
 r = dag.start_reconciliation(${JSON.stringify(window)}, scope=${JSON.stringify(scope)}, bucket=${JSON.stringify(bucket)})
-print(json.dumps(r))
+print(json.dumps(r), flush=True)
+# The SDK's Rust threads can outlive interpreter finalization and crash it after the work is done
+# (temporalio/sdk-python#300); an Airflow worker is a long-lived process, so end this one without teardown.
+import os; os._exit(0)
 `;
     const env = {
       TEMPORAL_ADDRESS: config.TEMPORAL_ADDRESS,
@@ -104,7 +107,7 @@ print(json.dumps(r))
       PAYLINK_RECONCILIATION_TASK_QUEUE: taskQueue,
     };
     const first = await runPython(python, script, env);
-    assert.equal(first.code, 0, first.err);
+    assert.equal(first.code, 0, `python exited ${first.signal ?? first.code}: ${first.err}${first.out}`);
     const r1 = JSON.parse(first.out.trim().split('\n').at(-1)!) as {
       workflowId: string;
       window: string;
@@ -126,7 +129,7 @@ print(json.dumps(r))
     assert.equal(d.taskQueue, taskQueue);
 
     const second = await runPython(python, script, env);
-    assert.equal(second.code, 0, second.err);
+    assert.equal(second.code, 0, `python exited ${second.signal ?? second.code}: ${second.err}${second.out}`);
     const runs = await listRuns(pool, window, scope);
     assert.deepEqual(
       runs.map((x) => x.status),
