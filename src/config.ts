@@ -271,6 +271,8 @@ const Env = z.object({
   // for crash tests only (0 = off), how long each load holds its Snowflake transaction open before COMMIT.
   FINANCE_LOAD_INTERVAL_S: z.coerce.number().int().min(0).max(3600).default(10),
   FINANCE_FAULT_HOLD_BEFORE_COMMIT_MS: z.coerce.number().int().nonnegative().default(0),
+  // Reconciliation (docs/reconciliation.md): the UTC hour the daily Schedule reconciles yesterday (-1: none).
+  RECONCILIATION_SCHEDULE_HOUR_UTC: z.coerce.number().int().min(-1).max(23).default(2),
 
   SNOWFLAKE_ACCOUNT: z.string().default('paylink'),
   SNOWFLAKE_USERNAME: z.string().default('paylink'),

@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Pool } from 'pg';
+import { blockingFailures, dqWindowsOverlapping } from '../contracts/data-quality';
 import { FINANCE_NON_RETRYABLE_ERRORS } from '../contracts/finance';
 import type { Logger } from '../logger';
 import {
@@ -31,6 +32,7 @@ import {
   warehouseSeals,
   warehouseWindowTotals,
 } from '../stores/finance-warehouse';
+import { latestDqResults, postedRangeOfFinanceWindow } from '../stores/data-quality';
 import type { SnowflakeSession } from '../stores/snowflake';
 
 // The I/O of a FinanceLoad (src/workflows/finance-load.ts): plan the next watermark window, write it to
@@ -73,6 +75,8 @@ export interface FinanceLoadDeps {
   log: Logger;
   /** Crash tests only (0 = off): hold each load inside its Snowflake transaction, before COMMIT. */
   faultHoldBeforeCommitMs?: number;
+  /** Whose data-quality results gate publishing: '' (the whole pipeline); tests use their payment-id prefix. */
+  dataQualityScope?: string;
 }
 
 /** Snowflake's window is not the ledger's: the window stays unpublished until someone looks. */
@@ -84,6 +88,27 @@ export class FinanceVerificationError extends Error {
     super(`load ${loadId}: Snowflake does not match the ledger: ${differences.join('; ')}`);
     this.name = 'FinanceVerificationError';
   }
+}
+
+/** A money check of the data-quality run failed in a DQ window this finance window's entries fall in. */
+export class FinanceQualityGateError extends Error {
+  constructor(
+    readonly loadId: string,
+    readonly reasons: string[],
+  ) {
+    super(`load ${loadId}: not published, failing data-quality money checks: ${reasons.join('; ')}`);
+    this.name = 'FinanceQualityGateError';
+  }
+}
+
+/** The failing money checks (latest result per check) of the DQ windows the finance window's entries were posted in. */
+async function qualityGateReasons(pool: Pool, w: FinanceWindow, scope: string): Promise<string[]> {
+  const posted = await postedRangeOfFinanceWindow(pool, w);
+  if (!posted) return [];
+  const windows = dqWindowsOverlapping(posted.from.getTime(), posted.to.getTime());
+  return blockingFailures(await latestDqResults(pool, scope, windows)).map(
+    (r) => `${r.check} in ${r.window.id}: ${r.summary}`,
+  );
 }
 
 function heartbeat(details?: unknown): void {
@@ -198,6 +223,16 @@ export function createFinanceLoadActivities(deps: FinanceLoadDeps): FinanceLoadA
     publishFinanceWindow: (request) =>
       named(async () => {
         const existing = await windowAt(pool, request.lo);
+        // A window already published stays published; a new one waits for its money checks to pass.
+        if (!existing) {
+          const reasons = await qualityGateReasons(pool, request, deps.dataQualityScope ?? '');
+          if (reasons.length > 0) {
+            const err = new FinanceQualityGateError(request.loadId, reasons);
+            log.error('finance window blocked by data quality: not published', { loadId: request.loadId, reasons });
+            await recordLoadFailure(pool, request.loadId, request, err.message);
+            throw err;
+          }
+        }
         const prevSeal = existing ? existing.prevSeal : ((await lastPublishedWindow(pool))?.seal ?? GENESIS_SEAL);
         const entries = await readWindowEntries(pool, request);
         const published = await publishWindow(pool, {

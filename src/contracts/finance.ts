@@ -11,6 +11,7 @@ export const FINANCE_NON_RETRYABLE_ERRORS = [
   'FinanceVerificationError',
   'SealMismatchError',
   'WindowNotContiguousError',
+  'FinanceQualityGateError',
 ] as const;
 
 export const financeLoadId = (w: FinanceWindow): string => `load/${w.lo}-${w.hi}`;

@@ -19,6 +19,9 @@ import { migrateAsOwner } from '../stores/migrate';
 import { migrateSnowflake } from '../stores/snowflake-migrate';
 import { connectSnowflake } from '../stores/snowflake';
 import { financeSummary, runPublished } from '../ops/finance-summary';
+import { createDataQualityActivities, runDataQualityHere } from '../activities/data-quality';
+import { type DqResult, dayWindowOf } from '../contracts/data-quality';
+import { createOltpPool } from '../stores/oltp';
 import { countAnomalies, summarizeLedger } from '../stores/ledger';
 import { factsByPath, gatewayFactsByRegion } from '../stores/payment-inbox';
 import { createPool } from '../stores/postgres';
@@ -315,6 +318,7 @@ async function main(): Promise<void> {
     );
     const snowflake = await connectSnowflake(config);
     const finance = await financeSummary(pool, snowflake, `${opts.runId}-`).finally(() => snowflake.close());
+    const dq = await dataQualityOfRun(config, pool, `${opts.runId}-`, started);
     if (replay) {
       // The ledger is checked against the simulator's truth again, after the backfill.
       ledger = await summarizeLedger(pool, `${opts.runId}-`);
@@ -364,6 +368,7 @@ async function main(): Promise<void> {
         sealsVerified: finance.sealsVerified,
         ...(finance.problems.length > 0 ? { problems: finance.problems.slice(0, 10) } : {}),
       },
+      dq,
       actionsPerPayment: Math.round((actions.total / Math.max(1, actions.workflows)) * 100) / 100,
       actionsByKind: actions.byKind,
       ledger: {
@@ -394,6 +399,7 @@ async function main(): Promise<void> {
       fraud.viewsMatchTruth &&
       (fraud.alerts['card-testing'] ?? 0) > 0 &&
       (fraud.alerts['decline-spike'] ?? 0) > 0 &&
+      dq.unexpected.length === 0 &&
       (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
@@ -705,6 +711,7 @@ function printSummary(
     fraud: Record<string, unknown>;
     replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
     finance: Record<string, unknown>;
+    dq: { checks: number; failed: string[]; unexpected: string[] };
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
@@ -719,6 +726,7 @@ function printSummary(
     `  fraud views ${JSON.stringify(s.fraud)}`,
     ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
     `  finance (Snowflake) ${JSON.stringify(s.finance)}`,
+    `  data quality ${JSON.stringify({ checks: s.dq.checks, failed: s.dq.failed, unexpected: s.dq.unexpected })}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];
@@ -729,6 +737,39 @@ function printSummary(
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * The data-quality checks over the run's payments, for the day window(s) it ran in (docs/data-quality.md).
+ * The demo injects duplicates, shuffles and drift, so warnings are expected; a failing critical check is not.
+ */
+async function dataQualityOfRun(
+  config: Config,
+  pool: Pool,
+  scope: string,
+  started: number,
+): Promise<{ checks: number; failed: string[]; unexpected: string[]; byCheck: Record<string, unknown> }> {
+  const snowflake = await connectSnowflake(config);
+  const oltp = createOltpPool(config, 1);
+  try {
+    const activities = createDataQualityActivities({ pool, oltp, oltpSchema: config.CDC_SCHEMA, snowflake, log });
+    const windows = [...new Set([dayWindowOf(started), dayWindowOf(Date.now())])];
+    const runs = [];
+    for (const window of windows) runs.push((await runDataQualityHere(activities, { window, scope })).results);
+    const results = runs.flat();
+    const name = (r: DqResult): string => (windows.length > 1 ? `${r.check}@${r.window.id}` : r.check);
+    return {
+      checks: results.length,
+      failed: results.filter((r) => !r.passed).map(name),
+      unexpected: results.filter((r) => !r.passed && r.severity === 'critical').map(name),
+      byCheck: Object.fromEntries(
+        results.map((r) => [name(r), { passed: r.passed, measured: r.measured, summary: r.summary }]),
+      ),
+    };
+  } finally {
+    await snowflake.close().catch(() => undefined);
+    await oltp.end();
+  }
 }
 
 main().catch((err: unknown) => {

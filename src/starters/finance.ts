@@ -8,9 +8,18 @@ import { type VerifyReport, verifyFinance } from '../ops/finance-verify';
 import { watermarkStatus } from '../stores/finance-ledger';
 import { createPool } from '../stores/postgres';
 import { connectSnowflake } from '../stores/snowflake';
+import { listBreaks } from '../stores/reconciliation';
 import { FINANCE_SCHEDULE_ID, FINANCE_TASK_QUEUE, financeLoadWorkflow } from '../workflows/finance-load';
+import {
+  RECONCILIATION_TASK_QUEUE,
+  type ReconciliationResult,
+  progressQuery,
+  reconciliationWorkflow,
+  reconciliationWorkflowId,
+} from '../workflows/reconciliation';
 
-// `npm run finance -- status | load [--window lo-hi] | verify [--from xid --to xid]` (docs/finance.md):
+// `npm run finance -- status | load [--window lo-hi] | verify [--from xid --to xid]` (docs/finance.md),
+// `reconcile --window <day> | breaks [--open] [--type T]` (docs/reconciliation.md):
 // the finance load's watermark and lag, a load run by hand (idempotent: a published window re-runs to
 // the same seal), and the seals recomputed from the ledger and from Snowflake. `--json`: one object on stdout.
 
@@ -18,7 +27,36 @@ const log = createLogger('finance');
 
 const USAGE = `usage: npm run finance -- status [--json]
        npm run finance -- load [--window <lo>-<hi>] [--json]
-       npm run finance -- verify [--from <xid>] [--to <xid>] [--json]`;
+       npm run finance -- verify [--from <xid>] [--to <xid>] [--json]
+       npm run finance -- reconcile --window <YYYY-MM-DD> [--scope <payment-id prefix>] [--oltp-schema <s>] [--json]
+       npm run finance -- breaks [--open] [--type <break type>] [--window <YYYY-MM-DD>] [--scope <prefix>] [--json]`;
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+function dayOption(raw: string | undefined): string {
+  if (!raw || !DAY.test(raw) || Number.isNaN(Date.parse(`${raw}T00:00:00Z`))) {
+    throw new Error(`--window "${raw ?? ''}" is not a UTC day (YYYY-MM-DD)`);
+  }
+  return raw;
+}
+
+const money = (byCurrency: Record<string, number> | undefined): string =>
+  Object.entries(byCurrency ?? {})
+    .map(([c, v]) => `${v} ${c}`)
+    .join(', ');
+
+function reconcileText(r: ReconciliationResult & { workflowId: string }): string {
+  const types = Object.entries(r.breaksByType)
+    .map(([t, n]) => `  ${t}: ${n} (${money(r.amountsByType[t as keyof typeof r.amountsByType])} minor units)`)
+    .join('\n');
+  return [
+    `window ${r.window}: run ${r.runId} (${r.outcome}${r.supersededRunId ? `, supersedes run ${r.supersededRunId}` : ''})`,
+    `${r.files} files, ${r.settlementLines} settlement lines, ${r.ledgerEntries} ledger entries`,
+    `matched ${r.items.matched}, partially matched ${r.items.partiallyMatched}, unmatched ${r.items.unmatched}`,
+    `${r.breaks} breaks${r.breaks ? `:\n${types}` : ''}`,
+    `resolved ${r.resolved} earlier breaks; ${r.carriedOver.breaks} open from earlier windows (oldest ${r.carriedOver.oldestAgeDays} days)`,
+    `suspense: ${r.suspense.opened} opened, ${r.suspense.closed} closed, ${r.suspense.alreadyPosted} already posted`,
+  ].join('\n');
+}
 
 function xidOption(name: string, raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
@@ -33,6 +71,10 @@ async function main(): Promise<void> {
       window: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
+      scope: { type: 'string' },
+      'oltp-schema': { type: 'string' },
+      open: { type: 'boolean', default: false },
+      type: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -107,6 +149,66 @@ async function main(): Promise<void> {
         } finally {
           await snowflake.close();
         }
+        return;
+      }
+      case 'reconcile': {
+        const window = dayOption(values.window);
+        const scope = values.scope ?? '';
+        const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+        try {
+          const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+          // The window's own id: a re-run supersedes the earlier result (docs/reconciliation.md).
+          const workflowId = reconciliationWorkflowId(window, scope);
+          const handle = await client.workflow.start(reconciliationWorkflow, {
+            taskQueue: RECONCILIATION_TASK_QUEUE,
+            workflowId,
+            args: [{ window, scope, oltpSchema: values['oltp-schema'] ?? 'public' }],
+            workflowExecutionTimeout: '30 minutes',
+          });
+          if (!json) process.stderr.write(`reconciling ${window} (${workflowId})…\n`);
+          let last = '';
+          const poll = setInterval(() => {
+            handle
+              .query(progressQuery)
+              .then((p) => {
+                if (!json && p.step !== last) process.stderr.write(`  ${p.step}\n`);
+                last = p.step;
+              })
+              .catch(() => undefined); // no worker has picked it up yet
+          }, 500);
+          try {
+            const r = await handle.result();
+            print({ workflowId, ...r }, reconcileText({ workflowId, ...r }));
+          } finally {
+            clearInterval(poll);
+          }
+        } catch (err) {
+          if (err instanceof WorkflowFailedError) throw new Error(`reconciliation failed: ${causes(err)}`);
+          throw err;
+        } finally {
+          await connection.close();
+        }
+        return;
+      }
+      case 'breaks': {
+        const rows = await listBreaks(pool, {
+          open: values.open,
+          type: values.type,
+          scope: values.scope,
+          window: values.window === undefined ? undefined : dayOption(values.window),
+        });
+        print(
+          rows,
+          rows.length === 0
+            ? 'no breaks'
+            : rows
+                .map(
+                  (b) =>
+                    `${b.window} ${b.status.padEnd(8)} ${b.type.padEnd(22)} ${b.paymentId} ${b.reference} ` +
+                    `${b.amountMinor} ${b.currency} age ${b.ageDays} d${b.suspensePostingKey ? ' (suspense)' : ''}`,
+                )
+                .join('\n'),
+        );
         return;
       }
       default:

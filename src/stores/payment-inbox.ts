@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { PaymentEvent } from '../contracts/payment-event';
 import { factKey } from '../ledger/posting-rules';
+import { recordDeliveries } from './data-quality';
 import { likePrefix } from './postgres';
 
 // payments.facts: the router's durable inbox of accepted facts (see migration 002).
@@ -21,6 +22,8 @@ export async function admitFacts(
   facts: PaymentEvent[],
 ): Promise<{ admissions: InboxAdmission[]; paymentsWithHistory: Set<string> }> {
   if (facts.length === 0) return { admissions: [], paymentsWithHistory: new Set() };
+  // Every delivery with its content hash: the inbox below keeps the first per key (data-quality duplicates).
+  await recordDeliveries(pool, facts);
   const paymentIds = [...new Set(facts.map((f) => f.paymentId))];
   const previously = await pool.query<{ payment_id: string }>(
     'select distinct payment_id from payments.facts where payment_id = any($1) and not absorbed',

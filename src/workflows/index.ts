@@ -4,3 +4,5 @@ export { slaSweepWorkflow } from './sla-sweep';
 export { partnerPollWorkflow } from './partner-poll';
 export { backfillWorkflow } from './backfill';
 export { financeLoadWorkflow } from './finance-load';
+export { dataQualityWorkflow } from './data-quality';
+export { reconciliationWorkflow } from './reconciliation';
