@@ -32,7 +32,7 @@ import {
   warehouseSeals,
   warehouseWindowTotals,
 } from '../stores/finance-warehouse';
-import { latestDqResults, postedRangeOfFinanceWindow } from '../stores/data-quality';
+import { latestDqResults, paymentsOfFinanceWindow, postedRangeOfFinanceWindow } from '../stores/data-quality';
 import type { SnowflakeSession } from '../stores/snowflake';
 
 // The I/O of a FinanceLoad (src/workflows/finance-load.ts): plan the next watermark window, write it to
@@ -101,14 +101,35 @@ export class FinanceQualityGateError extends Error {
   }
 }
 
-/** The failing money checks (latest result per check) of the DQ windows the finance window's entries were posted in. */
+/**
+ * The failing money checks (latest result per check) of the DQ windows the finance window's entries were
+ * posted in that concern this window: a check names the payments it is about (a conflicting duplicate, a
+ * money fact without postings, a published entry missing from Snowflake), and the window is held when it
+ * has entries of one of them, since its numbers for that payment would be wrong or partial. A payment with
+ * no entry in the window does not hold it (the check still fails, alerts and says so). A result that names
+ * no payments, or too many to list, holds every window it overlaps.
+ */
 async function qualityGateReasons(pool: Pool, w: FinanceWindow, scope: string): Promise<string[]> {
   const posted = await postedRangeOfFinanceWindow(pool, w);
   if (!posted) return [];
   const windows = dqWindowsOverlapping(posted.from.getTime(), posted.to.getTime());
-  return blockingFailures(await latestDqResults(pool, scope, windows)).map(
-    (r) => `${r.check} in ${r.window.id}: ${r.summary}`,
-  );
+  const failures = blockingFailures(await latestDqResults(pool, scope, windows));
+  if (failures.length === 0) return [];
+  const inWindow = new Set(await paymentsOfFinanceWindow(pool, w));
+  const reasons: string[] = [];
+  for (const r of failures) {
+    const named = r.details.paymentIds;
+    if (!Array.isArray(named) || r.details.paymentIdsTruncated === true) {
+      reasons.push(`${r.check} in ${r.window.id}: ${r.summary}`);
+      continue;
+    }
+    const held = named.filter((id): id is string => typeof id === 'string' && inWindow.has(id));
+    if (held.length > 0)
+      reasons.push(
+        `${r.check} in ${r.window.id} concerns ${held.length} payment(s) in this window (${held.slice(0, 5).join(', ')}${held.length > 5 ? ', …' : ''}): ${r.summary}`,
+      );
+  }
+  return reasons;
 }
 
 function heartbeat(details?: unknown): void {

@@ -109,7 +109,7 @@ export async function measureConflictingDuplicates(pool: Pool, s: MeasureScope):
     `select idempotency_key, min(payment_id) as payment_id, count(*)::int as contents
        from quality.fact_deliveries
       where last_seen >= $1 and first_seen < $2 and payment_id like $3
-      group by idempotency_key having count(*) > 1 order by idempotency_key limit 100`,
+      group by idempotency_key having count(*) > 1 order by idempotency_key`,
     [s.window.start, s.window.end, likePrefix(s.scope)],
   );
   // The same fact by two paths (other keys) must carry the same money: the inbox has both bodies.
@@ -119,7 +119,7 @@ export async function measureConflictingDuplicates(pool: Pool, s: MeasureScope):
       where received_at >= $1 and received_at < $2 and payment_id like $3
       group by payment_id, fact_key
      having count(distinct (body->>'currency', body->>'amountMinor', body->>'platformFeeMinor', body->>'feeMinor')) > 1
-      order by payment_id, fact_key limit 100`,
+      order by payment_id, fact_key`,
     [s.window.start, s.window.end, likePrefix(s.scope)],
   );
   const n = sameKey.rows.length + sameFact.rows.length;
@@ -131,12 +131,13 @@ export async function measureConflictingDuplicates(pool: Pool, s: MeasureScope):
         ? 'no idempotency key or fact delivered with different content'
         : `${sameKey.rows.length} idempotency keys delivered with different content, ${sameFact.rows.length} facts with different amounts by different paths`,
     details: {
-      sameKeyOtherContent: sameKey.rows.map((r) => ({
+      ...concernedPayments([...sameKey.rows, ...sameFact.rows].map((r) => r.payment_id)),
+      sameKeyOtherContent: sameKey.rows.slice(0, 100).map((r) => ({
         idempotencyKey: r.idempotency_key,
         paymentId: r.payment_id,
         contents: r.contents,
       })),
-      sameFactOtherAmount: sameFact.rows.map((r) => ({
+      sameFactOtherAmount: sameFact.rows.slice(0, 100).map((r) => ({
         paymentId: r.payment_id,
         factKey: r.fact_key,
         idempotencyKeys: r.keys,
@@ -186,6 +187,7 @@ export async function measureMissingPostings(pool: Pool, s: MeasureScope, slaMs:
             .map((x) => postingKey(x.payment_id, x.fact_key))
             .join(', ')}${missing.length > 5 ? ', …' : ''}`,
     details: {
+      ...concernedPayments(missing.map((x) => x.payment_id)),
       slaMs,
       byCurrency,
       missing: missing
@@ -215,6 +217,20 @@ function addTotals(
 
 const IN_CHUNK = 500;
 
+/** Most payments a failing result lists for the finance gate; past it the result concerns every window. */
+const CONCERNED_PAYMENTS_MAX = 10_000;
+
+/**
+ * The payments a failing money check is about, in its details: the finance gate holds only the windows
+ * with entries of these payments (src/activities/finance-load.ts). Truncated lists hold every window.
+ */
+function concernedPayments(ids: string[]): { paymentIds: string[]; paymentIdsTruncated?: true } {
+  const distinct = [...new Set(ids)].sort();
+  return distinct.length > CONCERNED_PAYMENTS_MAX
+    ? { paymentIds: distinct.slice(0, CONCERNED_PAYMENTS_MAX), paymentIdsTruncated: true }
+    : { paymentIds: distinct };
+}
+
 /** Journal entries posted in the window and inside a published finance window must be in Snowflake, line for line. */
 export async function measureSnowflakeCompleteness(
   pool: Pool,
@@ -223,8 +239,8 @@ export async function measureSnowflakeCompleteness(
 ): Promise<DqMeasurement> {
   const published = await lastPublishedWindow(pool);
   const hi = published?.hi ?? '0';
-  const entries = await pool.query<{ entry_id: string }>(
-    `select entry_id::text from ledger.journal_entries
+  const entries = await pool.query<{ entry_id: string; payment_id: string | null }>(
+    `select entry_id::text, payment_id from ledger.journal_entries
       where posted_at >= $1 and posted_at < $2 and payment_id like $3 and xid < $4::xid8 order by entry_id`,
     [s.window.start, s.window.end, likePrefix(s.scope), hi],
   );
@@ -271,6 +287,7 @@ export async function measureSnowflakeCompleteness(
       addTotals(warehouse, r.CURRENCY, Number(r.LINES), BigInt(String(r.DEBIT ?? 0)), BigInt(String(r.CREDIT ?? 0)));
   }
   const missing = ids.filter((id) => !inWarehouse.has(id));
+  const paymentOf = new Map(entries.rows.map((r) => [r.entry_id, r.payment_id ?? '']));
   const differences: string[] = [];
   for (const c of [...new Set([...ledger.keys(), ...warehouse.keys()])].sort()) {
     const l = ledger.get(c) ?? { lines: 0, debitMinor: 0n, creditMinor: 0n };
@@ -297,6 +314,9 @@ export async function measureSnowflakeCompleteness(
         ? `${ids.length} published entries all in Snowflake, totals equal per currency (${pending.rows[0]?.n ?? 0} not yet published)`
         : `${missing.length} published entries missing in Snowflake${missing.length ? ` (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''})` : ''}; ${differences.join('; ')}`,
     details: {
+      // A finance window holds entries of these payments: the ones whose published rows are missing. Totals
+      // that differ with every entry present are the verifier's finding (`finance verify` names the row).
+      ...concernedPayments(missing.map((id) => paymentOf.get(id) ?? '')),
       publishedBelowXid: hi,
       entries: ids.length,
       notYetPublished: pending.rows[0]?.n ?? 0,
@@ -593,6 +613,16 @@ export async function latestDqResults(pool: Pool, scope = '', windows?: string[]
     [scope, windows ?? null],
   );
   return r.rows.map(resultOf);
+}
+
+/** The payments with entries in a finance window: whose failing money checks hold it. */
+export async function paymentsOfFinanceWindow(pool: Pool, w: { lo: string; hi: string }): Promise<string[]> {
+  const r = await pool.query<{ payment_id: string }>(
+    `select distinct payment_id from ledger.journal_entries
+      where xid >= $1::xid8 and xid < $2::xid8 and payment_id is not null`,
+    [w.lo, w.hi],
+  );
+  return r.rows.map((x) => x.payment_id);
 }
 
 /** When the entries of a finance window were posted: which DQ windows gate it. */

@@ -269,13 +269,15 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     assert.equal(resultOf((await run(scope)).results, 'ledger.snowflake_completeness').passed, true);
   });
 
-  it('a failing money check blocks publishing the finance window and says why; once fixed, it publishes', async () => {
+  it('a failing money check holds the finance window with entries of its payment and says why; once fixed, it publishes', async () => {
     const scope = scoped('dq-gate');
     const finance = financeFor(scope);
     await publishAll(finance);
+    // p1 is captured (posted) but its settlement is not; p3's capture never posts and p3 has no entry at all.
     const paid = fact(scope, 'p1', 'captured');
-    const unposted = fact(scope, 'p2', 'captured');
-    await admitFacts(pool, [paid, unposted]);
+    const unposted = fact(scope, 'p1', 'settled');
+    const elsewhere = fact(scope, 'p3', 'captured');
+    await admitFacts(pool, [paid, unposted, elsewhere]);
     await post(paid);
     assert.deepEqual((await run(scope)).summary.blocking, ['ledger.missing_postings']);
 
@@ -288,7 +290,7 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
       // The activity hands it to the workflow as a non-retryable ApplicationFailure of this type.
       assert.equal((err as Error & { type?: string }).type, 'FinanceQualityGateError');
       assert.match(err.message, /ledger\.missing_postings/);
-      assert.match(err.message, new RegExp(postingKey(unposted.paymentId, factKey(unposted))));
+      assert.match(err.message, new RegExp(paid.paymentId));
       return true;
     });
     assert.equal((await lastPublishedWindow(pool))?.hi === w.hi, false, 'the window is not published');
@@ -298,8 +300,13 @@ describe('data-quality checks: each fails on its planted defect, all pass on a c
     );
     assert.match(failure.rows[0]?.reason ?? '', /ledger\.missing_postings/);
 
+    // p1's settlement posts; p3's capture is still missing, and the check still fails and says so, but p3
+    // has no entry in the window: its numbers are not partial, so the window publishes.
     await post(unposted);
-    assert.deepEqual((await run(scope)).summary.blocking, []);
+    const after = await run(scope);
+    assert.deepEqual(after.summary.blocking, ['ledger.missing_postings']);
+    const missing = after.results.find((r) => r.check === 'ledger.missing_postings');
+    assert.deepEqual(missing?.details.paymentIds, [elsewhere.paymentId]);
     const published = await finance.publishFinanceWindow({ ...request, loadedAt: loaded.loadedAt });
     assert.equal(published.outcome, 'published');
   });
