@@ -21,14 +21,21 @@ export interface FinanceSummary {
   problems: string[];
 }
 
-/** True once every entry of the run's payments is below the published watermark. */
-export async function runPublished(pool: Pool, paymentIdPrefix: string): Promise<boolean> {
+/**
+ * True once every entry of the run's payments is below the published watermark, and Snowflake holds the
+ * seal of that watermark's window: the load publishes in Postgres first and then copies the seal, so
+ * between the two the window is published but not yet sealed in the warehouse.
+ */
+export async function runPublished(pool: Pool, snowflake: SnowflakeQueries, paymentIdPrefix: string): Promise<boolean> {
   const { publishedHi } = await watermarkStatus(pool);
   const r = await pool.query<{ n: number }>(
     `select count(*)::int8 as n from ledger.journal_entries where payment_id like $1 and xid >= $2::xid8`,
     [likePrefix(paymentIdPrefix), publishedHi],
   );
-  return r.rows[0]!.n === 0;
+  if (r.rows[0]!.n !== 0) return false;
+  if (publishedHi === '0') return true; // nothing published, and the run has no entry
+  const sealed = await warehouseSeals(snowflake, { lo: (BigInt(publishedHi) - 1n).toString(), hi: publishedHi });
+  return sealed.some((s) => s.hi === publishedHi);
 }
 
 const percentile = (sorted: number[], p: number): number | null =>

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PaymentEvent } from '../contracts/payment-event';
 import { STRIPE_SIGNATURE_HEADER, signAdyen, signStripe } from '../ingest/signatures';
 import type { PartnerConfig } from '../ingest/webhook-receiver';
+import { channelOf } from './channels';
 
 // The simulator as PayLink's webhook partners: refunds and disputes (the 'webhook' channel) become
 // signed Stripe-style or Adyen-style notifications, posted to the edge and retried like partners do
@@ -15,11 +16,36 @@ export interface PartnerWebhook {
   body: string;
   /** Headers for one attempt (Stripe-style signatures carry the attempt's time). */
   sign(nowSeconds: number): Record<string, string>;
+  /** The simulated fact it notifies (its idempotency key): the simulator's own bookkeeping, never sent. */
+  fact?: string;
 }
 
 /** us-east payments are notified by the Adyen-style partner, the others by the Stripe-style one. */
+const schemeOf = (event: PaymentEvent): 'adyen' | 'stripe' => (event.region === 'us-east' ? 'adyen' : 'stripe');
+
+/**
+ * Whether PayLink dates this fact by its own receipt: an Adyen-style notification signs no date, so the
+ * edge takes its clock (src/contracts/partner-webhooks.ts). The simulated partner sends a day of events
+ * within minutes, so its books date such a modification the day it notified it, not the simulated day.
+ */
+export function datedOnReceipt(event: PaymentEvent): boolean {
+  return channelOf(event) === 'webhook' && schemeOf(event) === 'adyen';
+}
+
+/**
+ * The fact as PayLink's edge maps the partner's notification of it: the Adyen-style partner names a refund
+ * or a dispute by its PSP reference, global at the PSP, which the payment id makes unique here (see
+ * adyenStyle). Its settlement report names the modification by the same reference.
+ */
+export function asNotified(e: PaymentEvent): PaymentEvent {
+  if (!(channelOf(e) === 'webhook' && schemeOf(e) === 'adyen')) return e;
+  if (e.type === 'refunded') return { ...e, refundId: `${e.paymentId}.${e.refundId}` };
+  if ('chargebackId' in e) return { ...e, chargebackId: `${e.paymentId}.${e.chargebackId}` };
+  return e;
+}
+
 function partnerFor(event: PaymentEvent, partners: readonly PartnerConfig[]): PartnerConfig {
-  const scheme = event.region === 'us-east' ? 'adyen' : 'stripe';
+  const scheme = schemeOf(event);
   const partner = partners.find((p) => p.scheme === scheme);
   if (!partner) throw new Error(`WEBHOOK_PARTNERS has no ${scheme}-scheme partner for region ${event.region}`);
   return partner;
@@ -40,7 +66,8 @@ export function encodePartnerWebhooks(
     if (e.type === 'chargeback_opened') disputed.set(`${e.paymentId}/${e.chargebackId}`, e.amountMinor);
   return events.map((e) => {
     const partner = partnerFor(e, partners);
-    return partner.scheme === 'stripe' ? stripeStyle(e, partner) : adyenStyle(e, partner, disputed);
+    const webhook = partner.scheme === 'stripe' ? stripeStyle(e, partner) : adyenStyle(e, partner, disputed);
+    return { ...webhook, fact: e.idempotencyKey };
   });
 }
 
@@ -100,13 +127,13 @@ function adyenStyle(e: PaymentEvent, partner: PartnerConfig, disputed: Map<strin
   let value: number;
   switch (e.type) {
     case 'refunded':
-      pspReference = `${e.paymentId}.${e.refundId}`;
+      pspReference = (asNotified(e) as typeof e).refundId;
       value = e.amountMinor;
       break;
     case 'chargeback_opened':
     case 'chargeback_won':
     case 'chargeback_lost':
-      originalReference = `${e.paymentId}.${e.chargebackId}`;
+      originalReference = (asNotified(e) as typeof e).chargebackId;
       pspReference = `${originalReference}.${e.type.slice('chargeback_'.length)}`;
       value = e.type === 'chargeback_opened' ? e.amountMinor : (disputed.get(`${e.paymentId}/${e.chargebackId}`) ?? 0);
       break;
@@ -139,6 +166,8 @@ export interface WebhookDeliveryReport {
   /** Attempts answered 5xx/429 or failed on the network, then retried. */
   retried: number;
   byStatus: Record<string, number>;
+  /** When the edge first acknowledged each notification, by simulated fact (or event id): the partner's booking time. */
+  acknowledgedAt: Record<string, string>;
 }
 
 /**
@@ -150,7 +179,7 @@ export async function deliverPartnerWebhooks(
   webhooks: readonly PartnerWebhook[],
   options: { concurrency?: number; maxAttempts?: number } = {},
 ): Promise<WebhookDeliveryReport> {
-  const report: WebhookDeliveryReport = { delivered: 0, retried: 0, byStatus: {} };
+  const report: WebhookDeliveryReport = { delivered: 0, retried: 0, byStatus: {}, acknowledgedAt: {} };
   const lastSignedAt = new Map<string, number>();
   const maxAttempts = options.maxAttempts ?? 30;
   let next = 0;
@@ -180,6 +209,7 @@ export async function deliverPartnerWebhooks(
       report.byStatus[status] = (report.byStatus[status] ?? 0) + 1;
       if (status >= 200 && status < 300) {
         report.delivered += 1;
+        report.acknowledgedAt[w.fact ?? w.eventId] ??= new Date().toISOString();
         return;
       }
       if (status !== 0 && status !== 429 && status < 500) {

@@ -42,7 +42,7 @@ import { retryTransient } from '../resilience';
 import { bringBack, takeDown } from '../stack/faults';
 import { PAYMENT_TASK_QUEUE, paymentWorkflowId } from '../workflows/payment';
 import { slaSweepWorkflow } from '../workflows/sla-sweep';
-import { createS3Client } from '../stores/s3';
+import { createS3Client, ensureBucket } from '../stores/s3';
 import { REPLAY_SOURCES } from '../workflows/backfill';
 import { startBackfill, waitForBackfill } from './replay';
 import { type ArchiveSummary, archiveSummary, archivedTopicsOf } from '../streams/archiver/completeness';
@@ -50,6 +50,16 @@ import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
 import { injectFraud } from '../simulator/fraud-injection';
+import { simulateSettlementFiles } from '../simulator/settlement-files';
+import { asNotified, datedOnReceipt } from '../simulator/partner-webhooks';
+import type { PaymentEvent } from '../contracts/payment-event';
+import { publishSettlementFiles } from '../stores/settlement-files';
+import { listBreaks } from '../stores/reconciliation';
+import {
+  RECONCILIATION_TASK_QUEUE,
+  reconciliationWorkflow,
+  reconciliationWorkflowId,
+} from '../workflows/reconciliation';
 import { createRiskPool } from '../stores/risk';
 import { fraudSummary, fraudViewsBehind, startFraudViewsAfresh } from './fraud-summary';
 
@@ -310,14 +320,17 @@ async function main(): Promise<void> {
       : undefined;
     // Drift rows this run touched (the table keeps every source's history).
     const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
+    // Reconciliation of the run's days against the partners' settlement files, before the PII scan reads its rows.
+    const reconciliation = await reconcileRun(client, config, pool, sim, delivery.webhooks.acknowledgedAt, opts);
     // No raw PAN/PII anywhere outside the edge and the vault: Kafka, S3, tables, warehouse, logs.
     const pii = await scanStores(config);
     // Finance: every entry of the run loaded, verified and sealed in Snowflake by the scheduled loads.
-    await waitFor('every journal entry of the run to be published in Snowflake', deadline, () =>
-      runPublished(pool, `${opts.runId}-`),
-    );
     const snowflake = await connectSnowflake(config);
-    const finance = await financeSummary(pool, snowflake, `${opts.runId}-`).finally(() => snowflake.close());
+    const finance = await waitFor('every journal entry of the run to be published in Snowflake', deadline, () =>
+      runPublished(pool, snowflake, `${opts.runId}-`),
+    )
+      .then(() => financeSummary(pool, snowflake, `${opts.runId}-`))
+      .finally(() => snowflake.close());
     const dq = await dataQualityOfRun(config, pool, `${opts.runId}-`, started);
     if (replay) {
       // The ledger is checked against the simulator's truth again, after the backfill.
@@ -369,6 +382,7 @@ async function main(): Promise<void> {
         ...(finance.problems.length > 0 ? { problems: finance.problems.slice(0, 10) } : {}),
       },
       dq,
+      reconciliation,
       actionsPerPayment: Math.round((actions.total / Math.max(1, actions.workflows)) * 100) / 100,
       actionsByKind: actions.byKind,
       ledger: {
@@ -400,6 +414,7 @@ async function main(): Promise<void> {
       (fraud.alerts['card-testing'] ?? 0) > 0 &&
       (fraud.alerts['decline-spike'] ?? 0) > 0 &&
       dq.unexpected.length === 0 &&
+      reconciliation.breaksMatchInjected &&
       (!replay || replay.newPostings === 0) &&
       (!regionOutage || outageHeld(regionOutage)) &&
       stuckFound.length === sim.truth.stuckPaymentIds.length &&
@@ -712,6 +727,7 @@ function printSummary(
     replay?: { records: number; facts: number; newPostings: number; recordsPerSecond: number };
     finance: Record<string, unknown>;
     dq: { checks: number; failed: string[]; unexpected: string[] };
+    reconciliation: Record<string, unknown>;
     temporal: { uiUrl: string; workflowsUrl: string; stuckUrl: string };
     wallTimeMs: number;
   },
@@ -727,6 +743,7 @@ function printSummary(
     ...(s.replay ? [`  replay of the run's window from the archive ${JSON.stringify(s.replay)}`] : []),
     `  finance (Snowflake) ${JSON.stringify(s.finance)}`,
     `  data quality ${JSON.stringify({ checks: s.dq.checks, failed: s.dq.failed, unexpected: s.dq.unexpected })}`,
+    `  reconciliation ${JSON.stringify(s.reconciliation)}`,
     `  Temporal Web UI: ${s.temporal.uiUrl}`,
     `  this run's payments: ${s.temporal.workflowsUrl}`,
   ];
@@ -743,6 +760,79 @@ function printSummary(
  * The data-quality checks over the run's payments, for the day window(s) it ran in (docs/data-quality.md).
  * The demo injects duplicates, shuffles and drift, so warnings are expected; a failing critical check is not.
  */
+/**
+ * The partners publish their settlement files for the run's payments (with the simulator's injected breaks)
+ * in a bucket of the run's own (a partner's file for a day has one name), and finance reconciles each day the
+ * run touched, on the finance worker, as `npm run finance -- reconcile` does: the breaks found must be exactly
+ * the injected ones (by type, payment, amount and currency).
+ */
+async function reconcileRun(
+  client: Client,
+  config: Config,
+  pool: Pool,
+  simulated: Parameters<typeof simulateSettlementFiles>[0],
+  notifiedAt: Record<string, string>,
+  opts: { runId: string; seed: number },
+): Promise<{
+  windows: number;
+  matched: number;
+  breaks: Record<string, number>;
+  breaksMatchInjected: boolean;
+  openBreaks: number;
+}> {
+  // The Adyen-style partner's report names a modification by the PSP reference it notified, and books it the
+  // day it notified it (PayLink dates it on receipt, since the notification signs no date); the simulated day
+  // would put it months away from PayLink's books.
+  const booked = (e: PaymentEvent): PaymentEvent => {
+    const at = datedOnReceipt(e) ? notifiedAt[e.idempotencyKey] : undefined;
+    return asNotified(at ? { ...e, occurredAt: at } : e);
+  };
+  const sim = { ...simulated, events: simulated.events.map(booked), deliveries: simulated.deliveries.map(booked) };
+  const truth = simulateSettlementFiles(sim, { seed: opts.seed, breaks: 'default' });
+  const bucket = `settlements-${opts.runId}`.toLowerCase();
+  const s3 = createS3Client(config);
+  try {
+    await ensureBucket(s3, bucket);
+    await publishSettlementFiles(s3, bucket, truth.files);
+  } finally {
+    s3.destroy();
+  }
+  const scope = `${opts.runId}-`;
+  const days = [
+    ...new Set([...sim.events.map((e) => e.occurredAt.slice(0, 10)), ...truth.files.map((f) => f.date)]),
+  ].sort();
+  let matched = 0;
+  for (const window of days) {
+    const r = await client.workflow.execute(reconciliationWorkflow, {
+      taskQueue: RECONCILIATION_TASK_QUEUE,
+      workflowId: reconciliationWorkflowId(window, scope),
+      args: [{ window, scope, oltpSchema: config.CDC_SCHEMA, bucket }],
+      workflowExecutionTimeout: '5 minutes',
+    });
+    matched += r.items.matched;
+  }
+  const found = await listBreaks(pool, { scope });
+  const key = (b: { type: string; paymentId: string; amountMinor: number; currency: string }): string =>
+    `${b.type}|${b.paymentId}|${b.amountMinor}|${b.currency}`;
+  const foundKeys = found.map(key).sort();
+  const injectedKeys = truth.breaks.map(key).sort();
+  const breaks: Record<string, number> = {};
+  for (const b of found) breaks[b.type] = (breaks[b.type] ?? 0) + 1;
+  const breaksMatchInjected = JSON.stringify(foundKeys) === JSON.stringify(injectedKeys);
+  if (!breaksMatchInjected)
+    log.warn('reconciliation breaks differ from the injected ones', {
+      unexpected: foundKeys.filter((k) => !injectedKeys.includes(k)),
+      notFound: injectedKeys.filter((k) => !foundKeys.includes(k)),
+    });
+  return {
+    windows: days.length,
+    matched,
+    breaks,
+    breaksMatchInjected,
+    openBreaks: (await listBreaks(pool, { scope, open: true })).length,
+  };
+}
+
 async function dataQualityOfRun(
   config: Config,
   pool: Pool,
