@@ -22,6 +22,7 @@ const COUNTED_VIEWS = [
 /** The risk store emptied (as its owner) and the group moved to the topics' ends: the views count this run only. */
 export async function startFraudViewsAfresh(config: Config, admin: KafkaAdmin, topics: TopicSet): Promise<void> {
   await migrateRisk(config);
+  await untilGroupIdle(admin, config.FRAUD_VIEWS_GROUP);
   const owner = createRiskOwnerPool(config);
   try {
     await owner.query(
@@ -34,6 +35,23 @@ export async function startFraudViewsAfresh(config: Config, admin: KafkaAdmin, t
   await ensureTopics(admin, config);
   for (const topic of [topics.rawGateways, topics.paymentEvents]) {
     await admin.setOffsets({ groupId: config.FRAUD_VIEWS_GROUP, topic, partitions: await topicEnds(admin, topic) });
+  }
+}
+
+/**
+ * Waits for a group to have no member: a demo stopped a moment ago (a test's timeout) may still be shutting
+ * its fraud-views consumer down, which would count into the store being emptied and refuses the offset reset.
+ */
+async function untilGroupIdle(admin: KafkaAdmin, group: string, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [g] = (await admin.describeGroups([group])).groups;
+    if (!g || g.members.length === 0) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `consumer group ${group} still has ${g.members.length} member(s) (${g.members.map((m) => m.clientHost).join(', ')}) after ${timeoutMs / 1000} s: stop the other fraud-views consumer first`,
+      );
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 

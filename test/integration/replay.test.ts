@@ -143,7 +143,7 @@ describe('replay and backfill from the raw archive', { timeout: 300_000 }, () =>
   });
 
   it('`npm run demo -- --replay`: the run window backfilled again adds no journal entry', () => {
-    demo = runDemo<DemoSummary>(['--payments', '10', '--seed', '11', '--invalid', '1', '--replay'], 200_000);
+    demo = runDemo<DemoSummary>(['--payments', '10', '--seed', '11', '--invalid', '1', '--replay'], 420_000);
     const r = demo.replay;
     assert.equal(r.facts, demo.uniqueEvents, 'every fact of the run is in the archive and maps again');
     assert.equal(r.newFacts, 0, 'the inbox had every replayed fact already');
