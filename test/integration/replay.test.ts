@@ -125,7 +125,7 @@ interface DemoSummary {
   ledger: { entries: number; unbalanced: number; duplicatePostings: number; matchesSimulator: boolean };
 }
 
-describe('replay and backfill from the raw archive', { timeout: 300_000 }, () => {
+describe('replay and backfill from the raw archive', { timeout: 900_000 }, () => {
   let demo: DemoSummary;
   let worker: PipelineProcess | undefined;
   let connection: Connection | undefined;
