@@ -8,7 +8,7 @@ import type { Pool } from 'pg';
 import type { PaymentEvent } from '../contracts/payment-event';
 import type { Logger } from '../logger';
 import { ArchiveObjectCorrupt, getCommittedObject, listManifestRange } from '../stores/archive';
-import { unhandledKeys } from '../stores/payment-inbox';
+import { type FactReadFrom, unhandledKeys } from '../stores/payment-inbox';
 import { type RestoredRecord, parseArchiveLines } from '../streams/archiver/layout';
 import { type RoutingPolicy, routeFacts } from '../streams/payment-router';
 import { replayRecord } from '../streams/replay/replay-record';
@@ -195,13 +195,16 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
           if (ctx.cancellationSignal.aborted) throw new CancelledFailure('backfill cancelled');
           const batch = records.slice(line, line + batchSize);
           const facts: PaymentEvent[] = [];
+          const readFrom: FactReadFrom[] = [];
           for (const record of batch) {
             const at = Number(record.timestamp);
             if (at < fromMs || at >= toMs) continue;
             counts.records += 1;
             const replayed = replayRecord(object.source, record);
-            if (replayed.kind === 'fact') facts.push(replayed.fact);
-            else if (replayed.kind === 'skip') counts.skipped += 1;
+            if (replayed.kind === 'fact') {
+              facts.push(replayed.fact);
+              readFrom.push({ raw: { topic: object.topic, partition: object.partition, offset: record.offset } });
+            } else if (replayed.kind === 'skip') counts.skipped += 1;
             else {
               counts.quarantined += 1;
               if (samples.length < 5)
@@ -212,7 +215,7 @@ export function createBackfillActivities(deps: BackfillDeps): BackfillActivities
           if (request.dryRun) {
             counts.newFacts += (await unhandledKeys(deps.pool, [...new Set(facts.map((f) => f.idempotencyKey))])).size;
           } else if (facts.length > 0) {
-            const routed = await routeFacts(deps.client, deps.pool, facts, deps.policy, { log: deps.log });
+            const routed = await routeFacts(deps.client, deps.pool, facts, deps.policy, { log: deps.log, readFrom });
             counts.newFacts += facts.length - routed.skippedDuplicates;
           }
           line += batch.length;

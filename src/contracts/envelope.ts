@@ -21,7 +21,10 @@ export const HEADERS = {
   region: 'region',
   /** Quarantine only: why it was refused, in the sender's words. */
   quarantineReason: 'quarantine-reason',
-  /** Quarantine by a consumer only: where the refused message was read. */
+  /**
+   * Where the message this one came from was read: on a consumer's quarantine message, the refused one;
+   * on a fact the CDC normalizer derived, the change event (raw record) it was derived from.
+   */
   sourceTopic: 'source-topic',
   sourcePartition: 'source-partition',
   sourceOffset: 'source-offset',
@@ -237,6 +240,31 @@ export interface ReadMessage {
   offset: string;
 }
 
+/** A Kafka record's place: topic, partition and offset (a decimal string: offsets are 64-bit). */
+export interface KafkaCoordinates {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+/** The source-topic/partition/offset headers naming where a message's origin was read. */
+export function readFromHeaders(at: KafkaCoordinates): EnvelopeHeaders {
+  return {
+    [HEADERS.sourceTopic]: at.topic,
+    [HEADERS.sourcePartition]: String(at.partition),
+    [HEADERS.sourceOffset]: at.offset,
+  };
+}
+
+/** The origin those headers name, or undefined when they are absent or not coordinates. */
+export function readFromOf(headers: EnvelopeHeaders): KafkaCoordinates | undefined {
+  const topic = headers[HEADERS.sourceTopic];
+  const partition = headers[HEADERS.sourcePartition];
+  const offset = headers[HEADERS.sourceOffset];
+  if (!topic || !partition || !offset || !/^\d{1,10}$/.test(partition) || !/^\d{1,19}$/.test(offset)) return undefined;
+  return { topic, partition: Number(partition), offset };
+}
+
 /**
  * A consumed message a consumer refuses: its own key, bytes and envelope headers (as the edge wrote them),
  * plus why and where it was read. Never dropped: the quarantine topic is where an operator looks.
@@ -254,9 +282,7 @@ export function consumedQuarantineMessage(
     headers: {
       ...message.headers,
       [HEADERS.quarantineReason]: reason,
-      [HEADERS.sourceTopic]: from.topic,
-      [HEADERS.sourcePartition]: String(from.partition),
-      [HEADERS.sourceOffset]: message.offset,
+      ...readFromHeaders({ topic: from.topic, partition: from.partition, offset: message.offset }),
     },
   };
 }

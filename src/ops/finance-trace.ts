@@ -1,15 +1,19 @@
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
-import { traceIdOf } from '../contracts/envelope';
+import { type KafkaCoordinates, traceIdOf } from '../contracts/envelope';
+import { manifestEntryHolding } from '../stores/archive';
 import type { SnowflakeQueries } from '../stores/snowflake';
 
 // `npm run trace -- <paymentId | journal entry id | idempotency key>`: one payment's money trail, hop by
-// hop — the source events (by trace id), the facts and their idempotency keys, the workflow, the journal
+// hop — the source events (trace id; the raw record and the fact's message on the facts topic by topic,
+// partition and offset, with the archive object holding each), the facts and their idempotency keys, the workflow, the journal
 // entries and lines, the Snowflake rows with their load id, window and seal. Each hop says whether it
 // was found, so a missing link shows as a missing link.
 
 export interface TraceHop {
-  hop: 'source event' | 'fact' | 'workflow' | 'journal entry' | 'journal line' | 'snowflake row' | 'seal';
+  hop:
+    'source event' | 'fact message' | 'fact' | 'workflow' | 'journal entry' | 'journal line' | 'snowflake row' | 'seal';
   /** What identifies it in its store (a key, an id, a link). */
   ref: string;
   exists: boolean;
@@ -51,7 +55,38 @@ export interface TraceDeps {
   client?: Client;
   uiUrl: string;
   namespace: string;
+  /** The raw archive, to name the object holding each record; without it only the coordinates print. */
+  archive?: { s3: S3Client; bucket: string };
 }
+
+/** `<topic>[<partition>]@<offset>`: how trace names a Kafka record. */
+export const recordRef = (at: KafkaCoordinates): string => `${at.topic}[${at.partition}]@${at.offset}`;
+
+/** The archive object holding a record (s3 URL and version), or why none is named. */
+async function archivedAt(deps: TraceDeps, at: KafkaCoordinates): Promise<Record<string, unknown>> {
+  if (!deps.archive) return { archive: 'not looked up (no S3 configured)' };
+  const { s3, bucket } = deps.archive;
+  const entry = await manifestEntryHolding(s3, bucket, at.topic, at.partition, at.offset);
+  if (!entry) return { archive: 'not in the archive (not archived yet, or expired)' };
+  return { archive: { object: `s3://${bucket}/${entry.key}`, versionId: entry.versionId, manifestSeq: entry.seq } };
+}
+
+/** The SOURCE_* columns of a Snowflake row as trace names a record, or null when they are null. */
+function snowflakeRecord(r: {
+  SOURCE_TOPIC: string | null;
+  SOURCE_PARTITION: number | null;
+  SOURCE_OFFSET: string | null;
+}): string | null {
+  const at = coordinatesOf(
+    r.SOURCE_TOPIC,
+    r.SOURCE_PARTITION === null ? null : Number(r.SOURCE_PARTITION),
+    r.SOURCE_OFFSET,
+  );
+  return at ? recordRef(at) : null;
+}
+
+const coordinatesOf = (topic: string | null, partition: number | null, offset: string | null) =>
+  topic === null || partition === null || offset === null ? undefined : { topic, partition, offset };
 
 export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyTrail> {
   const { pool, snowflake } = deps;
@@ -69,21 +104,44 @@ export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyT
     source_sequence: string | null;
     region: string | null;
     trace_id: string | null;
+    source_topic: string | null;
+    source_partition: number | null;
+    source_offset: string | null;
+    raw_topic: string | null;
+    raw_partition: number | null;
+    raw_offset: string | null;
   }>(
     `select idempotency_key, fact_type, received_at, signalled_at, absorbed, body->>'source' as source,
-            body->>'sourceSequence' as source_sequence, body->>'region' as region, body->>'traceId' as trace_id
+            body->>'sourceSequence' as source_sequence, body->>'region' as region, body->>'traceId' as trace_id,
+            source_topic, source_partition, source_offset::text as source_offset,
+            raw_topic, raw_partition, raw_offset::text as raw_offset
        from payments.facts where payment_id = $1 order by received_at`,
     [paymentId],
   );
   for (const f of facts.rows) {
     const traceId = f.trace_id ?? traceIdOf(f.idempotency_key);
-    // The raw message is found by its Kafka `trace-id` header (topic/partition/offset are not recorded yet).
+    // The raw record by its coordinates where the path names them (CDC, backfill), else by its `trace-id` header.
+    const raw = coordinatesOf(f.raw_topic, f.raw_partition, f.raw_offset);
     hops.push({
       hop: 'source event',
       ref: `trace-id ${traceId}`,
       exists: true,
-      detail: { source: f.source, sourceSequence: f.source_sequence, region: f.region },
+      detail: {
+        source: f.source,
+        sourceSequence: f.source_sequence,
+        region: f.region,
+        ...(raw ? { record: recordRef(raw), ...(await archivedAt(deps, raw)) } : {}),
+      },
     });
+    const message = coordinatesOf(f.source_topic, f.source_partition, f.source_offset);
+    if (message) {
+      hops.push({
+        hop: 'fact message',
+        ref: recordRef(message),
+        exists: true,
+        detail: await archivedAt(deps, message),
+      });
+    }
     hops.push({
       hop: 'fact',
       ref: f.idempotency_key,
@@ -136,11 +194,21 @@ export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyT
     [paymentId],
   );
   const ids = entries.rows.map((e) => e.entry_id);
-  const warehouse = new Map<number, { LOAD_ID: string; XID: number; ROW_HASH: string }>();
+  type WarehouseRow = {
+    ENTRY_ID: number;
+    LOAD_ID: string;
+    XID: number;
+    ROW_HASH: string;
+    SOURCE_TOPIC: string | null;
+    SOURCE_PARTITION: number | null;
+    SOURCE_OFFSET: string | null;
+  };
+  const warehouse = new Map<number, WarehouseRow>();
   const seals: { LO: string; HI: string; SEAL: string; PUBLISHED_AT: string }[] = [];
   if (ids.length > 0) {
-    const rows = await snowflake.query<{ ENTRY_ID: number; LOAD_ID: string; XID: number; ROW_HASH: string }>(
-      `SELECT ENTRY_ID, LOAD_ID, XID, ROW_HASH FROM FINANCE.JOURNAL_ENTRIES WHERE ENTRY_ID IN (${ids.map(() => '?').join(', ')})`,
+    const rows = await snowflake.query<WarehouseRow>(
+      `SELECT ENTRY_ID, LOAD_ID, XID, ROW_HASH, SOURCE_TOPIC, SOURCE_PARTITION, TO_VARCHAR(SOURCE_OFFSET) AS SOURCE_OFFSET
+         FROM FINANCE.JOURNAL_ENTRIES WHERE ENTRY_ID IN (${ids.map(() => '?').join(', ')})`,
       ids,
     );
     for (const r of rows) warehouse.set(r.ENTRY_ID, r);
@@ -177,7 +245,7 @@ export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyT
       hop: 'snowflake row',
       ref: `FINANCE.JOURNAL_ENTRIES ENTRY_ID=${e.entry_id}`,
       exists: row !== undefined,
-      detail: row ? { loadId: row.LOAD_ID, rowHash: row.ROW_HASH } : {},
+      detail: row ? { loadId: row.LOAD_ID, rowHash: row.ROW_HASH, sourceRecord: snowflakeRecord(row) } : {},
     });
     const xid = BigInt(e.xid);
     const seal = seals.find((s) => BigInt(s.LO) <= xid && xid < BigInt(s.HI));

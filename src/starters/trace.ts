@@ -4,6 +4,7 @@ import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
 import { traceMoney } from '../ops/finance-trace';
 import { createPool } from '../stores/postgres';
+import { createS3Client } from '../stores/s3';
 import { connectSnowflake } from '../stores/snowflake';
 
 // `npm run trace -- <paymentId | journal entry id | idempotency key> [--json]`: one payment's money trail
@@ -22,11 +23,19 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const pool = createPool(config, 2);
   const snowflake = await connectSnowflake(config);
+  const s3 = createS3Client(config);
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     const trail = await traceMoney(
-      { pool, snowflake, client, uiUrl: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
+      {
+        pool,
+        snowflake,
+        client,
+        uiUrl: config.TEMPORAL_UI_URL,
+        namespace: config.TEMPORAL_NAMESPACE,
+        archive: { s3, bucket: config.S3_BUCKET },
+      },
       query,
     );
     if (values.json) {
@@ -45,6 +54,7 @@ async function main(): Promise<void> {
     if (!trail.paymentId || trail.hops.some((h) => !h.exists)) process.exitCode = 1;
   } finally {
     await connection.close();
+    s3.destroy();
     await snowflake.close();
     await pool.end();
   }

@@ -291,6 +291,41 @@ export async function findManifestHead(
   return readManifestEntry(s3, bucket, topic, partition, low);
 }
 
+/**
+ * The manifest entry whose object holds the record at `offset` of a partition (its [from, to) covers it),
+ * or undefined when the archive does not hold it (not archived yet, or expired). Bisects the seqs by their
+ * `from` (offsets rise with seq; expired entries leave gaps): about 3·log2(entries) requests.
+ */
+export async function manifestEntryHolding(
+  s3: S3Client,
+  bucket: string,
+  topic: string,
+  partition: number,
+  offset: string,
+): Promise<ManifestEntry | undefined> {
+  const at = BigInt(offset);
+  const holds = (e: ManifestEntry): boolean => BigInt(e.from) <= at && at < BigInt(e.to);
+  const head = await findManifestHead(s3, bucket, topic, partition);
+  if (head === undefined || at >= BigInt(head.to)) return undefined;
+  if (BigInt(head.from) <= at) return holds(head) ? head : undefined;
+  let low = await readManifestEntry(s3, bucket, topic, partition, (await anyAbove(s3, bucket, topic, partition, -1))!);
+  if (BigInt(low.from) > at) return undefined; // older than the oldest entry kept
+  // low.from ≤ offset; every existing seq ≥ high has from > offset.
+  let high = head.seq;
+  while (high - low.seq > 1) {
+    const mid = Math.floor((low.seq + high) / 2);
+    const seq = await anyAbove(s3, bucket, topic, partition, mid - 1);
+    if (seq === undefined || seq >= high) {
+      high = mid;
+      continue;
+    }
+    const entry = await readManifestEntry(s3, bucket, topic, partition, seq);
+    if (BigInt(entry.from) <= at) low = entry;
+    else high = seq;
+  }
+  return holds(low) ? low : undefined;
+}
+
 /** Every manifest entry of a partition, in seq order (a GET each, 16 at a time). */
 export async function listManifest(
   s3: S3Client,

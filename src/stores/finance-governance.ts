@@ -20,11 +20,18 @@ export interface FinanceObjects {
 
 const name = (qualified: string): string => qualified.replace(/^FINANCE\./i, '').toUpperCase();
 
-/** Tables (with their columns) and views created by the given statements. */
+/** Tables (with their columns, including those later ALTERs add) and views created by the given statements. */
 export function financeObjects(statements: readonly string[]): FinanceObjects {
   const tables = new Map<string, string[]>();
   const views: string[] = [];
   for (const s of statements) {
+    const added = /^ALTER\s+TABLE\s+(\S+)\s+ADD\s+COLUMN\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Z_][A-Z0-9_]*)\s/i.exec(s);
+    if (added) {
+      const columns = tables.get(name(added[1]!)) ?? [];
+      if (!columns.includes(added[2]!.toUpperCase())) columns.push(added[2]!.toUpperCase());
+      tables.set(name(added[1]!), columns);
+      continue;
+    }
     const table = /^CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\S+)\s*\(([\s\S]*)\)\s*$/i.exec(s);
     if (table) {
       const columns = table[2]!

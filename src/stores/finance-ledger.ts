@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import type { KafkaCoordinates } from '../contracts/envelope';
 import type { FinanceWindow, WindowEntry, WindowTotals } from '../ledger/seals';
 import { GENESIS_SEAL, normalizeTotals } from '../ledger/seals';
 
@@ -105,13 +106,26 @@ interface EntryLineRow {
   source: string | null;
   source_sequence: string | null;
   region: string | null;
+  source_topic: string | null;
+  source_partition: number | null;
+  source_offset: string | null;
+  raw_topic: string | null;
+  raw_partition: number | null;
+  raw_offset: string | null;
 }
 
-/** A window entry plus what Snowflake keeps beside it: where its fact came from. */
+const coordinates = (topic: string | null, partition: number | null, offset: string | null): KafkaCoordinates | null =>
+  topic === null || partition === null || offset === null ? null : { topic, partition, offset };
+
+/** A window entry plus what Snowflake keeps beside it (not sealed): where its fact came from. */
 export interface LoadEntry extends WindowEntry {
   source: string | null;
   sourceSequence: string | null;
   region: string | null;
+  /** The fact's message on the facts topic, as the router read it (migration 010). */
+  sourceRecord: KafkaCoordinates | null;
+  /** The raw record the fact was derived from, where the path names it (CDC, backfill). */
+  rawRecord: KafkaCoordinates | null;
 }
 
 /** The window's entries with their lines, in entry-id order; the fact's source from the router's inbox. */
@@ -122,7 +136,9 @@ export async function readWindowEntries(pool: Pool, w: FinanceWindow): Promise<L
             (extract(epoch from e.posted_at) * 1000)::int8::text as posted_ms,
             l.line_id, l.account_code, l.merchant_id as line_merchant_id, l.side, l.amount_minor::text as amount_minor,
             l.currency::text as currency,
-            f.body->>'source' as source, f.body->>'sourceSequence' as source_sequence, f.body->>'region' as region
+            f.body->>'source' as source, f.body->>'sourceSequence' as source_sequence, f.body->>'region' as region,
+            f.source_topic, f.source_partition, f.source_offset::text as source_offset,
+            f.raw_topic, f.raw_partition, f.raw_offset::text as raw_offset
        from ledger.journal_entries e
        join ledger.journal_lines l on l.entry_id = e.entry_id
        left join payments.facts f on f.idempotency_key = e.idempotency_key
@@ -148,6 +164,8 @@ export async function readWindowEntries(pool: Pool, w: FinanceWindow): Promise<L
         source: row.source,
         sourceSequence: row.source_sequence,
         region: row.region,
+        sourceRecord: coordinates(row.source_topic, row.source_partition, row.source_offset),
+        rawRecord: coordinates(row.raw_topic, row.raw_partition, row.raw_offset),
         lines: [],
       };
       entries.push(e);

@@ -1,9 +1,10 @@
+import type { KafkaCoordinates } from '../contracts/envelope';
 import type { FinanceWindow, WindowEntry, WindowTotals } from '../ledger/seals';
 import { entryHash, normalizeTotals } from '../ledger/seals';
 import type { LoadEntry } from './finance-ledger';
 import type { SnowflakeBind, SnowflakeQueries, SnowflakeSession } from './snowflake';
 
-// The Snowflake side of the finance load: every statement against FINANCE.* (snowflake-migrations/001).
+// The Snowflake side of the finance load: every statement against FINANCE.* (snowflake-migrations/001, 004).
 // A load stages its rows, MERGEs them by entry and line id from a deduplicated stage, and records its
 // audit row, all in one transaction; publishing adds the seal and the daily balances it touched.
 
@@ -40,6 +41,10 @@ async function insertChunks(tx: SnowflakeQueries, insert: string, rows: Snowflak
   }
 }
 
+/** Topic, partition and offset binds (nulls when the fact's record is not known). */
+const coordinateBinds = (at: KafkaCoordinates | null): SnowflakeBind[] =>
+  at === null ? [null, null, null] : [at.topic, at.partition, BigInt(at.offset)];
+
 const inserted = (rows: Record<string, unknown>[]): number => Number(rows[0]?.['number of rows inserted'] ?? 0);
 
 /**
@@ -55,7 +60,8 @@ export async function loadWindowToWarehouse(
     await insertChunks(
       tx,
       `INSERT INTO FINANCE.STAGE_JOURNAL_ENTRIES (LOAD_ID, ENTRY_ID, XID, POSTING_KEY, PAYMENT_ID, MERCHANT_ID, REGION,
-         FACT_TYPE, IDEMPOTENCY_KEY, TRACE_ID, SOURCE, SOURCE_SEQUENCE, OCCURRED_AT, POSTED_AT, ROW_HASH)
+         FACT_TYPE, IDEMPOTENCY_KEY, TRACE_ID, SOURCE, SOURCE_SEQUENCE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET,
+         RAW_TOPIC, RAW_PARTITION, RAW_OFFSET, OCCURRED_AT, POSTED_AT, ROW_HASH)
 `,
       load.entries.map((e) => [
         load.loadId,
@@ -70,6 +76,8 @@ export async function loadWindowToWarehouse(
         e.traceId,
         e.source,
         e.sourceSequence === null ? null : BigInt(e.sourceSequence),
+        ...coordinateBinds(e.sourceRecord),
+        ...coordinateBinds(e.rawRecord),
         ts(e.occurredAtMs),
         ts(e.postedAtMs),
         entryHash(e),
@@ -102,9 +110,11 @@ export async function loadWindowToWarehouse(
               QUALIFY ROW_NUMBER() OVER (PARTITION BY ENTRY_ID ORDER BY ROW_HASH) = 1) s
           ON t.ENTRY_ID = s.ENTRY_ID
        WHEN NOT MATCHED THEN INSERT (ENTRY_ID, XID, POSTING_KEY, PAYMENT_ID, MERCHANT_ID, REGION, FACT_TYPE,
-         IDEMPOTENCY_KEY, TRACE_ID, SOURCE, SOURCE_SEQUENCE, OCCURRED_AT, POSTED_AT, ROW_HASH, LOAD_ID, LOADED_AT)
+         IDEMPOTENCY_KEY, TRACE_ID, SOURCE, SOURCE_SEQUENCE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET,
+         RAW_TOPIC, RAW_PARTITION, RAW_OFFSET, OCCURRED_AT, POSTED_AT, ROW_HASH, LOAD_ID, LOADED_AT)
        VALUES (s.ENTRY_ID, s.XID, s.POSTING_KEY, s.PAYMENT_ID, s.MERCHANT_ID, s.REGION, s.FACT_TYPE,
-         s.IDEMPOTENCY_KEY, s.TRACE_ID, s.SOURCE, s.SOURCE_SEQUENCE, s.OCCURRED_AT, s.POSTED_AT, s.ROW_HASH,
+         s.IDEMPOTENCY_KEY, s.TRACE_ID, s.SOURCE, s.SOURCE_SEQUENCE, s.SOURCE_TOPIC, s.SOURCE_PARTITION,
+         s.SOURCE_OFFSET, s.RAW_TOPIC, s.RAW_PARTITION, s.RAW_OFFSET, s.OCCURRED_AT, s.POSTED_AT, s.ROW_HASH,
          s.LOAD_ID, CURRENT_TIMESTAMP())`,
       [load.loadId],
     );

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import type { KafkaCoordinates } from '../contracts/envelope';
 import { PaymentEvent } from '../contracts/payment-event';
 import { factKey } from '../ledger/posting-rules';
 import { recordDeliveries } from './data-quality';
@@ -12,14 +13,21 @@ export interface InboxAdmission {
   mustSignal: boolean;
 }
 
+/** Where a fact was read: its message on the facts topic, and the raw record it was derived from when that is known. */
+export interface FactReadFrom {
+  fact?: KafkaCoordinates;
+  raw?: KafkaCoordinates;
+}
+
 /**
- * Records facts (idempotent by idempotency key) and tells which are not handled yet, plus which payments
+ * Records facts (idempotent by idempotency key; the first arrival keeps its `readFrom`, parallel to `facts`) and tells which are not handled yet, plus which payments
  * Temporal may hold facts of from before this batch (a new workflow run for them must load their history).
  * A payment whose earlier facts were all absorbed (never signalled) has none there.
  */
 export async function admitFacts(
   pool: Pool,
   facts: PaymentEvent[],
+  readFrom: readonly (FactReadFrom | undefined)[] = [],
 ): Promise<{ admissions: InboxAdmission[]; paymentsWithHistory: Set<string> }> {
   if (facts.length === 0) return { admissions: [], paymentsWithHistory: new Set() };
   // Every delivery with its content hash: the inbox below keeps the first per key (data-quality duplicates).
@@ -30,8 +38,10 @@ export async function admitFacts(
     [paymentIds],
   );
   await pool.query(
-    `insert into payments.facts (idempotency_key, payment_id, fact_key, fact_type, occurred_at, body)
-     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+    `insert into payments.facts (idempotency_key, payment_id, fact_key, fact_type, occurred_at, body,
+       source_topic, source_partition, source_offset, raw_topic, raw_partition, raw_offset)
+     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+       $7::text[], $8::int[], $9::int8[], $10::text[], $11::int[], $12::int8[])
      on conflict (idempotency_key) do nothing`,
     [
       facts.map((f) => f.idempotencyKey),
@@ -40,6 +50,8 @@ export async function admitFacts(
       facts.map((f) => f.type),
       facts.map((f) => f.occurredAt),
       facts.map((f) => JSON.stringify(f)),
+      ...coordinateColumns(facts.map((_, i) => readFrom[i]?.fact)),
+      ...coordinateColumns(facts.map((_, i) => readFrom[i]?.raw)),
     ],
   );
   const signalled = await pool.query<{ idempotency_key: string }>(
@@ -54,6 +66,13 @@ export async function admitFacts(
     return { fact, mustSignal };
   });
   return { admissions, paymentsWithHistory: new Set(previously.rows.map((r) => r.payment_id)) };
+}
+
+/** Topic, partition and offset columns for unnest (null where a fact has no coordinates). */
+function coordinateColumns(
+  at: readonly (KafkaCoordinates | undefined)[],
+): [(string | null)[], (number | null)[], (string | null)[]] {
+  return [at.map((c) => c?.topic ?? null), at.map((c) => c?.partition ?? null), at.map((c) => c?.offset ?? null)];
 }
 
 /** Marks facts handled: signalled to Temporal, or (absorbedKeys) recorded as inert without a signal. */

@@ -1,11 +1,11 @@
 import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { Config } from '../config';
-import { consumedQuarantineMessage } from '../contracts/envelope';
+import { consumedQuarantineMessage, readFromOf } from '../contracts/envelope';
 import { type PaymentEvent, parsePaymentEvent } from '../contracts/payment-event';
 import { type Logger, createLogger } from '../logger';
 import { retryTransient } from '../resilience';
-import { admitFacts, markSignalled, paymentFacts } from '../stores/payment-inbox';
+import { type FactReadFrom, admitFacts, markSignalled, paymentFacts } from '../stores/payment-inbox';
 import {
   PAYMENT_TASK_QUEUE,
   type PaymentWorkflowInput,
@@ -112,6 +112,8 @@ export interface RouteOptions {
   /** False once the partition went elsewhere: stop signalling, and stop waiting out an outage. */
   shouldContinue?: () => boolean;
   log?: Logger;
+  /** Where each fact was read, parallel to the facts (the inbox keeps it for finance and trace). */
+  readFrom?: readonly (FactReadFrom | undefined)[];
 }
 
 const defaultLog = createLogger('payment-router');
@@ -134,7 +136,7 @@ export async function routeFacts(
   const { admissions, paymentsWithHistory } = await retryTransient(
     'postgres',
     'admitting facts to the inbox',
-    () => admitFacts(pool, facts),
+    () => admitFacts(pool, facts, options.readFrom),
     retry,
   );
   const byPayment = new Map<string, PaymentEvent[]>();
@@ -220,11 +222,14 @@ export function paymentRouterBatches(deps: PaymentRouterDeps): BatchHandler {
   const { client, producer, pool, log, policy } = deps;
   return async (batch, control) => {
     const facts: PaymentEvent[] = [];
+    const readFrom: FactReadFrom[] = [];
     const refused: TopicRecord[] = [];
     for (const message of batch.messages) {
       const parsed = parsePaymentEvent(message.value);
       if (parsed.ok) {
         facts.push(parsed.value);
+        const raw = readFromOf(message.headers);
+        readFrom.push({ fact: { topic: batch.topic, partition: batch.partition, offset: message.offset }, raw });
         continue;
       }
       refused.push(consumedQuarantineMessage(deps.topics.quarantine, batch, message, parsed.reason));
@@ -241,6 +246,7 @@ export function paymentRouterBatches(deps: PaymentRouterDeps): BatchHandler {
       concurrency: deps.concurrency,
       shouldContinue: control.owned,
       log,
+      readFrom,
     });
     return result.complete ? 'commit' : 'redeliver'; // not all signalled: leave offsets for redelivery
   };

@@ -10,6 +10,7 @@ import {
   firstManifestSeqFrom,
   getCommittedObject,
   listManifestRange,
+  manifestEntryHolding,
   putArchiveObject,
   putManifestEntry,
 } from '../../src/stores/archive';
@@ -104,6 +105,35 @@ describe('archive listing by time and committed reads (real S3)', () => {
     assert.equal(await firstManifestSeqFrom(s3, bucket, topic, 1, 0), 37);
     assert.equal(await firstManifestSeqFrom(s3, bucket, topic, 10, BASE + 60 * MINUTE), undefined);
     assert.equal(await firstManifestSeqFrom(s3, bucket, topic, 7, 0), undefined);
+  });
+
+  it('finds the object holding a record by its offset (what trace prints), across expired seqs', async () => {
+    // Against a scan of every entry written: in an object, in the expired gap, before and after the archive.
+    for (const [partition, offset] of [
+      [0, '0'],
+      [0, '9'],
+      [0, '995'],
+      [0, '1100'],
+      [0, '1200'],
+      [0, '2015'],
+      [0, '2999'],
+      [0, '3000'],
+      [1, '369'],
+      [1, '370'],
+      [1, '2369'],
+      [1, '2370'],
+      [7, '5'],
+    ] as const) {
+      const expected = written.find(
+        (e) => e.partition === partition && BigInt(e.from) <= BigInt(offset) && BigInt(offset) < BigInt(e.to),
+      );
+      requests.clear();
+      const got = await manifestEntryHolding(counted, bucket, topic, partition, offset);
+      assert.equal(got?.seq, expected?.seq, `partition ${partition} offset ${offset}`);
+      assert.equal(got?.key, expected?.key);
+      const calls = [...requests.values()].reduce((n, c) => n + c, 0);
+      assert.ok(calls <= 60, `${calls} requests for partition ${partition} offset ${offset}`);
+    }
   });
 
   it('lists exactly the objects overlapping [from, to), reading a fraction of the manifest', async (t) => {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { createPartnerPollActivities } from '../../src/ingest/partner-api/poll-activities';
-import { ENVELOPE_HEADERS, HEADERS, traceIdOf } from '../../src/contracts/envelope';
+import { ENVELOPE_HEADERS, HEADERS, readFromOf, traceIdOf } from '../../src/contracts/envelope';
 import { parsePaymentEvent } from '../../src/contracts/payment-event';
 import { cdcNormalizerBatches, cdcTopicsOf } from '../../src/ingest/cdc/normalizer-consumer';
 import { createCdcReader } from '../../src/ingest/cdc/reader';
@@ -44,9 +44,11 @@ type Kind = 'raw' | 'fact' | 'quarantine';
 interface Seen extends ReadMessage {
   path: Path;
   kind: Kind;
+  /** Where it was read. */
+  at: { topic: string; partition: number; offset: string };
 }
 
-/** Headers a consumer-side quarantine adds (and only it): where the refused message was read, and why. */
+/** Headers a consumer adds: why it refused a message and where it read it (also on a fact the CDC normalizer derived). */
 const QUARANTINE_ONLY = new Set<string>([
   HEADERS.quarantineReason,
   HEADERS.sourceTopic,
@@ -97,12 +99,19 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     const done = await readTopics(
       kafka,
       new Map(kinds.map((k) => [wanted[k].topic, starts.get(wanted[k].topic)!])),
-      (topic, _partition, m) => {
+      (topic, partition, m) => {
         const key = m.key?.toString() ?? '';
         for (const kind of kinds) {
           const w = wanted[kind];
           if (w.topic !== topic || found.has(kind) || (key !== w.id && key !== JSON.stringify({ id: w.id }))) continue;
-          found.set(kind, { path, kind, key, value: String(m.value), headers: m.headers });
+          found.set(kind, {
+            path,
+            kind,
+            key,
+            value: String(m.value),
+            headers: m.headers,
+            at: { topic, partition, offset: m.offset },
+          });
         }
         return found.size === kinds.length;
       },
@@ -283,6 +292,16 @@ describe('one envelope on every path (webhook, gateway, partner API, CDC)', { ti
     assert.deepEqual(differing, [], `expected ${EXPECTED.join(', ')} on every message`);
     for (const m of seen.filter((s) => s.kind === 'quarantine')) {
       assert.ok(m.headers[HEADERS.quarantineReason], `${m.path} quarantine has no reason`);
+    }
+  });
+
+  it('a fact the CDC normalizer derived names its change event: source-topic/partition/offset', () => {
+    const raw = seen.find((m) => m.path === 'cdc' && m.kind === 'raw')!;
+    const fact = seen.find((m) => m.path === 'cdc' && m.kind === 'fact')!;
+    assert.deepEqual(readFromOf(fact.headers), raw.at);
+    // Edge facts are written with their raw message, whose offset they cannot know.
+    for (const m of seen.filter((x) => x.path !== 'cdc' && x.kind === 'fact')) {
+      assert.equal(readFromOf(m.headers), undefined, `${m.path} fact`);
     }
   });
 

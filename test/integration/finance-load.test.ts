@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { PaymentEvent } from '../../src/contracts/payment-event';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
@@ -9,8 +10,12 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import { traceIdOf } from '../../src/contracts/envelope';
-import { traceMoney } from '../../src/ops/finance-trace';
+import { factMessage, traceIdOf } from '../../src/contracts/envelope';
+import { type MoneyTrail, traceMoney } from '../../src/ops/finance-trace';
+import { CURRENT_SCHEMAS } from '../../src/quality/schema-registry';
+import { simulatePayments } from '../../src/simulator/payments';
+import { repoRoot } from '../../src/stack/service';
+import { parseObjectKey } from '../../src/streams/archiver/layout';
 import type { FinanceWindow } from '../../src/contracts/finance';
 import type { JournalLine } from '../../src/ledger/posting-rules';
 import { totalsDifferences } from '../../src/ledger/seals';
@@ -36,13 +41,15 @@ import {
   type FinanceLoadResult,
   financeLoadWorkflow,
 } from '../../src/workflows/finance-load';
+import { testKafka } from '../support/kafka';
 import { waitFor, within } from '../support/pipeline';
-import { config, requireServices, uniqueId } from '../support/stack';
+import { config, requireServices, topics, uniqueId } from '../support/stack';
 
 // The finance load against the real stack: Postgres (ledger), Temporal (the finance worker as a real
 // process, no schedule: the test starts each load), Snowflake's local server. The Done-means lines
 // of issue 14: (a) a transaction held open is loaded once it commits, (b) kill -9 mid-load, (c) reruns
-// and replays change nothing, (d) a ledger row altered by the owner is named by verify.
+// and replays change nothing, (d) a ledger row altered by the owner is named by verify; and every row
+// leads back to its events: the Kafka coordinates of its fact, in Snowflake and in `npm run trace`.
 
 const WORKER = 'src/workers/finance-worker-main.ts';
 const TIMEOUT_MS = 120_000;
@@ -141,7 +148,7 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
   };
 
   before(async () => {
-    await requireServices('postgres', 'temporal', 'snowflake');
+    await requireServices('postgres', 'temporal', 'snowflake', 'kafka', 's3');
     await migrateAsOwner(config);
     await migrateSnowflake(config);
     snowflake = await connectSnowflake(config);
@@ -448,6 +455,109 @@ describe('finance load: ledger → Snowflake, exactly once, verified and sealed'
         }
       }
       if (h.hop !== 'workflow') assert.ok(h.exists, `${h.hop} ${h.ref} exists`);
+    }
+  });
+
+  it('source coordinates: a payment routed from Kafka lands in Snowflake with its facts’ topic, partition and offset, and trace prints them with their archive objects', async () => {
+    const runId = uniqueId('fin-src');
+    const { events } = simulatePayments({ payments: 1, seed: 1414, duplicateRate: 0, runId, happyPathOnly: true });
+    const paymentId = events[0]!.paymentId;
+    const side = [
+      startPipelineProcess('payment-router-fin-src', 'src/streams/payment-router-main.ts'),
+      startPipelineProcess('payment-worker-fin-src', 'src/workers/payment-worker-main.ts'),
+      startPipelineProcess('archiver-fin-src', 'src/streams/archiver/archiver-main.ts', {
+        ARCHIVE_OBJECT_MAX_AGE_MS: '1000',
+      }),
+    ];
+    const producer = testKafka('finance-source-test').producer();
+    try {
+      await Promise.all(side.map((p) => within(p.ready, 60_000, `${p.name} to be ready (log: ${p.logFile})`)));
+      await producer.connect();
+      // One send per fact: Kafka's own answer is the truth the rows must match. The captured fact is sent
+      // twice (a redelivery): the row keeps the first message's offset.
+      const sent = new Map<string, string>();
+      const captured = events.find((e) => e.type === 'captured')!;
+      for (const e of [...events, captured]) {
+        const m = factMessage(
+          e,
+          { receivedAt: new Date().toISOString() },
+          topics.paymentEvents,
+          CURRENT_SCHEMAS['payment-fact'],
+        );
+        const [meta] = await producer.send({
+          topic: m.topic,
+          acks: -1,
+          messages: [{ key: m.key, value: m.value, headers: m.headers }],
+        });
+        if (!sent.has(e.idempotencyKey))
+          sent.set(e.idempotencyKey, `${meta!.topicName}[${meta!.partition}]@${meta!.baseOffset}`);
+      }
+      let entries: { entry_id: number; idempotency_key: string; xid: string }[] = [];
+      await waitFor(
+        'the payment posted through the router and its workflow',
+        Date.now() + TIMEOUT_MS,
+        async () => {
+          entries = (
+            await pool.query<{ entry_id: number; idempotency_key: string; xid: string }>(
+              `select entry_id, idempotency_key, xid::text as xid from ledger.journal_entries
+              where payment_id = $1 order by entry_id`,
+              [paymentId],
+            )
+          ).rows;
+          // captured and settled move money on the happy path
+          return entries.length >= 2 || `${entries.length} entries`;
+        },
+        { guard: () => side.forEach((p) => assert.equal(p.child.exitCode, null, `${p.name} exited`)) },
+      );
+      await loadPast(entries.reduce((max, e) => (BigInt(e.xid) > BigInt(max) ? e.xid : max), '0'));
+
+      const rows = await snowflake.query<{ ENTRY_ID: number; IDEMPOTENCY_KEY: string; AT: string }>(
+        `SELECT ENTRY_ID, IDEMPOTENCY_KEY, SOURCE_TOPIC || '[' || TO_VARCHAR(SOURCE_PARTITION) || ']@' || TO_VARCHAR(SOURCE_OFFSET) AS AT
+           FROM FINANCE.V_JOURNAL_ENTRIES WHERE ENTRY_ID IN (${entries.map(() => '?').join(', ')}) ORDER BY ENTRY_ID`,
+        entries.map((e) => e.entry_id),
+      );
+      assert.equal(rows.length, entries.length, 'every entry is published');
+      for (const r of rows) {
+        assert.ok(sent.has(r.IDEMPOTENCY_KEY), `entry ${r.ENTRY_ID}: ${r.IDEMPOTENCY_KEY} is one of the facts sent`);
+        assert.equal(r.AT, sent.get(r.IDEMPOTENCY_KEY), `entry ${r.ENTRY_ID}: SOURCE_TOPIC/PARTITION/OFFSET`);
+      }
+
+      // The command people run, once the archiver has committed the objects holding the fact messages.
+      let trail: MoneyTrail | undefined;
+      await waitFor(
+        'npm run trace to name every fact message and its archive object',
+        Date.now() + 60_000,
+        async () => {
+          const r = spawnSync('npm', ['run', '--silent', 'trace', '--', paymentId, '--json'], {
+            cwd: repoRoot,
+            encoding: 'utf8',
+            timeout: 60_000,
+          });
+          assert.equal(r.status, 0, `trace failed:\n${r.stdout}\n${r.stderr}`);
+          trail = JSON.parse(r.stdout) as MoneyTrail;
+          const messages = trail.hops.filter((h) => h.hop === 'fact message');
+          const archived = messages.filter((h) => typeof h.detail.archive === 'object').length;
+          return archived === sent.size || `${messages.length} fact messages, ${archived} archived`;
+        },
+        { intervalMs: 2000 },
+      );
+      const messages = trail!.hops.filter((h) => h.hop === 'fact message');
+      assert.deepEqual(messages.map((h) => h.ref).sort(), [...sent.values()].sort());
+      for (const h of messages) {
+        const { object } = h.detail.archive as { object: string };
+        const key = parseObjectKey(object.replace(`s3://${config.S3_BUCKET}/`, ''));
+        const [, topic, partition, offset] = /^(.+)\[(\d+)\]@(\d+)$/.exec(h.ref)!;
+        assert.ok(key, `${object} is an archive object key`);
+        assert.deepEqual([key.topic, key.partition], [topic, Number(partition)], object);
+        assert.ok(key.first <= BigInt(offset!) && BigInt(offset!) <= key.last, `${object} holds offset ${offset}`);
+      }
+      for (const h of trail!.hops.filter((x) => x.hop === 'snowflake row')) {
+        const entry = entries.find((e) => h.ref.endsWith(`=${e.entry_id}`))!;
+        assert.equal(h.detail.sourceRecord, sent.get(entry.idempotency_key), h.ref);
+      }
+    } finally {
+      await producer.disconnect();
+      await Promise.allSettled(side.map((p) => within(p.stop(), 30_000, `${p.name} to stop`).catch(() => p.kill9())));
     }
   });
 });

@@ -32,6 +32,13 @@ describe('finance governance set against the finance tables', () => {
     assert.ok(problems.includes('table REFUNDS: no DATA_RETENTION_TIME_IN_DAYS'), problems.join('\n'));
   });
 
+  it('fails when a later migration adds a sensitive column to a table without masking it', () => {
+    const added = [...finance, 'ALTER TABLE FINANCE.LOAD_AUDIT ADD COLUMN IF NOT EXISTS TRACE_ID VARCHAR;\n'];
+    assert.deepEqual(checkGovernance(added, governance), [
+      'sensitive column LOAD_AUDIT.TRACE_ID has no masking policy',
+    ]);
+  });
+
   it('fails when the loader may update or delete history', () => {
     const loose = governance[0]!.replace(
       'GRANT SELECT, INSERT ON TABLE FINANCE.SEALS TO ROLE FINANCE_LOADER;',

@@ -1,4 +1,4 @@
-import { HEADERS, consumedQuarantineMessage, factMessage } from '../../contracts/envelope';
+import { HEADERS, consumedQuarantineMessage, factMessage, readFromHeaders } from '../../contracts/envelope';
 import { type ParseResult, PaymentEvent } from '../../contracts/payment-event';
 import type { Logger } from '../../logger';
 import { CURRENT_SCHEMAS } from '../../quality/schema-registry';
@@ -80,9 +80,15 @@ export function cdcNormalizerBatches({ producer, topics, log }: CdcNormalizerDep
         // The change's arrival and trace id as the reader stamped them (a real Debezium stamps neither).
         const receivedAt = message.headers[HEADERS.receivedAt] ?? new Date(Number(message.timestamp)).toISOString();
         const traceId = message.headers[HEADERS.traceId];
-        out.push(
-          factMessage(result.fact, { receivedAt, traceId }, topics.paymentEvents, CURRENT_SCHEMAS['payment-fact']),
+        const fact = factMessage(
+          result.fact,
+          { receivedAt, traceId },
+          topics.paymentEvents,
+          CURRENT_SCHEMAS['payment-fact'],
         );
+        // The change event it came from, so the inbox and Snowflake can name the raw record (and its archive object).
+        const from = { topic: batch.topic, partition: batch.partition, offset: message.offset };
+        out.push({ ...fact, headers: { ...fact.headers, ...readFromHeaders(from) } });
         continue;
       }
       out.push(consumedQuarantineMessage(topics.quarantine, batch, message, result.reason));
