@@ -123,7 +123,7 @@ export function runMain(log: Logger, main: () => Promise<void>): void {
   const healthPort = loadConfig().PAYLINK_HEALTH_PORT;
   const health = healthPort > 0 ? serveHealth(healthPort, log) : Promise.resolve(undefined);
   health.then(main).then(
-    () => process.exit(0),
+    () => process.exit(process.exitCode ?? 0), // a command that set its exit code (a failing check) keeps it
     (err: unknown) => {
       log.error('failed', { error: errorMessage(err), ...(err instanceof ConsumerCrashed ? err.context : {}) });
       process.exit(1);
