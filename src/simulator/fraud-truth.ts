@@ -2,6 +2,16 @@ import type { PaymentEvent } from '../contracts/payment-event';
 import { channelOf } from './channels';
 import { simulatedCardholder } from './gateway-feed';
 
+/** The windowed views whose counts the truth covers exactly (what the demo and the tests compare). */
+export const COUNTED_VIEWS = [
+  'velocity-card',
+  'velocity-merchant',
+  'velocity-bin',
+  'decline-rate',
+  'region-rate',
+  'merchant-ratios',
+];
+
 // What the fraud views must count for a simulation, restated from the simulator's side: every unique
 // fact once, whatever the duplicates and the order. Card tokens are the vault's secret, so the per-card
 // view is compared as the multiset of its rows' counters; every other view row by row.

@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import type { Config } from '../config';
 import type { PaymentEvent } from '../contracts/payment-event';
-import { compareWithTruth, fraudTruth } from '../simulator/fraud-truth';
+import { COUNTED_VIEWS, compareWithTruth, fraudTruth } from '../simulator/fraud-truth';
 import { createRiskOwnerPool, migrateRisk } from '../stores/migrate';
 import { RULES, readFreshness, readPartitionStates, readWindowCounts } from '../stores/risk';
 import { type KafkaAdmin, type TopicSet, ensureTopics, topicEnds } from '../streams/kafka';
@@ -9,15 +9,6 @@ import { percentileOf } from '../streams/fraud-views/windows';
 
 // The demo's side of the fraud views: start them afresh for the run (so its views compare with this run's
 // truth only), wait until they counted everything, and summarize them against the simulator's truth.
-
-const COUNTED_VIEWS = [
-  'velocity-card',
-  'velocity-merchant',
-  'velocity-bin',
-  'decline-rate',
-  'region-rate',
-  'merchant-ratios',
-];
 
 /** The risk store emptied (as its owner) and the group moved to the topics' ends: the views count this run only. */
 export async function startFraudViewsAfresh(config: Config, admin: KafkaAdmin, topics: TopicSet): Promise<void> {

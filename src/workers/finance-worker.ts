@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Pool } from 'pg';
@@ -68,86 +69,88 @@ export async function createFinanceWorker(deps: FinanceWorkerDeps): Promise<Work
   });
 }
 
+type ScheduleSpec = Parameters<Client['schedule']['create']>[0]['spec'];
+
 /**
- * Creates the Schedule that starts a FinanceLoad every `intervalS` seconds, or updates its interval.
- * Overlap SKIP: one load at a time (a slow load delays the next window, it never races it).
+ * Creates a Schedule that starts `workflowType` with `{}` on the finance task queue, or updates its spec
+ * if it exists (a changed interval or hour takes effect without losing its history). Overlap SKIP: one
+ * run at a time, a slow run delays the next, never races it.
  */
-export async function ensureFinanceSchedule(client: Client, intervalS: number): Promise<'created' | 'updated'> {
-  const spec = { intervals: [{ every: intervalS * 1000 }] };
+async function ensureSchedule(
+  client: Client,
+  s: {
+    scheduleId: string;
+    spec: ScheduleSpec;
+    workflowType: typeof financeLoadWorkflow | typeof dataQualityWorkflow | typeof reconciliationWorkflow;
+    taskQueue: string;
+    workflowId: string;
+    workflowExecutionTimeout: Duration;
+    catchupWindow: Duration;
+  },
+): Promise<'created' | 'updated'> {
   try {
     await client.schedule.create({
-      scheduleId: FINANCE_SCHEDULE_ID,
-      spec,
+      scheduleId: s.scheduleId,
+      spec: s.spec,
       action: {
         type: 'startWorkflow',
-        workflowType: financeLoadWorkflow,
+        workflowType: s.workflowType,
         args: [{}],
-        taskQueue: FINANCE_TASK_QUEUE,
-        workflowId: 'finance-load/scheduled',
-        workflowExecutionTimeout: '10 minutes',
+        taskQueue: s.taskQueue,
+        workflowId: s.workflowId,
+        workflowExecutionTimeout: s.workflowExecutionTimeout,
       },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: s.catchupWindow },
     });
     return 'created';
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(FINANCE_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
+    await client.schedule.getHandle(s.scheduleId).update((previous) => ({ ...previous, spec: s.spec }));
     return 'updated';
   }
 }
 
-/**
- * Creates (or updates) the Schedule that runs DataQuality on the current hour every `intervalS` seconds
- * (docs/data-quality.md); each run supersedes the hour's earlier results. Overlap SKIP: one run at a time.
- */
-export async function ensureDataQualitySchedule(client: Client, intervalS: number): Promise<'created' | 'updated'> {
-  const spec = { intervals: [{ every: intervalS * 1000 }] };
-  try {
-    await client.schedule.create({
-      scheduleId: DATA_QUALITY_SCHEDULE_ID,
-      spec,
-      action: {
-        type: 'startWorkflow',
-        workflowType: dataQualityWorkflow,
-        args: [{}],
-        taskQueue: FINANCE_TASK_QUEUE,
-        workflowId: 'data-quality/scheduled',
-        workflowExecutionTimeout: '10 minutes',
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '5 minutes' },
-    });
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(DATA_QUALITY_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
-    return 'updated';
-  }
+/** The Schedule that starts a FinanceLoad every `intervalS` seconds. */
+export function ensureFinanceSchedule(client: Client, intervalS: number): Promise<'created' | 'updated'> {
+  return ensureSchedule(client, {
+    scheduleId: FINANCE_SCHEDULE_ID,
+    spec: { intervals: [{ every: intervalS * 1000 }] },
+    workflowType: financeLoadWorkflow,
+    taskQueue: FINANCE_TASK_QUEUE,
+    workflowId: 'finance-load/scheduled',
+    workflowExecutionTimeout: '10 minutes',
+    catchupWindow: '1 minute',
+  });
 }
 
 /**
- * Creates the daily Schedule that reconciles yesterday (UTC) at `hourUtc`:05, or updates its time.
- * The workflow computes its window from its start time; overlap SKIP, a missed day caught up within 6 h.
+ * The Schedule that runs DataQuality on the current hour (and the previous one again) every `intervalS`
+ * seconds (docs/data-quality.md); each run supersedes the hour's earlier results.
  */
-export async function ensureReconciliationSchedule(client: Client, hourUtc: number): Promise<'created' | 'updated'> {
-  const spec = { calendars: [{ hour: hourUtc, minute: 5, comment: 'reconcile yesterday (UTC)' }] };
-  try {
-    await client.schedule.create({
-      scheduleId: RECONCILIATION_SCHEDULE_ID,
-      spec,
-      action: {
-        type: 'startWorkflow',
-        workflowType: reconciliationWorkflow,
-        args: [{}],
-        taskQueue: RECONCILIATION_TASK_QUEUE,
-        workflowId: 'reconciliation/scheduled',
-        workflowExecutionTimeout: '1 hour',
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '6 hours' },
-    });
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(RECONCILIATION_SCHEDULE_ID).update((previous) => ({ ...previous, spec }));
-    return 'updated';
-  }
+export function ensureDataQualitySchedule(client: Client, intervalS: number): Promise<'created' | 'updated'> {
+  return ensureSchedule(client, {
+    scheduleId: DATA_QUALITY_SCHEDULE_ID,
+    spec: { intervals: [{ every: intervalS * 1000 }] },
+    workflowType: dataQualityWorkflow,
+    taskQueue: FINANCE_TASK_QUEUE,
+    workflowId: 'data-quality/scheduled',
+    workflowExecutionTimeout: '10 minutes',
+    catchupWindow: '5 minutes',
+  });
+}
+
+/**
+ * The daily Schedule that reconciles yesterday (UTC) at `hourUtc`:05. The workflow computes its window
+ * from its start time; a missed day is caught up within 6 h.
+ */
+export function ensureReconciliationSchedule(client: Client, hourUtc: number): Promise<'created' | 'updated'> {
+  return ensureSchedule(client, {
+    scheduleId: RECONCILIATION_SCHEDULE_ID,
+    spec: { calendars: [{ hour: hourUtc, minute: 5, comment: 'reconcile yesterday (UTC)' }] },
+    workflowType: reconciliationWorkflow,
+    taskQueue: RECONCILIATION_TASK_QUEUE,
+    workflowId: 'reconciliation/scheduled',
+    workflowExecutionTimeout: '1 hour',
+    catchupWindow: '6 hours',
+  });
 }

@@ -6,7 +6,7 @@ import { tokenizerFromConfig } from '../../src/ingest/tokenize';
 import { CURRENT_SCHEMAS } from '../../src/quality/schema-registry';
 import { channelOf } from '../../src/simulator/channels';
 import { type InjectedFraud, injectFraud } from '../../src/simulator/fraud-injection';
-import { compareWithTruth, fraudTruth } from '../../src/simulator/fraud-truth';
+import { COUNTED_VIEWS, compareWithTruth, fraudTruth } from '../../src/simulator/fraud-truth';
 import { encodeGatewayEvent } from '../../src/simulator/gateway-feed';
 import { simulatePayments } from '../../src/simulator/payments';
 import { type PipelineProcess, startPipelineProcess } from '../../src/starters/processes';
@@ -23,15 +23,6 @@ import {
 // The fraud-views tests' edge: a seeded simulation (with its injected fraud) as the edge would have put it
 // on Kafka — raw gateway events tokenized with their envelope headers, and every fact on the facts topic —
 // and the truth the views must equal.
-
-export const COUNTED_VIEWS = [
-  'velocity-card',
-  'velocity-merchant',
-  'velocity-bin',
-  'decline-rate',
-  'region-rate',
-  'merchant-ratios',
-];
 
 export interface FraudRun {
   events: PaymentEvent[];
