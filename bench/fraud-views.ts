@@ -233,7 +233,7 @@ async function emptyBenchStore(config: Config): Promise<void> {
   const owner = createRiskOwnerPool(config);
   try {
     await owner.query(
-      `truncate risk.window_counts, risk.window_members, risk.merchant_cards, risk.amount_stats, risk.seen_events,
+      `truncate risk.window_counts, risk.window_member_sets, risk.merchant_cards, risk.amount_stats, risk.seen_events,
                 risk.alerts, risk.consumed_offsets, risk.freshness`,
     );
   } finally {

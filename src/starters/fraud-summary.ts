@@ -17,7 +17,7 @@ export async function startFraudViewsAfresh(config: Config, admin: KafkaAdmin, t
   const owner = createRiskOwnerPool(config);
   try {
     await owner.query(
-      `truncate risk.window_counts, risk.window_members, risk.merchant_cards, risk.amount_stats, risk.seen_events,
+      `truncate risk.window_counts, risk.window_member_sets, risk.merchant_cards, risk.amount_stats, risk.seen_events,
                 risk.alerts, risk.consumed_offsets, risk.freshness`,
     );
   } finally {

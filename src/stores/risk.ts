@@ -156,8 +156,7 @@ async function flushInTransaction(client: PoolClient, input: FlushInput): Promis
   const duplicates = byOffset.size - counted.length;
 
   const delta = aggregate(counted, rules.smallAmountMinor);
-  await addDistinctMembers(client, delta);
-  const updated = await upsertCounts(client, delta.counts);
+  const updated = await upsertCountsAndMembers(client, delta, rules);
   await upsertCards(client, delta);
   const alerts = [
     ...cardTestingAlerts(updated, rules),
@@ -205,66 +204,99 @@ async function flushInTransaction(client: PoolClient, input: FlushInput): Promis
 
 const rowId = (view: string, size: string, start: number, key: string): string => `${view}|${size}|${start}|${key}`;
 
-/** Inserts the windows' members; each new one adds one to its row's distinct count. */
-async function addDistinctMembers(client: PoolClient, delta: FlushDelta): Promise<void> {
-  if (delta.members.length === 0) return;
-  const members = [...delta.members].sort(
-    (a, b) =>
-      byText(a.view, b.view) ||
-      byText(a.window.size, b.window.size) ||
-      a.window.start - b.window.start ||
-      byText(a.key, b.key) ||
-      byText(a.member, b.member),
-  );
-  const { rows } = await client.query<{ view: string; size: string; window_start: Date; key: string }>(
-    `insert into risk.window_members (view, size, window_start, key, member)
-     select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-     on conflict do nothing returning view, size, window_start, key`,
-    [
-      members.map((m) => m.view),
-      members.map((m) => m.window.size),
-      members.map((m) => iso(m.window.start)),
-      members.map((m) => m.key),
-      members.map((m) => m.member),
-    ],
-  );
-  const rowsById = new Map(delta.counts.map((r) => [rowId(r.view, r.window.size, r.window.start, r.key), r]));
-  for (const r of rows)
-    rowsById.get(rowId(r.view, r.size, r.window_start.getTime(), r.key))!.counts.distinct_members += 1;
-}
-
 /** A counter row after the upsert: its totals, for the rules. */
 export interface UpdatedRow extends CountRow {
   totals: Record<(typeof COUNTERS)[number], number>;
 }
 
-async function upsertCounts(client: PoolClient, counts: readonly CountRow[]): Promise<UpdatedRow[]> {
-  if (counts.length === 0) return [];
-  const rows = [...counts].sort(
-    (a, b) =>
-      byText(a.view, b.view) ||
-      byText(a.window.size, b.window.size) ||
-      a.window.start - b.window.start ||
-      byText(a.key, b.key),
-  );
-  const columns = COUNTERS.join(', ');
+const COUNTED = COUNTERS.filter((c) => c !== 'distinct_members');
+
+/**
+ * One statement: the hour's member sets take the flush's members (minutes and five-minute windows as bit
+ * masks), the bits each one newly set become the windows' distinct-count increments, and the counter rows
+ * add them with the other counters. Only rows a rule could fire on come back (the rules' first thresholds).
+ */
+async function upsertCountsAndMembers(client: PoolClient, delta: FlushDelta, rules: RiskRules): Promise<UpdatedRow[]> {
+  if (delta.counts.length === 0) return [];
+  const members = [...delta.members].sort((a, b) => byText(a.id, b.id));
+  const rows = [...delta.counts].sort((a, b) => byText(a.id, b.id));
+  // A flush's rows share a few window starts: format each once.
+  const isoOf = new Map<number, string>();
+  const at = (ms: number): string => {
+    let text = isoOf.get(ms);
+    if (text === undefined) isoOf.set(ms, (text = iso(ms)));
+    return text;
+  };
+  const n = 10 + COUNTED.length;
   const { rows: totals } = await client.query<Record<string, unknown>>(
-    `insert into risk.window_counts (view, key, size, window_start, window_end, ${columns})
-     select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-       ${COUNTERS.map((_, i) => `$${i + 6}::bigint[]`).join(', ')})
-     on conflict (view, size, window_start, key) do update set
-       ${COUNTERS.map((c) => `${c} = risk.window_counts.${c} + excluded.${c}`).join(', ')}, updated_at = now()
-     returning view, size, window_start, key, ${columns}`,
+    `with m as (
+       insert into risk.window_member_sets as s
+         (view, hour_start, key, member, minutes_low, minutes_high, fives, added_low, added_high, added_fives, added_hour)
+       select u.view, u.hour_start, u.key, u.member, u.low, u.high, u.fives, u.low, u.high, u.fives, true
+         from unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[])
+           as u(view, hour_start, key, member, low, high, fives)
+       on conflict (view, hour_start, key, member) do update set
+         minutes_low = s.minutes_low | excluded.minutes_low, minutes_high = s.minutes_high | excluded.minutes_high,
+         fives = s.fives | excluded.fives, added_low = excluded.minutes_low & ~s.minutes_low,
+         added_high = excluded.minutes_high & ~s.minutes_high, added_fives = excluded.fives & ~s.fives,
+         added_hour = false, seen_at = now()
+       returning s.view, s.hour_start, s.key, s.added_low, s.added_high, s.added_fives, s.added_hour
+     ),
+     d as (
+       select view, '1h' as size, hour_start as window_start, key, count(*) as n from m where added_hour
+        group by view, hour_start, key
+       union all
+       select view, '5m', hour_start + b * interval '5 minutes', key, count(*)
+         from m cross join generate_series(0, 11) b where added_fives <> 0 and added_fives & (1 << b) <> 0
+        group by 1, 2, 3, 4
+       union all
+       select view, '1m', hour_start + b * interval '1 minute', key, count(*)
+         from m cross join generate_series(0, 29) b where added_low <> 0 and added_low & (1 << b) <> 0
+        group by 1, 2, 3, 4
+       union all
+       select view, '1m', hour_start + (30 + b) * interval '1 minute', key, count(*)
+         from m cross join generate_series(0, 29) b where added_high <> 0 and added_high & (1 << b) <> 0
+        group by 1, 2, 3, 4
+     ),
+     c as (
+       insert into risk.window_counts as w (view, key, size, window_start, window_end, ${COUNTED.join(', ')}, distinct_members)
+       select u.view, u.key, u.size, u.window_start, u.window_end, ${COUNTED.map((c) => `u.${c}`).join(', ')}, coalesce(d.n, 0)
+         from unnest($8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+                     ${COUNTED.map((_, i) => `$${i + 13}::bigint[]`).join(', ')})
+           as u(view, key, size, window_start, window_end, ${COUNTED.join(', ')})
+         left join d on d.view = u.view and d.size = u.size and d.window_start = u.window_start and d.key = u.key
+       on conflict (view, size, window_start, key) do update set
+         ${COUNTERS.map((c) => `${c} = w.${c} + excluded.${c}`).join(', ')}, updated_at = now()
+       returning w.view, w.size, w.window_start, w.key, ${COUNTERS.map((c) => `w.${c}`).join(', ')}
+     )
+     select * from c
+      where (view in ($${n + 3}, $${n + 4}) and size = '1m' and small_attempts >= $${n + 5})
+         or (view = $${n + 6} and size = '1h' and attempts >= $${n + 7})
+         or (view = $${n + 8} and size = '5m' and attempts >= $${n + 9})`,
     [
+      members.map((m) => m.view),
+      members.map((m) => at(m.hourStart)),
+      members.map((m) => m.key),
+      members.map((m) => m.member),
+      members.map((m) => m.minutesLow),
+      members.map((m) => m.minutesHigh),
+      members.map((m) => m.fives),
       rows.map((r) => r.view),
       rows.map((r) => r.key),
       rows.map((r) => r.window.size),
-      rows.map((r) => iso(r.window.start)),
-      rows.map((r) => iso(r.window.end)),
-      ...COUNTERS.map((c) => rows.map((r) => r.counts[c])),
+      rows.map((r) => at(r.window.start)),
+      rows.map((r) => at(r.window.end)),
+      ...COUNTED.map((c) => rows.map((r) => r.counts[c])),
+      VIEW_NAMES.velocityMerchant,
+      VIEW_NAMES.velocityBin,
+      rules.cardTestingMinAttempts,
+      VIEW_NAMES.velocityCard,
+      rules.velocityCardMaxAttempts,
+      VIEW_NAMES.declineRate,
+      rules.declineSpikeMinAttempts,
     ],
   );
-  const byId = new Map(rows.map((r) => [rowId(r.view, r.window.size, r.window.start, r.key), r]));
+  const byId = new Map(rows.map((r) => [r.id, r]));
   return totals.map((t) => {
     const row = byId.get(rowId(String(t.view), String(t.size), (t.window_start as Date).getTime(), String(t.key)))!;
     return { ...row, totals: Object.fromEntries(COUNTERS.map((c) => [c, Number(t[c])])) as UpdatedRow['totals'] };
@@ -782,7 +814,7 @@ export async function sweepRiskStore(pool: Pool, retentionDays: number, dedupRet
   let deleted = 0;
   for (const sql of [
     `delete from risk.window_counts where updated_at < now() - $1::interval`,
-    `delete from risk.window_members where seen_at < now() - $1::interval`,
+    `delete from risk.window_member_sets where seen_at < now() - $1::interval`,
     `delete from risk.merchant_cards where seen_at < now() - $1::interval`,
     `delete from risk.amount_stats where updated_at < now() - $1::interval`,
     `delete from risk.alerts where raised_at < now() - $1::interval and published_at is not null`,

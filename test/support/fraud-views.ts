@@ -87,7 +87,7 @@ export async function differencesFromTruth(pool: Pool, events: readonly PaymentE
 /** Empties the risk store (as its owner): each test compares against its own runs only. */
 export async function emptyRiskStore(owner: Pool): Promise<void> {
   await owner.query(
-    `truncate risk.window_counts, risk.window_members, risk.merchant_cards, risk.amount_stats, risk.seen_events,
+    `truncate risk.window_counts, risk.window_member_sets, risk.merchant_cards, risk.amount_stats, risk.seen_events,
               risk.alerts, risk.consumed_offsets, risk.freshness`,
   );
 }

@@ -9,6 +9,7 @@ import {
   freshnessBucket,
   isLate,
   keyOf,
+  memberWindows,
   monthOf,
   percentileOf,
   windowOf,
@@ -108,11 +109,41 @@ describe('fraud-view windows', () => {
     assert.equal(row('decline-rate', { region: 'eu-west', gateway: 'gw-eu-west' }, '5m').declined, 1);
     assert.equal(row('region-rate', { region: 'eu-west' }).events, 3);
     const members = delta.members.filter(
-      (m) => m.view === 'velocity-card' && m.key === keyOf({ cardToken: 'tok_pan_1_aa' }) && m.window.size === '1m',
+      (m) =>
+        m.view === 'velocity-card' &&
+        m.key === keyOf({ cardToken: 'tok_pan_1_aa' }) &&
+        memberWindows(m).some((w) => w.size === '1m' && w.start === T),
     );
     assert.deepEqual(members.map((m) => m.member).sort(), ['m-1', 'm-2'], 'merchants per card token');
+    assert.equal(delta.members.length, 6, 'one member row per view, member and hour');
     assert.equal(delta.amounts.length, 2, 'only authorized amounts feed the outlier statistics');
     assert.equal(delta.cards.length, 3, 'first sightings of card on merchant');
+  });
+
+  it('a member row holds the minutes and five-minute windows of its hour it was seen in', () => {
+    const at = (minute: number, second = 0) => attempt({ eventTime: T + minute * 60_000 + second * 1_000 });
+    const delta = aggregate([at(0), at(0, 30), at(29), at(30), at(59, 59), at(-1)], 300);
+    const rows = delta.members.filter((m) => m.view === 'velocity-merchant');
+    assert.deepEqual(
+      rows.map((m) => [m.hourStart, m.member]),
+      [
+        [T, 'tok_pan_1_aa'],
+        [T - 3_600_000, 'tok_pan_1_aa'],
+      ],
+      'one row per hour, whatever the minutes',
+    );
+    const windows = (m: (typeof rows)[number]) =>
+      memberWindows(m).map((w) => `${w.size}+${(w.start - m.hourStart) / 60_000}`);
+    assert.deepEqual(windows(rows[0]!), ['1m+0', '1m+29', '1m+30', '1m+59', '5m+0', '5m+25', '5m+30', '5m+55', '1h+0']);
+    assert.deepEqual(
+      windows(rows[1]!),
+      ['1m+59', '5m+55', '1h+0'],
+      'the minute before the hour is the last of the one before',
+    );
+    assert.ok(
+      rows[0]!.minutesLow < 2 ** 30 && rows[0]!.minutesHigh < 2 ** 30,
+      'masks stay short numbers (no PAN-like digit runs)',
+    );
   });
 
   it('ratio facts count per merchant and calendar month', () => {
