@@ -85,6 +85,18 @@ export interface SettlementTruth {
 const DAY_MS = 86_400_000;
 const OTHER_CURRENCIES = ['EUR', 'USD', 'GBP', 'JPY'] as const;
 
+/**
+ * One break of each type per provider, as many types as the provider with fewer settled payments has
+ * payments for (each break takes a settled payment of its own): 'default' for a run of a few hundred
+ * payments, fewer types for a small one, none when a provider settled nothing.
+ */
+export function breakPlanFor(sim: Pick<Simulation, 'events'>): BreakPlan {
+  const settled: Record<SettlementProvider, Set<string>> = { adyen: new Set(), stripe: new Set() };
+  for (const e of sim.events) if (e.type === 'settled') settled[providerOf(e)].add(e.paymentId);
+  const n = Math.min(settled.adyen.size, settled.stripe.size, BREAK_TYPES.length);
+  return Object.fromEntries(BREAK_TYPES.slice(0, n).map((t) => [t, 1]));
+}
+
 /** Settlements of us-east payments come from the Adyen-style partner, the others' from the Stripe-style one. */
 export function providerOf(event: Pick<PaymentEvent, 'region'>): SettlementProvider {
   return event.region === 'us-east' ? 'adyen' : 'stripe';

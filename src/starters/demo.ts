@@ -50,7 +50,7 @@ import { CrashLoop, Supervisor } from './supervisor';
 import { expectedLedger } from './expected-ledger';
 import { ensurePartnerPoll, partnerPollSettings } from './partner-poll';
 import { injectFraud } from '../simulator/fraud-injection';
-import { simulateSettlementFiles } from '../simulator/settlement-files';
+import { breakPlanFor, simulateSettlementFiles } from '../simulator/settlement-files';
 import { asNotified, datedOnReceipt } from '../simulator/partner-webhooks';
 import type { PaymentEvent } from '../contracts/payment-event';
 import { publishSettlementFiles } from '../stores/settlement-files';
@@ -788,7 +788,7 @@ async function reconcileRun(
     return asNotified(at ? { ...e, occurredAt: at } : e);
   };
   const sim = { ...simulated, events: simulated.events.map(booked), deliveries: simulated.deliveries.map(booked) };
-  const truth = simulateSettlementFiles(sim, { seed: opts.seed, breaks: 'default' });
+  const truth = simulateSettlementFiles(sim, { seed: opts.seed, breaks: breakPlanFor(sim) });
   const bucket = `settlements-${opts.runId}`.toLowerCase();
   const s3 = createS3Client(config);
   try {

@@ -27,6 +27,7 @@ import { seededRandom } from '../../src/simulator/random';
 import { settlementFileKey } from '../../src/stores/settlement-files';
 import {
   BREAK_TYPES,
+  breakPlanFor,
   type BreakType,
   type SettlementTruth,
   providerOf,
@@ -278,6 +279,25 @@ const byKey = (a: { type: string; provider: string; paymentId: string }, b: type
   `${a.type}|${a.provider}|${a.paymentId}`.localeCompare(`${b.type}|${b.provider}|${b.paymentId}`);
 
 describe('simulated settlement files and their injected breaks', () => {
+  it('the break plan for a run fits its settled payments: every type for a full run, fewer for a small one', () => {
+    const full = simulatePayments({ payments: 200, seed: 42, duplicateRate: 0, runId: 'plan-full' });
+    assert.deepEqual(Object.keys(breakPlanFor(full)), [...BREAK_TYPES]);
+    for (const payments of [1, 3, 10]) {
+      const small = simulatePayments({ payments, seed: 11, duplicateRate: 0, runId: `plan-${payments}` });
+      const plan = breakPlanFor(small);
+      const settledBy = (region: (r: string) => boolean): number =>
+        new Set(small.events.filter((e) => e.type === 'settled' && region(e.region)).map((e) => e.paymentId)).size;
+      const fits = Math.min(
+        settledBy((r) => r === 'us-east'),
+        settledBy((r) => r !== 'us-east'),
+        BREAK_TYPES.length,
+      );
+      assert.equal(Object.keys(plan).length, fits, `${payments} payments`);
+      const truth = simulateSettlementFiles(small, { seed: 11, breaks: plan });
+      assert.equal(truth.breaks.length, 2 * fits, `${payments} payments: one break per planned type per provider`);
+    }
+  });
+
   for (const seed of SEEDS) {
     it(`seed ${seed}: the files differ from the simulation by exactly the breaks the truth lists`, () => {
       const simulation = sim(seed);
