@@ -318,6 +318,12 @@ async function main(): Promise<void> {
           settled: async () => (await count('ExecutionStatus = "Running"')) <= opts.stuck,
         })
       : undefined;
+    if (replay) {
+      // The ledger is checked against the simulator's truth again, after the backfill (and before
+      // reconciliation, whose suspense entries for the injected breaks are not the simulator's payments).
+      ledger = await summarizeLedger(pool, `${opts.runId}-`);
+      comparison = compareLedger(ledger, expectedLedger(sim.truth));
+    }
     // Drift rows this run touched (the table keeps every source's history).
     const drift = (await readDriftReport(pool, { limit: 1000 })).filter((d) => Date.parse(d.lastSeen) >= started);
     // Reconciliation of the run's days against the partners' settlement files, before the PII scan reads its rows.
@@ -332,11 +338,6 @@ async function main(): Promise<void> {
       .then(() => financeSummary(pool, snowflake, `${opts.runId}-`))
       .finally(() => snowflake.close());
     const dq = await dataQualityOfRun(config, pool, `${opts.runId}-`, started);
-    if (replay) {
-      // The ledger is checked against the simulator's truth again, after the backfill.
-      ledger = await summarizeLedger(pool, `${opts.runId}-`);
-      comparison = compareLedger(ledger, expectedLedger(sim.truth));
-    }
     const summary = {
       runId: opts.runId,
       seed: opts.seed,
