@@ -148,6 +148,14 @@ const HISTORY_EVENTS_BEFORE_CONTINUE = 2_000;
  */
 export const WAITS_EXPIRE_BY_SWEEP = 'waits-expire-by-sweep';
 
+/**
+ * Runs that record this patch take one more pass before closing or continuing as new when a fact,
+ * an expiry or a breach arrived during the last pass (while its postings ran). Before it, such a fact
+ * was lost: its run closed without posting it, and the router had already marked it signalled. The
+ * marker is written only when that happens, so an ordinary run's history does not change.
+ */
+export const DRAIN_BEFORE_CLOSE = 'drain-before-close';
+
 export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<PaymentState> {
   const core = input.carried?.core ?? emptyCore(input.paymentId);
   const inbox: PaymentEvent[] = [];
@@ -178,6 +186,8 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
   });
   const attention = (): PaymentAttention =>
     core.anomalies.some((a) => !a.resolved) ? 'ANOMALY' : stuck ? 'STUCK' : 'OPEN';
+  /** Something arrived that the loop has not handled yet (a signal during the last pass's postings). */
+  const received = (): boolean => inbox.length > 0 || expired.length > 0 || breaches.length > 0;
 
   const flag = async (f: Omit<PaymentFlag, 'paymentId'>): Promise<void> => {
     if (flagged.has(f.flagKey)) return;
@@ -383,6 +393,9 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
     // 4. Close when final and quiet (later facts reopen it), or when ops closed it.
     if (closedBy !== undefined || (isQuiescent(core) && !stuck)) {
       await condition(allHandlersFinished); // an ops update in flight gets its answer first
+      // A fact signalled while this pass posted is in the inbox, unseen: the router marked it signalled,
+      // so closing now would lose its posting for good. Take another pass (the patch keeps old histories).
+      if (received() && patched(DRAIN_BEFORE_CLOSE)) continue;
       return state();
     }
     const info = workflowInfo();
@@ -390,6 +403,9 @@ export async function paymentWorkflow(input: PaymentWorkflowInput): Promise<Paym
       info.continueAsNewSuggested ||
       info.historyLength > (input.historyEventsBeforeContinue ?? HISTORY_EVENTS_BEFORE_CONTINUE)
     ) {
+      // The carried core has not seen the inbox: handle it in this run first (waiting for an empty inbox
+      // without a pass, as runs before the patch do, waits for ever once a fact arrived with a posting).
+      if (received() && patched(DRAIN_BEFORE_CLOSE)) continue;
       await condition(() => inbox.length === 0); // nothing received may be left behind
       return continueAsNew<typeof paymentWorkflow>({ ...input, carried: { core, stuck, attribute } });
     }

@@ -58,6 +58,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
   let client: Client;
   let worker: Worker;
   let running: Promise<void>;
+  let workflowBundle: Awaited<ReturnType<typeof bundleWorkflowCode>>;
 
   before(async () => {
     await requireServices('temporal', 'postgres');
@@ -68,7 +69,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
       namespace: config.TEMPORAL_NAMESPACE,
     });
     client = env.client;
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows') });
+    workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows') });
     worker = await createPaymentWorker({
       connection: env.nativeConnection,
       namespace: config.TEMPORAL_NAMESPACE,
@@ -135,6 +136,61 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     );
     const ledger = await summarizeLedger(pool, paymentId);
     assert.deepEqual([ledger.entries, ledger.duplicatePostings], [3, 0]);
+  });
+
+  it('a fact signalled while the closing pass posts is handled before the run closes, not lost', async () => {
+    // A worker that holds each posting 12 s after its commit, as a Postgres outage holds it: longer than
+    // the workflow task's heartbeat (8 s), so the refund signalled meanwhile is delivered to the run while
+    // the settlement's posting is pending, and the pass that posted it ends with the payment final.
+    // Without the drain the run closed SETTLED here and never posted the refund (reproduced; the
+    // CI's Postgres kill -9 drill stopped at 548 of 550 postings with every run closed).
+    const slowQueue = uniqueId('payments-slow');
+    const slow = await createPaymentWorker({
+      connection: env.nativeConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      pool,
+      taskQueue: slowQueue,
+      workflowBundle,
+      faultPostDelayMs: 12_000,
+    });
+    const slowRunning = slow.run();
+    try {
+      const slowPolicy: RoutingPolicy = { ...policy, taskQueue: slowQueue };
+      const sim = onePayment(17, 'wfdrain');
+      const paymentId = sim.events[0]!.paymentId;
+      const settled = sim.events.find((e) => e.type === 'settled')!;
+      await routeFacts(client, pool, sim.events, slowPolicy);
+      // The settlement is committed and its posting held: the workflow is mid-pass, about to close.
+      const settlementKey = `payment/${paymentId}/settled:${settled.settlementId}`;
+      const deadline = Date.now() + 60_000;
+      while (
+        !(await pool.query('select 1 from ledger.journal_entries where posting_key = $1', [settlementKey])).rowCount
+      ) {
+        assert.ok(Date.now() < deadline, `the settlement ${settlementKey} was not posted within 60 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const { feeMinor: _f, settlementId: _s, captureId: _c, ...envelope } = settled;
+      const refund = {
+        ...envelope,
+        type: 'refunded' as const,
+        refundId: 'during-close',
+        idempotencyKey: `${settled.idempotencyKey}:during-close`,
+        sourceSequence: 9,
+      };
+      await routeFacts(client, pool, [refund], slowPolicy);
+      const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
+      const result = (await handle.result()) as PaymentState;
+      assert.equal(result.status, 'REFUNDED', 'the run closed before it saw the refund');
+      assert.deepEqual(
+        result.postedKeys.sort(),
+        ['captured:cap1', 'refunded:during-close', 'settled:set1'].map((k) => `payment/${paymentId}/${k}`),
+      );
+      const ledger = await summarizeLedger(pool, paymentId);
+      assert.deepEqual([ledger.entries, ledger.duplicatePostings, ledger.unbalanced], [3, 0, 0]);
+    } finally {
+      slow.shutdown();
+      await slowRunning;
+    }
   });
 
   it('an impossible fact is an anomaly ops can find, resolve, and adjust for, all audited', async () => {
