@@ -17,7 +17,7 @@ import {
   ledgerItemOf,
   matchWindow,
 } from '../reconciliation/match';
-import { postJournalEntry } from '../stores/ledger';
+import { postJournalEntry, reverseEntry } from '../stores/ledger';
 import { type RunOutcome, readLedgerWindow, readOltpPayments, writeRun } from '../stores/reconciliation';
 import { loadReconciliationToWarehouse } from '../stores/reconciliation-warehouse';
 import { getSettlementFile, listSettlementFiles } from '../stores/settlement-files';
@@ -104,9 +104,6 @@ export function suspenseLines(b: Pick<ReconciliationBreak, 'direction' | 'amount
       ];
 }
 
-const reversed = (lines: JournalLine[]): JournalLine[] =>
-  lines.map((l) => ({ ...l, side: l.side === 'debit' ? 'credit' : 'debit' }));
-
 export function createReconciliationActivities(deps: ReconciliationDeps): ReconciliationActivities {
   const { pool, oltp, s3, snowflake, log } = deps;
   return {
@@ -189,41 +186,15 @@ export function createReconciliationActivities(deps: ReconciliationDeps): Reconc
       }
       for (const x of req.resolved) {
         if (!x.suspensePostingKey) continue;
-        const opened = await pool.query<{ payment_id: string; merchant_id: string }>(
-          'select payment_id, merchant_id from ledger.journal_entries where posting_key = $1',
-          [x.suspensePostingKey],
-        );
-        const row = opened.rows[0];
-        if (!row) continue; // never opened (the run failed before): nothing to close
-        const lines = await pool.query<{
-          account_code: string;
-          side: 'debit' | 'credit';
-          amount_minor: string;
-          currency: string;
-        }>(
-          `select l.account_code, l.side, l.amount_minor::text, l.currency from ledger.journal_lines l
-             join ledger.journal_entries e on e.entry_id = l.entry_id where e.posting_key = $1`,
-          [x.suspensePostingKey],
-        );
-        const key = closeKeyOf(x.suspensePostingKey);
-        const r = await postJournalEntry(pool, {
-          postingKey: key,
-          paymentId: row.payment_id,
-          merchantId: row.merchant_id,
+        const r = await reverseEntry(pool, {
+          postingKey: x.suspensePostingKey,
+          reversalKey: closeKeyOf(x.suspensePostingKey),
           factType: 'reconciliation_suspense_close',
-          idempotencyKey: key,
           occurredAt: now,
-          lines: reversed(
-            lines.rows.map((l) => ({
-              account: l.account_code as JournalLine['account'],
-              side: l.side,
-              amountMinor: Number(l.amount_minor),
-              currency: l.currency,
-            })),
-          ),
           actor: 'reconciliation',
           memo: `resolved (${req.workflowId})`,
         });
+        if (!r) continue; // never opened (the run failed before): nothing to close
         if (r.outcome === 'posted') out.closed++;
         else out.alreadyPosted++;
       }

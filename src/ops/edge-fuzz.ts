@@ -6,22 +6,17 @@ import { STRIPE_SIGNATURE_HEADER, signAdyen, signStripe } from '../ingest/signat
 import type { PartnerConfig } from '../ingest/webhook-receiver';
 import { CLAIM_CHECK_HEADER } from '../streams/publish';
 import { type HealthzStats, pollHealthz } from './healthz-poller';
+import { seededRandom as simulatorRandom } from '../simulator/random';
 
 // The webhook edge under a seeded stream of hostile requests (issue 11): sizes, types, encodings, nesting,
 // header oddities, forgeries, replays and `__proto__` keys, interleaved with validly signed, schema-valid
 // events of both schemes. The same generator drives `npm run fuzz:edge` and test/integration/edge-fuzz.test.ts;
 // both then check the committed topics: every event answered 2xx is on the raw topic exactly once.
 
-/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
+/** mulberry32 (the simulator's): the same sequence for the same seed on every machine. */
 export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = simulatorRandom(seed);
+  return () => random.next();
 }
 
 /**

@@ -4,6 +4,12 @@ import type { Pool } from 'pg';
 import { type KafkaCoordinates, traceIdOf } from '../contracts/envelope';
 import { manifestEntryHolding } from '../stores/archive';
 import type { SnowflakeQueries } from '../stores/snowflake';
+import {
+  type FactCoordinateRow,
+  factCoordinateColumns,
+  factCoordinates,
+  kafkaCoordinates,
+} from '../stores/payment-inbox';
 
 // `npm run trace -- <paymentId | journal entry id | idempotency key>`: one payment's money trail, hop by
 // hop — the source events (trace id; the raw record and the fact's message on the facts topic by topic,
@@ -77,7 +83,7 @@ function snowflakeRecord(r: {
   SOURCE_PARTITION: number | null;
   SOURCE_OFFSET: string | null;
 }): string | null {
-  const at = coordinatesOf(
+  const at = kafkaCoordinates(
     r.SOURCE_TOPIC,
     r.SOURCE_PARTITION === null ? null : Number(r.SOURCE_PARTITION),
     r.SOURCE_OFFSET,
@@ -85,43 +91,35 @@ function snowflakeRecord(r: {
   return at ? recordRef(at) : null;
 }
 
-const coordinatesOf = (topic: string | null, partition: number | null, offset: string | null) =>
-  topic === null || partition === null || offset === null ? undefined : { topic, partition, offset };
-
 export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyTrail> {
   const { pool, snowflake } = deps;
   const paymentId = await paymentOf(pool, query);
   if (!paymentId) return { query, paymentId: null, hops: [] };
   const hops: TraceHop[] = [];
 
-  const facts = await pool.query<{
-    idempotency_key: string;
-    fact_type: string;
-    received_at: Date;
-    signalled_at: Date | null;
-    absorbed: boolean;
-    source: string | null;
-    source_sequence: string | null;
-    region: string | null;
-    trace_id: string | null;
-    source_topic: string | null;
-    source_partition: number | null;
-    source_offset: string | null;
-    raw_topic: string | null;
-    raw_partition: number | null;
-    raw_offset: string | null;
-  }>(
+  const facts = await pool.query<
+    {
+      idempotency_key: string;
+      fact_type: string;
+      received_at: Date;
+      signalled_at: Date | null;
+      absorbed: boolean;
+      source: string | null;
+      source_sequence: string | null;
+      region: string | null;
+      trace_id: string | null;
+    } & FactCoordinateRow
+  >(
     `select idempotency_key, fact_type, received_at, signalled_at, absorbed, body->>'source' as source,
             body->>'sourceSequence' as source_sequence, body->>'region' as region, body->>'traceId' as trace_id,
-            source_topic, source_partition, source_offset::text as source_offset,
-            raw_topic, raw_partition, raw_offset::text as raw_offset
-       from payments.facts where payment_id = $1 order by received_at`,
+            ${factCoordinateColumns('f')}
+       from payments.facts f where payment_id = $1 order by received_at`,
     [paymentId],
   );
   for (const f of facts.rows) {
     const traceId = f.trace_id ?? traceIdOf(f.idempotency_key);
     // The raw record by its coordinates where the path names them (CDC, backfill), else by its `trace-id` header.
-    const raw = coordinatesOf(f.raw_topic, f.raw_partition, f.raw_offset);
+    const { rawRecord: raw, sourceRecord: message } = factCoordinates(f);
     hops.push({
       hop: 'source event',
       ref: `trace-id ${traceId}`,
@@ -133,7 +131,6 @@ export async function traceMoney(deps: TraceDeps, query: string): Promise<MoneyT
         ...(raw ? { record: recordRef(raw), ...(await archivedAt(deps, raw)) } : {}),
       },
     });
-    const message = coordinatesOf(f.source_topic, f.source_partition, f.source_offset);
     if (message) {
       hops.push({
         hop: 'fact message',

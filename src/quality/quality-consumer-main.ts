@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { Pool } from 'pg';
 import { loadConfig } from '../config';
 import { createLogger, errorMessage } from '../logger';
@@ -16,7 +15,7 @@ import { runConsumer, runMain, untilSignal } from '../streams/consumer-runner';
 import { createConsumer, createKafka, ensureTopics, rawTopicsOf, topicsFor } from '../streams/kafka';
 import { type DriftReportFilter, qualityBatches, readDriftReport } from './quality-consumer';
 import { createSchemaRegistry } from './schema-registry';
-import { readClaimCheck } from '../stores/claim-checks';
+import { readClaimedRaw } from '../stores/claim-checks';
 import { type QuarantinedRecord, listQuarantined } from '../stores/quarantine';
 import { createS3Client } from '../stores/s3';
 import { routingPolicy } from '../streams/payment-router';
@@ -153,7 +152,7 @@ async function consume(): Promise<void> {
     const s3 = createS3Client(config);
     const quarantine = quarantineBatches({
       pool,
-      readClaimedRaw: (uri) => claimedRaw(s3, uri),
+      readClaimedRaw: (uri) => readClaimedRaw(s3, uri),
       log,
     });
     const stop = untilSignal();
@@ -166,17 +165,6 @@ async function consume(): Promise<void> {
     await consumer.disconnect();
     await quarantineConsumer.disconnect();
     await pool.end();
-  }
-}
-
-/** The raw record of a claim-checked event (its first record), parsed; a value that is not JSON stays text. */
-async function claimedRaw(s3: S3Client, uri: string): Promise<unknown> {
-  const value = (await readClaimCheck(s3, uri))[0]?.value;
-  if (value === undefined) return undefined;
-  try {
-    return JSON.parse(value) as unknown;
-  } catch {
-    return value;
   }
 }
 
@@ -263,7 +251,7 @@ async function release(args: string[]): Promise<void> {
         client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
         policy: routingPolicy(config),
         factsTopic: topicsFor(config).paymentEvents,
-        readClaimedRaw: (uri) => claimedRaw(s3, uri),
+        readClaimedRaw: (uri) => readClaimedRaw(s3, uri),
         log,
       },
       { quarantineId: id, actor, waitMs, ...(correction !== undefined && { correction }) },

@@ -5,7 +5,7 @@ import { PaymentEvent } from '../contracts/payment-event';
 import { describeIssues } from '../contracts/issues';
 import { factKey, postingKey } from '../ledger/posting-rules';
 import type { Logger } from '../logger';
-import { postJournalEntry } from '../stores/ledger';
+import { reverseEntry } from '../stores/ledger';
 import { type QuarantinedRecord, readQuarantined, recordReleaseStep } from '../stores/quarantine';
 import type { RestoredRecord } from '../streams/archiver/layout';
 import { type RoutingPolicy, routeFacts } from '../streams/payment-router';
@@ -13,8 +13,7 @@ import { replayRecord } from '../streams/replay/replay-record';
 import type { ReplaySource } from '../workflows/backfill';
 import { scanValue } from './pii-scanner';
 import { openQuarantineSuspense } from './quarantine-consumer';
-import { QUARANTINE_ID_PATTERN, quarantineCloseKey, reversedLines } from './quarantine';
-import type { JournalLine } from '../ledger/posting-rules';
+import { QUARANTINE_ID_PATTERN, quarantineCloseKey } from './quarantine';
 
 // `npm run quality -- release <id>`: a quarantined item, after its fix, through the normal path. The record
 // (or an operator's correction of it) is mapped by the edge's own mapping, as backfill maps an archived
@@ -137,42 +136,15 @@ async function postingExists(pool: Pool, key: string): Promise<boolean> {
 /** Posts the exact reverse of the open entry under quarantine/<id>/close (idempotent). */
 async function closeSuspense(pool: Pool, item: QuarantinedRecord, detail: string): Promise<void> {
   const openKey = item.suspensePostingKey!;
-  const opened = await pool.query<{ payment_id: string; merchant_id: string; trace_id: string | null }>(
-    'select payment_id, merchant_id, trace_id from ledger.journal_entries where posting_key = $1',
-    [openKey],
-  );
-  const row = opened.rows[0];
-  if (!row) throw new Error(`${item.quarantineId}: suspense entry ${openKey} is not in the ledger`);
-  const lines = await pool.query<{
-    account_code: JournalLine['account'];
-    side: 'debit' | 'credit';
-    amount_minor: string;
-    currency: string;
-  }>(
-    `select l.account_code, l.side, l.amount_minor::text, l.currency from ledger.journal_lines l
-       join ledger.journal_entries e on e.entry_id = l.entry_id where e.posting_key = $1`,
-    [openKey],
-  );
-  const key = quarantineCloseKey(item.quarantineId);
-  await postJournalEntry(pool, {
-    postingKey: key,
-    paymentId: row.payment_id,
-    merchantId: row.merchant_id,
+  const closed = await reverseEntry(pool, {
+    postingKey: openKey,
+    reversalKey: quarantineCloseKey(item.quarantineId),
     factType: 'quarantine_suspense_close',
-    idempotencyKey: key,
-    ...(row.trace_id !== null && { traceId: row.trace_id }),
     occurredAt: new Date().toISOString(),
-    lines: reversedLines(
-      lines.rows.map((l) => ({
-        account: l.account_code,
-        side: l.side,
-        amountMinor: Number(l.amount_minor),
-        currency: l.currency,
-      })),
-    ),
     actor: 'quarantine',
     memo: `released ${item.quarantineId}: ${detail}`,
   });
+  if (!closed) throw new Error(`${item.quarantineId}: suspense entry ${openKey} is not in the ledger`);
 }
 
 /** Releases one quarantined item (see the module comment); throws QuarantineReleaseError / QuarantineStillFailing. */

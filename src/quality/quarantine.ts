@@ -52,6 +52,44 @@ export function quarantineIdOf(idempotencyKey: string, value: Buffer | null, cla
 
 export const QUARANTINE_ID_PATTERN = /^q[a-p]{24}$/;
 
+// A quarantined message is hostile input: every field below is cut to what Postgres, its indexes and the
+// ledger's checks accept (no NUL, well-formed text, bounded length), so no message can stall the consumer.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** Text Postgres can keep: NUL and lone surrogates replaced by U+FFFD, at most `max` characters (the cut marked). */
+export function keepable(text: string, max: number): string {
+  const clean = text.replace(/\u0000/g, '\uFFFD').replace(LONE_SURROGATE, '\uFFFD');
+  if (clean.length <= max) return clean;
+  const marker = `…(+${clean.length - max} chars)`;
+  return clean.slice(0, Math.max(0, max - marker.length)).replace(LONE_SURROGATE, '\uFFFD') + marker;
+}
+
+/** A value as short JSON text for a reason or an amount; nesting too deep for JSON.stringify is said so. */
+function shortJson(value: unknown, max: number): string {
+  try {
+    return keepable(JSON.stringify(value) ?? String(value), max);
+  } catch {
+    return '(not representable: nested too deep)';
+  }
+}
+
+/** An idempotency key as a column and an index can hold it: long ones keep a prefix and their digest. */
+function keepableKey(key: string): string {
+  if (key.length <= 256 && keepable(key, 256) === key) return key;
+  return `${keepable(key, 180)}~sha256:${createHash('sha256').update(key).digest('hex').slice(0, 32)}`;
+}
+
+/** A timestamp Postgres accepts (ISO 8601, years 1970–9999), else null. */
+function keepableTime(text: string | undefined): string | null {
+  if (text === undefined || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/.test(text))
+    return null;
+  const year = Number(text.slice(0, 4));
+  return year >= 1970 && !Number.isNaN(Date.parse(text)) ? text : null;
+}
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const MAX_HEADERS = 64;
+
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const at = (v: unknown, path: readonly string[]): unknown =>
@@ -114,7 +152,7 @@ export function amountOf(record: unknown): QuarantinedAmount {
     ) {
       return { status: 'parsed', amountMinor: amount, currency };
     }
-    return { status: 'unparseable', raw: JSON.stringify({ amount, currency }).slice(0, 200) };
+    return { status: 'unparseable', raw: shortJson({ amount, currency }, 200) };
   }
   return { status: 'none' };
 }
@@ -143,6 +181,8 @@ export function quarantineItemOf(
   read: { topic: string; partition: number },
   message: QuarantineMessage,
   claimed?: unknown,
+  /** Why the claim check could not be read (ClaimCheckUnreadable): recorded, its money unknown. */
+  claimUnreadable?: string,
 ): QuarantineItem {
   const h = message.headers;
   const claimCheck = h[CLAIM_CHECK_HEADER] ?? null;
@@ -158,23 +198,36 @@ export function quarantineItemOf(
   const idempotencyKey = h[HEADERS.idempotencyKey] ?? `offset:${read.topic}:${read.partition}:${message.offset}`;
   const key = message.key?.toString('utf8') ?? null;
   const payment = [key, firstString(record, PAYMENT_PATHS)].find((id) => id != null && ID_PATTERN.test(id)) ?? null;
+  const merchantId = firstString(record, MERCHANT_PATHS);
+  const eventType = firstString(record, TYPE_PATHS);
+  const traceId = h[HEADERS.traceId];
+  const reason = h[HEADERS.quarantineReason] ?? '(no quarantine-reason header)';
+  const schema = h[HEADERS.schema];
   return {
     quarantineId: quarantineIdOf(idempotencyKey, message.value, claimCheck),
-    idempotencyKey,
-    source: h[HEADERS.source] ?? 'unknown',
-    schema: h[HEADERS.schema] ?? null,
-    reason: h[HEADERS.quarantineReason] ?? '(no quarantine-reason header)',
+    idempotencyKey: keepableKey(idempotencyKey),
+    source: keepable(h[HEADERS.source] ?? 'unknown', 64),
+    schema: schema === undefined ? null : keepable(schema, 256),
+    reason: keepable(claimUnreadable === undefined ? reason : `${reason}; ${claimUnreadable}`, 2000),
     paymentId: payment,
-    merchantId: firstString(record, MERCHANT_PATHS),
-    eventType: firstString(record, TYPE_PATHS),
-    amount: amountOf(record),
-    receivedAt: h[HEADERS.receivedAt] ?? null,
-    traceId: h[HEADERS.traceId] ?? null,
+    // Names too long to be one are not guessed at: the ledger's merchant is then 'unknown'.
+    merchantId: merchantId !== null && merchantId.length <= 128 ? keepable(merchantId, 128) : null,
+    eventType: eventType !== null && eventType.length <= 64 ? keepable(eventType, 64) : null,
+    amount:
+      claimUnreadable === undefined
+        ? amountOf(record)
+        : { status: 'unparseable', raw: keepable(`money unknown: ${claimUnreadable}`, 200) },
+    receivedAt: keepableTime(h[HEADERS.receivedAt]),
+    traceId: traceId !== undefined && TRACE_ID.test(traceId) ? traceId : null,
     read: { ...read, offset: message.offset },
-    key,
-    headers: h,
-    value: valueText,
-    claimCheck,
+    key: key === null ? null : keepable(key, 1024),
+    headers: Object.fromEntries(
+      Object.entries(h)
+        .slice(0, MAX_HEADERS)
+        .map(([name, value]) => [keepable(name, 256), keepable(value, 4096)]),
+    ),
+    value: valueText === null ? null : keepable(valueText, Number.MAX_SAFE_INTEGER),
+    claimCheck: claimCheck === null ? null : keepable(claimCheck, 1200),
   };
 }
 
@@ -230,6 +283,3 @@ export const quarantineOpenKey = (quarantineId: string): string => `quarantine/$
 export const quarantineCloseKey = (quarantineId: string): string => `quarantine/${quarantineId}/close`;
 /** The ledger's payment id of an item that names no usable payment: a named suspense record. */
 export const namedSuspenseId = (quarantineId: string): string => `quarantine-${quarantineId}`;
-
-export const reversedLines = (lines: readonly JournalLine[]): JournalLine[] =>
-  lines.map((l) => ({ ...l, side: l.side === 'debit' ? 'credit' : 'debit' }));

@@ -22,6 +22,7 @@ import { financeSummary, runPublished } from '../ops/finance-summary';
 import { createDataQualityActivities, runDataQualityHere } from '../activities/data-quality';
 import { type DqResult, dayWindowOf } from '../contracts/data-quality';
 import { createOltpPool } from '../stores/oltp';
+import { measureMissingPostings } from '../stores/data-quality';
 import { countAnomalies, summarizeLedger } from '../stores/ledger';
 import { factsByPath, gatewayFactsByRegion } from '../stores/payment-inbox';
 import { createPool } from '../stores/postgres';
@@ -138,13 +139,68 @@ async function waitFor(
       if (degraded) log.info('demo: checks answer again', { waitingFor: what });
       degraded = false;
     } catch (err) {
-      if (err instanceof CrashLoop) throw err;
+      if (err instanceof CrashLoop || err instanceof PostingsLost) throw err;
       if (!degraded) log.warn('demo: a check failed; retrying', { waitingFor: what, error: errorMessage(err) });
       degraded = true;
     }
     await Promise.race([new Promise((r) => setTimeout(r, 1000)), failed]);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Postings are short and nothing is left that could post them: waiting longer cannot help. */
+class PostingsLost extends Error {
+  override name = 'PostingsLost';
+}
+
+/** How long postings may stand still, with no run open and the router caught up, before they count as lost. */
+const POSTING_STALL_MS = 60_000;
+
+/**
+ * Tells a slow run from a lost posting: once no payment run is open, the router has nothing left to
+ * read and the ledger has not moved for POSTING_STALL_MS, the missing postings will never come. Then
+ * the demo stops at once and names them (the `ledger.missing_postings` check's words) instead of
+ * waiting out its timeout.
+ */
+function postingStall(ctx: {
+  pool: Pool;
+  admin: KafkaAdmin;
+  topics: TopicSet;
+  count: (query: string) => Promise<number>;
+  runId: string;
+  since: number;
+}): { check(entries: number): Promise<void> } {
+  let last = { entries: -1, at: Date.now() };
+  return {
+    async check(entries) {
+      const now = Date.now();
+      if (entries !== last.entries) {
+        last = { entries, at: now };
+        return;
+      }
+      if (now - last.at < POSTING_STALL_MS) return;
+      const [open, lag] = await Promise.all([
+        ctx.count('ExecutionStatus = "Running"'),
+        consumerGroupLag(ctx.admin, PAYMENT_ROUTER_GROUP, ctx.topics.paymentEvents),
+      ]);
+      if (open > 0 || lag > 0) return;
+      const missing = await measureMissingPostings(
+        ctx.pool,
+        {
+          window: {
+            id: ctx.runId,
+            start: new Date(ctx.since - 86_400_000).toISOString(),
+            end: new Date(now).toISOString(),
+          },
+          scope: `${ctx.runId}-`,
+        },
+        0,
+      );
+      throw new PostingsLost(
+        `postings stood at ${entries} for ${Math.round((now - last.at) / 1000)} s with no payment run open and the router caught up: ${missing.summary}`,
+      );
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -248,10 +304,16 @@ async function main(): Promise<void> {
         async () => (await factsByPath(pool, `${opts.runId}-`)).total >= sim.truth.uniqueEvents,
         gaveUp,
       );
+      const stall = postingStall({ pool, admin, topics, count, runId: opts.runId, since: started });
       await waitFor(
         'every money-moving fact to be posted',
         deadline,
-        async () => (await summarizeLedger(pool, `${opts.runId}-`)).entries >= sim.truth.moneyMovingFacts,
+        async () => {
+          const entries = (await summarizeLedger(pool, `${opts.runId}-`)).entries;
+          if (entries >= sim.truth.moneyMovingFacts) return true;
+          await stall.check(entries);
+          return false;
+        },
         gaveUp,
       );
       // Visibility counts runs, and a payment reopened by a late fact has several: count open ones instead.

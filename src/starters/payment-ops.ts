@@ -16,6 +16,9 @@ import {
 } from '../workflows/payment';
 import { type SlaSweepInput, slaSweepWorkflow } from '../workflows/sla-sweep';
 import { errorMessage } from '../logger';
+import { reopenPayment } from '../ops/payment-reopen';
+import { createPool } from '../stores/postgres';
+import { routingPolicy } from '../streams/payment-router';
 
 // `npm run payment -- <command>`: what ops do to payments. Every change goes through the payment's
 // own workflow (an update), which records it as an audited fact in the ledger database.
@@ -29,6 +32,8 @@ const USAGE = `usage: npm run payment -- <command>
                                               clear STUCK/ANOMALY with a reason; --close ends the payment
   adjust <paymentId> --account ACC --side debit|credit --amount MINOR --currency CCY --reason R [--id ID] [--actor A]
                                               post a manual adjustment against suspense
+  reopen <paymentId>                          start a closed payment's run again: it loads every accepted
+                                              fact and posts what the ledger lacks (ledger.missing_postings)
   sweep                                       run the SLA sweep now (PAYMENT_SLAS; expires waits idle
                                               past PAYMENT_PRECONDITION_TIMEOUT_MS)
   schedule-sweep [--every 5m]                 create or update the Temporal Schedule that runs the sweep`;
@@ -119,6 +124,16 @@ async function main(): Promise<void> {
           ],
         });
         print({ paymentId, adjustmentId, postingKey: `payment/${paymentId}/manual:${adjustmentId}` });
+        break;
+      }
+      case 'reopen': {
+        await requireWorker(client, config);
+        const pool = createPool(config, 1);
+        try {
+          print(await reopenPayment({ client, pool, policy: routingPolicy(config) }, required('paymentId', paymentId)));
+        } finally {
+          await pool.end();
+        }
         break;
       }
       case 'sweep': {

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { KafkaCoordinates } from '../contracts/envelope';
 import type { FinanceWindow, WindowEntry, WindowTotals } from '../ledger/seals';
 import { GENESIS_SEAL, normalizeTotals } from '../ledger/seals';
+import { type FactCoordinateRow, factCoordinateColumns, factCoordinates } from './payment-inbox';
 
 // The ledger side of the finance load (migration 007): the safe watermark, a window's entries and
 // totals, and the published windows with their seals (finance.windows). docs/finance.md.
@@ -106,16 +107,7 @@ interface EntryLineRow {
   source: string | null;
   source_sequence: string | null;
   region: string | null;
-  source_topic: string | null;
-  source_partition: number | null;
-  source_offset: string | null;
-  raw_topic: string | null;
-  raw_partition: number | null;
-  raw_offset: string | null;
 }
-
-const coordinates = (topic: string | null, partition: number | null, offset: string | null): KafkaCoordinates | null =>
-  topic === null || partition === null || offset === null ? null : { topic, partition, offset };
 
 /** A window entry plus what Snowflake keeps beside it (not sealed): where its fact came from. */
 export interface LoadEntry extends WindowEntry {
@@ -130,15 +122,14 @@ export interface LoadEntry extends WindowEntry {
 
 /** The window's entries with their lines, in entry-id order; the fact's source from the router's inbox. */
 export async function readWindowEntries(pool: Pool, w: FinanceWindow): Promise<LoadEntry[]> {
-  const r = await pool.query<EntryLineRow>(
+  const r = await pool.query<EntryLineRow & FactCoordinateRow>(
     `select e.entry_id, e.xid::text as xid, e.posting_key, e.payment_id, e.merchant_id, e.fact_type, e.idempotency_key,
             e.trace_id, (extract(epoch from e.occurred_at) * 1000)::int8::text as occurred_ms,
             (extract(epoch from e.posted_at) * 1000)::int8::text as posted_ms,
             l.line_id, l.account_code, l.merchant_id as line_merchant_id, l.side, l.amount_minor::text as amount_minor,
             l.currency::text as currency,
             f.body->>'source' as source, f.body->>'sourceSequence' as source_sequence, f.body->>'region' as region,
-            f.source_topic, f.source_partition, f.source_offset::text as source_offset,
-            f.raw_topic, f.raw_partition, f.raw_offset::text as raw_offset
+            ${factCoordinateColumns('f')}
        from ledger.journal_entries e
        join ledger.journal_lines l on l.entry_id = e.entry_id
        left join payments.facts f on f.idempotency_key = e.idempotency_key
@@ -164,8 +155,7 @@ export async function readWindowEntries(pool: Pool, w: FinanceWindow): Promise<L
         source: row.source,
         sourceSequence: row.source_sequence,
         region: row.region,
-        sourceRecord: coordinates(row.source_topic, row.source_partition, row.source_offset),
-        rawRecord: coordinates(row.raw_topic, row.raw_partition, row.raw_offset),
+        ...factCoordinates(row),
         lines: [],
       };
       entries.push(e);

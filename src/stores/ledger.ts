@@ -113,6 +113,58 @@ export async function postJournalEntry(pool: Pool, request: JournalEntryRequest)
   }
 }
 
+/** How the reversal of an entry is recorded: its own key, fact type, actor and why. */
+export interface ReversalRequest {
+  /** The entry to reverse. */
+  postingKey: string;
+  /** The reversal's posting and idempotency key (posting it twice is a no-op). */
+  reversalKey: string;
+  factType: string;
+  occurredAt: string;
+  actor: string;
+  memo: string;
+}
+
+/**
+ * Posts the exact reverse of an entry (every line on the other side), for the same payment and merchant,
+ * carrying its trace id. Undefined when the entry is not in the ledger. Used to close suspense entries.
+ */
+export async function reverseEntry(pool: Pool, request: ReversalRequest): Promise<PostingResult | undefined> {
+  const original = await pool.query<{ payment_id: string; merchant_id: string; trace_id: string | null }>(
+    'select payment_id, merchant_id, trace_id from ledger.journal_entries where posting_key = $1',
+    [request.postingKey],
+  );
+  const entry = original.rows[0];
+  if (!entry) return undefined;
+  const lines = await pool.query<{
+    account_code: JournalLine['account'];
+    side: 'debit' | 'credit';
+    amount_minor: string;
+    currency: string;
+  }>(
+    `select l.account_code, l.side, l.amount_minor::text, l.currency from ledger.journal_lines l
+       join ledger.journal_entries e on e.entry_id = l.entry_id where e.posting_key = $1 order by l.line_id`,
+    [request.postingKey],
+  );
+  return postJournalEntry(pool, {
+    postingKey: request.reversalKey,
+    paymentId: entry.payment_id,
+    merchantId: entry.merchant_id,
+    factType: request.factType,
+    idempotencyKey: request.reversalKey,
+    ...(entry.trace_id !== null && { traceId: entry.trace_id }),
+    occurredAt: request.occurredAt,
+    lines: lines.rows.map((l) => ({
+      account: l.account_code,
+      side: l.side === 'debit' ? 'credit' : 'debit',
+      amountMinor: Number(l.amount_minor),
+      currency: l.currency,
+    })),
+    actor: request.actor,
+    memo: request.memo,
+  });
+}
+
 export async function recordPaymentFlag(pool: Pool, flag: PaymentFlag): Promise<void> {
   await pool.query(
     `insert into ledger.payment_flags (payment_id, flag_key, kind, stage, reason, actor)

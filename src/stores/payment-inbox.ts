@@ -68,6 +68,43 @@ export async function admitFacts(
   return { admissions, paymentsWithHistory: new Set(previously.rows.map((r) => r.payment_id)) };
 }
 
+/** A fact row's Kafka coordinates (migration 010) as `factCoordinateColumns` selects them. */
+export interface FactCoordinateRow {
+  source_topic: string | null;
+  source_partition: number | null;
+  source_offset: string | null;
+  raw_topic: string | null;
+  raw_partition: number | null;
+  raw_offset: string | null;
+}
+
+/** The select list for FactCoordinateRow from payments.facts under `alias` (offsets as text: int8). */
+export function factCoordinateColumns(alias: string): string {
+  return ['source', 'raw']
+    .map((c) => `${alias}.${c}_topic, ${alias}.${c}_partition, ${alias}.${c}_offset::text as ${c}_offset`)
+    .join(', ');
+}
+
+/** Coordinates, or null when any part is null (a fact that came by a path that names none). */
+export function kafkaCoordinates(
+  topic: string | null,
+  partition: number | null,
+  offset: string | null,
+): KafkaCoordinates | null {
+  return topic === null || partition === null || offset === null ? null : { topic, partition, offset };
+}
+
+/** Where a fact was read: its message on the facts topic and the raw record behind it, where known. */
+export function factCoordinates(row: FactCoordinateRow): {
+  sourceRecord: KafkaCoordinates | null;
+  rawRecord: KafkaCoordinates | null;
+} {
+  return {
+    sourceRecord: kafkaCoordinates(row.source_topic, row.source_partition, row.source_offset),
+    rawRecord: kafkaCoordinates(row.raw_topic, row.raw_partition, row.raw_offset),
+  };
+}
+
 /** Topic, partition and offset columns for unnest (null where a fact has no coordinates). */
 function coordinateColumns(
   at: readonly (KafkaCoordinates | undefined)[],

@@ -4,7 +4,10 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { createLedgerActivities } from '../../src/activities/ledger';
+import type { PaymentEvent } from '../../src/contracts/payment-event';
+import { reopenPayment } from '../../src/ops/payment-reopen';
 import { simulatePayments } from '../../src/simulator/payments';
+import { admitFacts, markSignalled } from '../../src/stores/payment-inbox';
 import { flagKeys, summarizeLedger } from '../../src/stores/ledger';
 import { migrateAsOwner } from '../../src/stores/migrate';
 import { createPool } from '../../src/stores/postgres';
@@ -28,6 +31,19 @@ import { config, requireServices, uniqueId } from '../support/stack';
 /** One happy-path payment (created, authorized, captured, settled), unique to this test run. */
 function onePayment(seed: number, prefix: string): ReturnType<typeof simulatePayments> {
   return simulatePayments({ payments: 1, seed, duplicateRate: 0, runId: uniqueId(prefix), happyPathOnly: true });
+}
+
+/** A full refund of a simulated payment, reported after its settlement (key: the settlement's + `:suffix`). */
+function refundOf(sim: ReturnType<typeof simulatePayments>, refundId: string, suffix: string): PaymentEvent {
+  const settled = sim.events.find((e) => e.type === 'settled')!;
+  const { feeMinor: _f, settlementId: _s, captureId: _c, ...envelope } = settled;
+  return {
+    ...envelope,
+    type: 'refunded',
+    refundId,
+    idempotencyKey: `${settled.idempotencyKey}:${suffix}`,
+    sourceSequence: 9,
+  };
 }
 
 /** Polls the state query until the payment asks for ops' attention (10 s at most). */
@@ -118,15 +134,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
     await routeFacts(client, pool, sim.events, policy);
     const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
     await handle.result();
-    const settled = sim.events.find((e) => e.type === 'settled')!;
-    const lateRefund = {
-      ...settled,
-      type: 'refunded' as const,
-      refundId: 'late1',
-      idempotencyKey: `${settled.idempotencyKey}:refund`,
-      sourceSequence: 9,
-    };
-    const { feeMinor: _f, settlementId: _s, captureId: _c, ...refund } = lateRefund;
+    const refund = refundOf(sim, 'late1', 'refund');
     await routeFacts(client, pool, [refund], policy);
     const reopened = (await client.workflow.getHandle(paymentWorkflowId(paymentId)).result()) as PaymentState;
     assert.equal(reopened.facts.length, 5, 'the new run knows the earlier facts');
@@ -169,14 +177,7 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
         assert.ok(Date.now() < deadline, `the settlement ${settlementKey} was not posted within 60 s`);
         await new Promise((r) => setTimeout(r, 50));
       }
-      const { feeMinor: _f, settlementId: _s, captureId: _c, ...envelope } = settled;
-      const refund = {
-        ...envelope,
-        type: 'refunded' as const,
-        refundId: 'during-close',
-        idempotencyKey: `${settled.idempotencyKey}:during-close`,
-        sourceSequence: 9,
-      };
+      const refund = refundOf(sim, 'during-close', 'during-close');
       await routeFacts(client, pool, [refund], slowPolicy);
       const handle = client.workflow.getHandle(paymentWorkflowId(paymentId));
       const result = (await handle.result()) as PaymentState;
@@ -191,6 +192,33 @@ describe('PaymentWorkflow on the real Temporal server', { timeout: 180_000 }, ()
       slow.shutdown();
       await slowRunning;
     }
+  });
+
+  it('reopen repairs a payment closed with a signalled fact it never posted: posted once, nothing else', async () => {
+    const sim = onePayment(18, 'wfreopen');
+    const paymentId = sim.events[0]!.paymentId;
+    await routeFacts(client, pool, sim.events, policy);
+    await client.workflow.getHandle(paymentWorkflowId(paymentId)).result();
+    // The loss runs before drain-before-close could leave: the inbox has the refund, marked signalled,
+    // and no run will ever post it.
+    const refund = refundOf(sim, 'lost1', 'lost');
+    await admitFacts(pool, [refund]);
+    await markSignalled(pool, [refund.idempotencyKey]);
+    assert.equal((await summarizeLedger(pool, paymentId)).entries, 2, 'the refund is missing before the repair');
+
+    const repaired = await reopenPayment({ client, pool, policy }, paymentId);
+    assert.equal(repaired.closed, true);
+    assert.equal(repaired.status, 'REFUNDED');
+    assert.deepEqual(
+      repaired.postedKeys,
+      ['captured:cap1', 'refunded:lost1', 'settled:set1'].map((k) => `payment/${paymentId}/${k}`),
+    );
+    const ledger = await summarizeLedger(pool, paymentId);
+    assert.deepEqual([ledger.entries, ledger.duplicatePostings, ledger.unbalanced], [3, 0, 0]);
+    // A second reopen finds nothing to post.
+    const again = await reopenPayment({ client, pool, policy }, paymentId);
+    assert.deepEqual(again.postedKeys, repaired.postedKeys);
+    assert.equal((await summarizeLedger(pool, paymentId)).entries, 3);
   });
 
   it('an impossible fact is an anomaly ops can find, resolve, and adjust for, all audited', async () => {

@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import {
   QUARANTINE_ID_PATTERN,
   amountOf,
+  keepable,
+  quarantineIdOf,
   quarantineItemOf,
   quarantineSuspenseLines,
 } from '../../src/quality/quarantine';
@@ -100,5 +102,62 @@ describe('quarantined money', () => {
       }),
       [],
     );
+  });
+
+  it('cuts every field of a hostile message to what Postgres and the ledger accept, keeping its identity', () => {
+    const key = `k\u0000${'x'.repeat(10_000)}`;
+    const item = quarantineItemOf(
+      read,
+      message(
+        { merchantId: 'm'.repeat(500), type: `t\u0000`, amountMinor: 5, currency: 'EUR' },
+        {
+          'idempotency-key': key,
+          'trace-id': 'A'.repeat(32),
+          'received-at': '+275760-09-13T00:00:00.000Z',
+          'quarantine-reason': `bad \u0000 ${'r'.repeat(5_000)}`,
+          [`h\u0000`]: '\ud800',
+        },
+        'not a payment id \u0000',
+      ),
+    );
+    const texts = [
+      item.idempotencyKey,
+      item.reason,
+      item.key!,
+      ...Object.keys(item.headers),
+      ...Object.values(item.headers),
+    ];
+    for (const t of texts) assert.doesNotMatch(t, /\u0000|[\uD800-\uDFFF]/, JSON.stringify(t.slice(0, 40)));
+    assert.ok(
+      item.idempotencyKey.length <= 256 && item.idempotencyKey.startsWith('k\uFFFDxxx'),
+      item.idempotencyKey.slice(0, 20),
+    );
+    const body = { merchantId: 'm'.repeat(500), type: `t\u0000`, amountMinor: 5, currency: 'EUR' };
+    assert.equal(
+      item.quarantineId,
+      quarantineIdOf(key, Buffer.from(JSON.stringify(body)), null),
+      'the id comes from the key as sent, not as kept',
+    );
+    assert.ok(item.reason.length <= 2000);
+    assert.equal(item.merchantId, null, 'a 500-character merchant is not guessed at');
+    assert.equal(item.traceId, null, 'the ledger takes only 32 lowercase hex digits');
+    assert.equal(item.receivedAt, null, 'a year Postgres cannot hold');
+    assert.deepEqual(item.amount, { status: 'parsed', amountMinor: 5, currency: 'EUR' }, 'the money is still read');
+  });
+
+  it('says so when an amount is nested too deep to write out', () => {
+    const deep = JSON.parse(`{"amountMinor":${'['.repeat(50_000)}1${']'.repeat(50_000)},"currency":"EUR"}`) as unknown;
+    const a = amountOf(deep);
+    assert.equal(a.status, 'unparseable');
+    assert.ok(a.status === 'unparseable' && a.raw.length <= 200);
+  });
+
+  it('keepable: NUL and lone surrogates replaced, pairs kept, long text cut and marked', () => {
+    assert.equal(keepable('a\u0000b', 10), 'a\uFFFDb');
+    assert.equal(keepable('\ud83d\ude00', 10), '\ud83d\ude00');
+    assert.equal(keepable('x\ud800y\udc00', 10), 'x\uFFFDy\uFFFD');
+    const cut = keepable('y'.repeat(1_000), 100);
+    assert.equal(cut.length <= 100, true);
+    assert.match(cut, /…\(\+\d+ chars\)$/);
   });
 });
