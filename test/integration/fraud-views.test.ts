@@ -32,6 +32,7 @@ import { launchChromium } from '../support/chromium';
 import { startNetcut, type Netcut } from '../support/netcut';
 import { waitFor } from '../support/pipeline';
 import { config as baseConfig, requireServices, uniqueId } from '../support/stack';
+import { migrateAsOwner } from '../../src/stores/migrate';
 
 // The fraud views against real Kafka and Postgres: a seeded day of payments with an injected card-testing
 // burst and decline spike, produced as the edges would, counted by the real consumer process. The views
@@ -75,6 +76,7 @@ describe('fraud views', { timeout: 600_000 }, () => {
 
   before(async () => {
     await requireServices('postgres', 'kafka');
+    await migrateAsOwner(baseConfig); // a stack provisioned by older code lacks the newer risk migrations
     owner = createPool(baseConfig, 1, 'MIGRATION_DATABASE_URL');
     await emptyRiskStore(owner);
     pool = createPool(baseConfig, 2);
