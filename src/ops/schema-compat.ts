@@ -3,6 +3,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { errorMessage } from '../logger';
 import { type Incompatibility, backwardIncompatibilities } from '../quality/backward-compat';
+import { exitFlushed } from '../streams/consumer-runner';
 import {
   REGISTERED_SCHEMAS,
   type RegisteredSchema,
@@ -134,7 +135,7 @@ async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => exitFlushed(code), // a long --json report goes through a pipe whole
     (err: unknown) => {
       process.stderr.write(`schemas:check: ${errorMessage(err)}\n`);
       process.exit(2);

@@ -123,10 +123,25 @@ export function runMain(log: Logger, main: () => Promise<void>): void {
   const healthPort = loadConfig().PAYLINK_HEALTH_PORT;
   const health = healthPort > 0 ? serveHealth(healthPort, log) : Promise.resolve(undefined);
   health.then(main).then(
-    () => process.exit(process.exitCode ?? 0), // a command that set its exit code (a failing check) keeps it
+    () => exitFlushed(typeof process.exitCode === 'number' ? process.exitCode : 0), // a failing check's code stays
     (err: unknown) => {
       log.error('failed', { error: errorMessage(err), ...(err instanceof ConsumerCrashed ? err.context : {}) });
-      process.exit(1);
+      exitFlushed(1);
     },
   );
+}
+
+/**
+ * process.exit once stdout and stderr have taken everything written before. Writes to a pipe are
+ * asynchronous, so a bare exit cut a long answer short (`quality -- quarantined --json | jq` lost its
+ * tail past ~219 KB); each stream calls back in order, after the writes queued before this one.
+ */
+export function exitFlushed(code: number): void {
+  let pending = 2;
+  const done = (): void => {
+    pending -= 1;
+    if (pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
 }
