@@ -1,4 +1,4 @@
-import { CompressionTypes, Kafka, Partitioners, logLevel } from 'kafkajs';
+import { type Batch, CompressionTypes, Kafka, Partitioners, logLevel } from 'kafkajs';
 import { type Config, kafkaBrokers, loadConfig, secretSetting } from '../src/config';
 import { HEADERS } from '../src/contracts/envelope';
 import { createLogger } from '../src/logger';
@@ -9,13 +9,15 @@ import { ensureDatabase } from '../src/stack/postgres-service';
 import { createRiskPool, readFreshness, riskRulesOf } from '../src/stores/risk';
 import { startConsumer } from '../src/streams/consumer-runner';
 import { createFraudViews } from '../src/streams/fraud-views/fraud-views-consumer';
-import { percentileOf } from '../src/streams/fraud-views/windows';
+import { parseGatewayMessage } from '../src/streams/fraud-views/fraud-views-consumer';
+import { type Observation, Watermarks, aggregate, isLate, percentileOf } from '../src/streams/fraud-views/windows';
 import { createConsumer, createKafka, topicsFor } from '../src/streams/kafka';
 
 // Fraud-views throughput: the project's consumer (consumer runner + createFraudViews, parsing, windowed
 // aggregation and batched upserts into a real risk store with the offsets in the same transaction) against
 // a bare kafkajs consumer doing only JSON.parse, on the same seeded raw-gateway topic from its start to its
-// end, rounds alternating. The ratio is the figure (target ≥ 0.8×). Then freshness at a fixed offered load:
+// end, rounds alternating. The ratio is the figure (target ≥ 0.8×). Beside them, the consumer's own parsing and
+// aggregation with no store at all: the ceiling of that ratio whatever the store. Then freshness at a fixed offered load:
 // events produced at --rate per second for --seconds, each stamped received-at when sent; freshness =
 // store-visible (flush committed) minus received-at. The risk store is a database of its own
 // (paylink_bench_risk, RISK_DATABASE_URL's point), emptied before each round, so the dev views are untouched.
@@ -116,15 +118,23 @@ function timed(n: number, firstAt: number, cpu: NodeJS.CpuUsage): Result {
 
 type Ends = Map<number, bigint>;
 
-/** A kafkajs consumer that only reads and JSON.parses: eachBatch, the project's partitionsConsumedConcurrently. */
-async function bare(topic: string, round: number, ends: Ends): Promise<Result> {
-  const kafka = new Kafka({ clientId: 'paylink-bench-bare', brokers: kafkaBrokers(base), logLevel: logLevel.WARN });
-  const consumer = kafka.consumer({ groupId: `bench-fv-bare-${runId}-${round}`, allowAutoTopicCreation: false });
+/**
+ * A plain kafkajs consumer (eachBatch, the project's partitionsConsumedConcurrently) from the topic's start
+ * until every partition's end in `ends`, handing each batch to `work`; timed from its first batch.
+ */
+async function readToEnd(
+  name: string,
+  topic: string,
+  round: number,
+  ends: Ends,
+  work: (batch: Batch) => void,
+): Promise<Result> {
+  const kafka = new Kafka({ clientId: `paylink-bench-${name}`, brokers: kafkaBrokers(base), logLevel: logLevel.WARN });
+  const consumer = kafka.consumer({ groupId: `bench-fv-${name}-${runId}-${round}`, allowAutoTopicCreation: false });
   const remaining = new Map(ends);
   let read = 0;
   let firstAt = 0;
   let cpu = process.cpuUsage();
-  let parsed = 0;
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -134,11 +144,11 @@ async function bare(topic: string, round: number, ends: Ends): Promise<Result> {
           partitionsConsumedConcurrently: 3,
           eachBatch: async ({ batch }) => {
             if (firstAt === 0) [firstAt, cpu] = [performance.now(), process.cpuUsage()];
-            for (const m of batch.messages) if (m.value && JSON.parse(m.value.toString('utf8'))) parsed += 1;
+            work(batch);
             read += batch.messages.length;
             if (BigInt(batch.lastOffset()) + 1n >= (remaining.get(batch.partition) ?? 0n))
               remaining.delete(batch.partition);
-            if (remaining.size === 0 && parsed > 0) resolve(timed(read, firstAt, cpu));
+            if (remaining.size === 0) resolve(timed(read, firstAt, cpu));
           },
         })
         .catch(reject);
@@ -146,6 +156,50 @@ async function bare(topic: string, round: number, ends: Ends): Promise<Result> {
   } finally {
     await consumer.disconnect();
   }
+}
+
+/** A kafkajs consumer that only reads and JSON.parses. */
+async function bare(topic: string, round: number, ends: Ends): Promise<Result> {
+  let parsed = 0;
+  const result = await readToEnd('bare', topic, round, ends, (batch) => {
+    for (const m of batch.messages) if (m.value && JSON.parse(m.value.toString('utf8'))) parsed += 1;
+  });
+  if (parsed === 0) throw new Error('the bare consumer parsed nothing');
+  return result;
+}
+
+/**
+ * The fraud-views consumer's own JavaScript without any store: each record parsed as the consumer parses it
+ * (headers decoded, `parseGatewayMessage`, lateness), the batch aggregated into its window deltas as a flush
+ * would (`aggregate`). No dedup, no rules, no offsets, no SQL: the ceiling a store of any speed leaves.
+ */
+async function withoutStore(topic: string, round: number, ends: Ends, smallAmountMinor: number): Promise<Result> {
+  const watermarks = new Watermarks();
+  let counters = 0;
+  const result = await readToEnd('nostore', topic, round, ends, (batch) => {
+    const watermark = watermarks.min(new Set([batch.topic]));
+    const observations: Observation[] = [];
+    let newest: number | undefined;
+    for (const m of batch.messages) {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
+      const parsed = parseGatewayMessage({ headers, value: m.value });
+      if (parsed === 'ignored' || parsed === 'unusable') continue;
+      observations.push({
+        ...parsed,
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: m.offset,
+        receivedAt: Date.parse(headers[HEADERS.receivedAt] ?? ''),
+        late: isLate(parsed.eventTime, watermark, base.FRAUD_VIEWS_GRACE_MS),
+      });
+      if (newest === undefined || parsed.eventTime > newest) newest = parsed.eventTime;
+    }
+    if (newest !== undefined) watermarks.observe(batch.topic, batch.partition, newest);
+    counters += aggregate(observations, smallAmountMinor).counts.length;
+  });
+  if (counters === 0) throw new Error('the aggregation without a store produced no counter row');
+  return result;
 }
 
 /** The project's fraud-views consumer in this process, its own group, the bench's risk database emptied first. */
@@ -279,20 +333,32 @@ async function main(): Promise<void> {
       (await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)] as const),
     );
 
-    const rounds: { bare: Result; fraudViews: Result; ratio: number }[] = [];
+    const rounds: {
+      bare: Result;
+      withoutStore: Result;
+      fraudViews: Result;
+      ratio: number;
+      withoutStoreRatio: number;
+    }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       let b: Result;
       let f: Result & { counted: number };
+      const small = riskRulesOf(config).smallAmountMinor;
+      let n: Result;
       if (round % 2 === 0) {
         b = await bare(topic, round, ends);
+        n = await withoutStore(topic, round, ends, small);
         f = await fraudViews(config, String(round), ends);
       } else {
         f = await fraudViews(config, String(round), ends);
+        n = await withoutStore(topic, round, ends, small);
         b = await bare(topic, round, ends);
       }
       if (f.counted !== RECORDS) throw new Error(`round ${round + 1}: counted ${f.counted} of ${RECORDS} records`);
-      rounds.push({ bare: b, fraudViews: f, ratio: f.recordsPerSecond / b.recordsPerSecond });
-      say(`round ${round + 1}: ratio ${(f.recordsPerSecond / b.recordsPerSecond).toFixed(2)}`);
+      const ratio = f.recordsPerSecond / b.recordsPerSecond;
+      const withoutStoreRatio = n.recordsPerSecond / b.recordsPerSecond;
+      rounds.push({ bare: b, withoutStore: n, fraudViews: f, ratio, withoutStoreRatio });
+      say(`round ${round + 1}: ratio ${ratio.toFixed(2)}, without a store ${withoutStoreRatio.toFixed(2)}`);
     }
 
     // Freshness at a fixed offered load: RATE events/s for SECONDS, each stamped received-at when sent.
@@ -331,7 +397,7 @@ async function main(): Promise<void> {
     const ratios = rounds.map((r) => r.ratio);
     if (JSON_OUT) {
       process.stdout.write(
-        `${JSON.stringify({ bench: 'fraud-views', records: RECORDS, partitions: base.KAFKA_TOPIC_PARTITIONS, rounds, medianRatio: median(ratios), freshness: fresh })}\n`,
+        `${JSON.stringify({ bench: 'fraud-views', records: RECORDS, partitions: base.KAFKA_TOPIC_PARTITIONS, rounds, medianRatio: median(ratios), medianWithoutStoreRatio: median(rounds.map((r) => r.withoutStoreRatio)), freshness: fresh })}\n`,
       );
     } else {
       const row = (name: string, r: Result): string =>
@@ -341,11 +407,11 @@ async function main(): Promise<void> {
       );
       for (const [i, r] of rounds.entries()) {
         process.stdout.write(
-          `round ${i + 1}\n${row('bare kafkajs consumer (JSON.parse only)', r.bare)}\n${row('fraud views (windows + risk store + offsets)', r.fraudViews)}\n  ratio fraud-views/bare: ${r.ratio.toFixed(2)}\n`,
+          `round ${i + 1}\n${row('bare kafkajs consumer (JSON.parse only)', r.bare)}\n${row('fraud-views JavaScript, no store (ceiling)', r.withoutStore)}\n${row('fraud views (windows + risk store + offsets)', r.fraudViews)}\n  ratio fraud-views/bare: ${r.ratio.toFixed(2)}; without a store: ${r.withoutStoreRatio.toFixed(2)}\n`,
         );
       }
       process.stdout.write(
-        `ratio fraud-views/bare over ${ROUNDS} rounds: median ${median(ratios).toFixed(2)}, range ${range(ratios)}\n`,
+        `ratio fraud-views/bare over ${ROUNDS} rounds: median ${median(ratios).toFixed(2)}, range ${range(ratios)}; without a store: median ${median(rounds.map((r) => r.withoutStoreRatio)).toFixed(2)}\n`,
       );
       process.stdout.write(
         `freshness (store-visible − received-at) at ${RATE} events/s offered for ${SECONDS} s: p50 ${fresh.p50Ms} ms, p99 ${fresh.p99Ms} ms (${fresh.counted} of ${sent} counted)\n`,
