@@ -76,10 +76,7 @@ export async function openQuarantineSuspense(pool: Pool, item: QuarantineItem): 
     // The posting key, as reconciliation's suspense does: the event's own key stays its fact's.
     idempotencyKey: key,
     traceId: item.traceId ?? traceIdOf(item.idempotencyKey),
-    occurredAt:
-      item.receivedAt !== null && !Number.isNaN(Date.parse(item.receivedAt))
-        ? item.receivedAt
-        : new Date().toISOString(),
+    occurredAt: item.receivedAt ?? new Date().toISOString(), // quarantineItemOf keeps only times Postgres takes
     lines,
     actor: 'quarantine',
     memo: `quarantined ${item.source} ${item.eventType ?? 'event'} ${item.idempotencyKey}: ${a?.amountMinor} ${a?.currency} held (${item.reason.slice(0, 200)})`,

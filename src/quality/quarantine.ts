@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { HEADERS } from '../contracts/envelope';
+import { HEADERS, TRACE_ID_PATTERN } from '../contracts/envelope';
 import { ID_PATTERN } from '../contracts/payment-event';
 import type { JournalLine } from '../ledger/posting-rules';
 import { CLAIM_CHECK_HEADER } from '../streams/publish';
@@ -28,6 +28,7 @@ export interface QuarantineItem {
   /** The type the record says it is (payment.captured, CAPTURE, …), as the sender wrote it. */
   eventType: string | null;
   amount: QuarantinedAmount;
+  /** The `received-at` header when it is ISO 8601 in years 1970–9999 (what Postgres takes), else null. */
   receivedAt: string | null;
   traceId: string | null;
   /** Where the record was first read: the quarantine topic, partition and offset. */
@@ -87,7 +88,6 @@ function keepableTime(text: string | undefined): string | null {
   return year >= 1970 && !Number.isNaN(Date.parse(text)) ? text : null;
 }
 
-const TRACE_ID = /^[0-9a-f]{32}$/;
 const MAX_HEADERS = 64;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -218,7 +218,7 @@ export function quarantineItemOf(
         ? amountOf(record)
         : { status: 'unparseable', raw: keepable(`money unknown: ${claimUnreadable}`, 200) },
     receivedAt: keepableTime(h[HEADERS.receivedAt]),
-    traceId: traceId !== undefined && TRACE_ID.test(traceId) ? traceId : null,
+    traceId: traceId !== undefined && TRACE_ID_PATTERN.test(traceId) ? traceId : null,
     read: { ...read, offset: message.offset },
     key: key === null ? null : keepable(key, 1024),
     headers: Object.fromEntries(
